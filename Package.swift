@@ -1,0 +1,37 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+let package = Package(
+    name: "DeepDEM",
+    platforms: [.macOS(.v13)],
+    products: [
+        .executable(name: "deepdem", targets: ["deepdem"]),
+        .library(name: "NN", targets: ["NN"]),
+        .library(name: "Data", targets: ["Data"]),
+        .library(name: "Distributed", targets: ["Distributed"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/jpsim/Yams", from: "5.0.1"),
+    ],
+    targets: [
+        .systemLibrary(name: "CMPI", path: "Sources/CMPI", pkgConfig: "ompi-c",
+                       providers: [.apt(["libopenmpi-dev", "openmpi-bin"])]),
+        .systemLibrary(name: "CBLAS", path: "Sources/CBLAS", pkgConfig: "openblas",
+                       providers: [.apt(["libopenblas-dev"])]),
+        .systemLibrary(name: "CGDAL", path: "Sources/CGDAL", pkgConfig: "gdal",
+                       providers: [.apt(["libgdal-dev", "gdal-bin"])]),
+        .target(name: "NN", dependencies: ["CBLAS"]),
+        .target(name: "Data", dependencies: ["CGDAL"]),
+        .target(name: "Distributed", dependencies: ["CMPI", "NN", "Data"]),
+        .executableTarget(name: "deepdem", dependencies: [
+            "NN", "Data", "Distributed", "CBLAS",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            .product(name: "Yams", package: "Yams"),
+        ]),
+        .testTarget(name: "NNTests", dependencies: ["NN"], resources: [.copy("Fixtures")]),
+        .testTarget(name: "DataTests", dependencies: ["Data"]),
+        .testTarget(name: "DistributedTests", dependencies: ["Distributed", "NN", "Data"]),
+        .testTarget(name: "CommandTests", dependencies: ["NN", "Data"]),
+    ]
+)

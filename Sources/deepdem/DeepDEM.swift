@@ -1,0 +1,10 @@
+import ArgumentParser
+
+@main
+struct DeepDEM: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "deepdem",
+        abstract: "Refine stereo DSMs with a U-Net trained against lidar, on CPUs, over MPI.",
+        subcommands: [Info.self]
+    )
+}
