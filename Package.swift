@@ -29,6 +29,8 @@ let package = Package(
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Yams", package: "Yams"),
         ]),
+        // Multi-rank checks of the communicator, run by DistributedTests under mpirun.
+        .executableTarget(name: "mpi-probe", dependencies: ["Distributed", "NN"], path: "Tests/MPIProbe"),
         .testTarget(name: "NNTests", dependencies: ["NN"], resources: [.copy("Fixtures")]),
         .testTarget(name: "DataTests", dependencies: ["Data"]),
         .testTarget(name: "DistributedTests", dependencies: ["Distributed", "NN", "Data"]),

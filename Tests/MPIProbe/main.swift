@@ -1,0 +1,2 @@
+// Filled in with the communicator's multi-rank checks.
+print("mpi-probe")
