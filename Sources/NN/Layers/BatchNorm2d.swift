@@ -1,0 +1,151 @@
+/// Sums per-channel statistics over the processes that share a batch (SyncBatchNorm); NN knows
+/// nothing of ranks, the caller supplies the reduction. The buffer is summed in place.
+public typealias StatisticsReducer = (UnsafeMutableBufferPointer<Double>) -> Void
+
+/// nn.BatchNorm2d (affine, track_running_stats, eps 1e-5, momentum 0.1).
+///
+/// Training normalizes with the batch mean and biased variance and moves the running statistics
+/// toward the batch mean and the *unbiased* variance, as PyTorch does; eval uses the running ones.
+/// Backward (training): dx = γ·σ⁻¹/M · (M·dy − Σdy − x̂·Σ(dy·x̂)).
+public final class BatchNorm2d: Layer {
+    public let channels: Int
+    public let weight: Parameter, bias: Parameter
+    public let runningMean: Tensor, runningVar: Tensor
+    public let numBatchesTracked = Counter()
+    public var eps: Float = 1e-5
+    public var momentum: Float = 0.1
+    public var reducer: StatisticsReducer?
+    private var input: Tensor?
+    private var trainingMode = true
+    private var mean: [Float], invStd: [Float], count = 0.0
+    private var stats: [Double]
+    private var out = Slot(), dx = Slot()
+
+    public init(_ channels: Int) {
+        self.channels = channels
+        weight = Parameter([channels])
+        bias = Parameter([channels])
+        runningMean = Tensor([channels])
+        runningVar = Tensor([channels])
+        mean = [Float](repeating: 0, count: channels)
+        invStd = [Float](repeating: 0, count: channels)
+        stats = [Double](repeating: 0, count: 2 * channels + 1)
+        reset()
+    }
+
+    public var parameterList: [Parameter] { [weight, bias] }
+
+    public func collectState(prefix: String, into state: inout [(String, StateEntry)]) {
+        state.append((join(prefix, "weight"), .parameter(weight)))
+        state.append((join(prefix, "bias"), .parameter(bias)))
+        state.append((join(prefix, "running_mean"), .buffer(runningMean)))
+        state.append((join(prefix, "running_var"), .buffer(runningVar)))
+        state.append((join(prefix, "num_batches_tracked"), .counter(numBatchesTracked)))
+    }
+
+    func reset() {
+        for c in 0..<channels {
+            weight.value[c] = 1
+            bias.value[c] = 0
+            runningMean[c] = 0
+            runningVar[c] = 1
+        }
+        numBatchesTracked.value = 0
+    }
+
+    public func forward(_ x: Tensor, training: Bool) -> Tensor {
+        precondition(x.c == channels, "BatchNorm2d: input has \(x.c) channels, expected \(channels)")
+        input = x
+        trainingMode = training
+        let n = x.n, hw = x.h &* x.w
+        let y = out.get(x.shape)
+        if training {
+            for i in stats.indices { stats[i] = 0 }
+            for b in 0..<n {
+                for c in 0..<channels {
+                    let p = x.data + (b &* channels &+ c) &* hw
+                    var s = 0.0, q = 0.0
+                    for i in 0..<hw {
+                        let v = Double(p[i])
+                        s += v
+                        q += v * v
+                    }
+                    stats[c] += s
+                    stats[channels &+ c] += q
+                }
+            }
+            stats[2 &* channels] = Double(n &* hw)
+            if let reducer { stats.withUnsafeMutableBufferPointer { reducer($0) } }
+            count = stats[2 &* channels]
+            for c in 0..<channels {
+                let m = stats[c] / count
+                let v = max(stats[channels &+ c] / count - m * m, 0)
+                mean[c] = Float(m)
+                invStd[c] = Float(1 / (v + Double(eps)).squareRoot())
+                let unbiased = count > 1 ? v * count / (count - 1) : v
+                runningMean[c] = (1 - momentum) * runningMean[c] + momentum * Float(m)
+                runningVar[c] = (1 - momentum) * runningVar[c] + momentum * Float(unbiased)
+            }
+            numBatchesTracked.value += 1
+        } else {
+            for c in 0..<channels {
+                mean[c] = runningMean[c]
+                invStd[c] = 1 / (runningVar[c] + eps).squareRoot()
+            }
+        }
+        for b in 0..<n {
+            for c in 0..<channels {
+                let off = (b &* channels &+ c) &* hw
+                let p = x.data + off, q = y.data + off
+                let scale = weight.value[c] * invStd[c]
+                let shift = bias.value[c] - mean[c] * scale
+                for i in 0..<hw { q[i] = p[i] * scale + shift }
+            }
+        }
+        return y
+    }
+
+    public func backward(_ dy: Tensor) -> Tensor {
+        guard let x = input else { preconditionFailure("BatchNorm2d.backward before forward") }
+        precondition(trainingMode, "BatchNorm2d.backward after an eval-mode forward")
+        let n = x.n, hw = x.h &* x.w
+        let dxT = dx.get(x.shape)
+        // stats[c] = Σ dy, stats[C + c] = Σ dy·x̂ over the (global) batch.
+        for i in stats.indices { stats[i] = 0 }
+        for b in 0..<n {
+            for c in 0..<channels {
+                let off = (b &* channels &+ c) &* hw
+                let p = x.data + off, g = dy.data + off
+                let m = mean[c], s = invStd[c]
+                var sg = 0.0, sgx = 0.0
+                for i in 0..<hw {
+                    let gi = Double(g[i])
+                    sg += gi
+                    sgx += gi * Double((p[i] - m) * s)
+                }
+                stats[c] += sg
+                stats[channels &+ c] += sgx
+            }
+        }
+        // The parameter gradients take this process's share only: the gradient all-reduce sums them.
+        for c in 0..<channels {
+            bias.grad[c] += Float(stats[c])
+            weight.grad[c] += Float(stats[channels &+ c])
+        }
+        if let reducer { stats.withUnsafeMutableBufferPointer { reducer($0) } }
+        for c in 0..<channels {
+            let m = mean[c], s = invStd[c]
+            let k = weight.value[c] * s
+            let meanG = Float(stats[c] / count), meanGX = Float(stats[channels &+ c] / count)
+            for b in 0..<n {
+                let off = (b &* channels &+ c) &* hw
+                let p = x.data + off, g = dy.data + off, d = dxT.data + off
+                for i in 0..<hw {
+                    let xh = (p[i] - m) * s
+                    d[i] = k * (g[i] - meanG - xh * meanGX)
+                }
+            }
+        }
+        return dxT
+    }
+}

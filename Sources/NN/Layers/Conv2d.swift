@@ -1,0 +1,118 @@
+import CBLAS
+
+/// nn.Conv2d: square kernel, stride, zero padding, optional bias. Weight [Cout, Cin, k, k].
+///
+/// Per image: out = W · im2col(x) (+ bias), one sgemm of [Cout × Cin·k²] by [Cin·k² × OH·OW].
+/// Backward recomputes the columns instead of keeping them: im2col is cheap next to the GEMMs
+/// and keeping them would multiply the activation memory by k².
+public final class Conv2d: Layer {
+    public let inChannels: Int, outChannels: Int, kernel: Int, stride: Int, padding: Int
+    public let weight: Parameter
+    public let bias: Parameter?
+    /// False for a network's first layer, whose input gradient nobody needs.
+    public var computesInputGradient = true
+    private let workspace: Workspace
+    private var input: Tensor?
+    private var out = Slot(), dx = Slot()
+
+    public init(_ inChannels: Int, _ outChannels: Int, kernel: Int, stride: Int = 1, padding: Int = 0,
+                bias: Bool = true, workspace: Workspace) {
+        self.inChannels = inChannels
+        self.outChannels = outChannels
+        self.kernel = kernel
+        self.stride = stride
+        self.padding = padding
+        self.workspace = workspace
+        weight = Parameter([outChannels, inChannels, kernel, kernel])
+        self.bias = bias ? Parameter([outChannels]) : nil
+    }
+
+    public var parameterList: [Parameter] { bias.map { [weight, $0] } ?? [weight] }
+    public var fanIn: Int { inChannels * kernel * kernel }
+
+    public func collectState(prefix: String, into state: inout [(String, StateEntry)]) {
+        state.append((join(prefix, "weight"), .parameter(weight)))
+        if let b = bias { state.append((join(prefix, "bias"), .parameter(b))) }
+    }
+
+    func geometry(_ x: Tensor) -> ConvGeometry {
+        precondition(x.c == inChannels, "Conv2d: input has \(x.c) channels, expected \(inChannels)")
+        return ConvGeometry(channels: inChannels, height: x.h, width: x.w, kernel: kernel, stride: stride, padding: padding)
+    }
+
+    public func forward(_ x: Tensor, training: Bool) -> Tensor {
+        let g = geometry(x)
+        let y = out.get([x.n, outChannels, g.outHeight, g.outWidth])
+        input = x
+        let m = Int32(outChannels), n = Int32(g.colCols), k = Int32(g.colRows)
+        let col = g.isPointwise ? nil : workspace.buffer(g.colRows * g.colCols)
+        for b in 0..<x.n {
+            let xb = x.data + b &* inChannels &* g.height &* g.width
+            let yb = y.data + b &* outChannels &* g.colCols
+            let src: UnsafePointer<Float>
+            if let col {
+                im2col(xb, g, col)
+                src = UnsafePointer(col)
+            } else {
+                src = UnsafePointer(xb)
+            }
+            if let bias {
+                for o in 0..<outChannels {
+                    (yb + o &* g.colCols).update(repeating: bias.value[o], count: g.colCols)
+                }
+            }
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, n, k,
+                        1, weight.value.data, k, src, n, bias == nil ? 0 : 1, yb, n)
+        }
+        return y
+    }
+
+    public func backward(_ dy: Tensor) -> Tensor {
+        guard let x = input else { preconditionFailure("Conv2d.backward before forward") }
+        let g = geometry(x)
+        let m = Int32(outChannels), n = Int32(g.colCols), k = Int32(g.colRows)
+        // Without an input gradient the input itself is returned, unchanged, and callers ignore it.
+        let dxT = computesInputGradient ? dx.get(x.shape) : x
+        // The column buffer doubles as the input-gradient columns once dW has used it.
+        let col = g.isPointwise ? nil : workspace.buffer(g.colRows * g.colCols)
+        for b in 0..<x.n {
+            let xb = x.data + b &* inChannels &* g.height &* g.width
+            let dyb = dy.data + b &* outChannels &* g.colCols
+            if let bias {
+                for o in 0..<outChannels {
+                    let row = dyb + o &* g.colCols
+                    var s: Float = 0
+                    for i in 0..<g.colCols { s += row[i] }
+                    bias.grad[o] += s
+                }
+            }
+            let src: UnsafePointer<Float>
+            if let col {
+                im2col(xb, g, col)
+                src = UnsafePointer(col)
+            } else {
+                src = UnsafePointer(xb)
+            }
+            // dW[Cout × K] += dy[Cout × HW] · colᵀ[HW × K]
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, k, n,
+                        1, dyb, n, src, n, 1, weight.grad.data, k)
+            guard computesInputGradient else { continue }
+            let dxb = dxT.data + b &* inChannels &* g.height &* g.width
+            if let col {
+                // dcol[K × HW] = Wᵀ[K × Cout] · dy[Cout × HW], then scatter back.
+                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, k, n, m,
+                            1, weight.value.data, k, dyb, n, 0, col, n)
+                dxb.update(repeating: 0, count: inChannels &* g.height &* g.width)
+                col2im(col, g, dxb)
+            } else {
+                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, k, n, m,
+                            1, weight.value.data, k, dyb, n, 0, dxb, n)
+            }
+        }
+        return dxT
+    }
+
+    func reset(_ rng: inout SplitMix64) {
+        Init.torchDefault(weight.value, fanIn: fanIn, bias: bias?.value, rng: &rng)
+    }
+}

@@ -1,0 +1,25 @@
+/// nn.ReLU(inplace=True): rectifies its input in place and, in backward, masks the incoming
+/// gradient in place. Safe wherever the layer before it does not need its own output for
+/// backward (convolutions and BatchNorm here keep their inputs), which holds in both U-Nets.
+public final class ReLU: Layer {
+    private var output: Tensor?
+
+    public init() {}
+
+    public var parameterList: [Parameter] { [] }
+    public func collectState(prefix: String, into state: inout [(String, StateEntry)]) {}
+
+    public func forward(_ x: Tensor, training: Bool) -> Tensor {
+        let p = x.data
+        for i in 0..<x.count where p[i] < 0 { p[i] = 0 }
+        output = x
+        return x
+    }
+
+    public func backward(_ dy: Tensor) -> Tensor {
+        guard let y = output else { preconditionFailure("ReLU.backward before forward") }
+        let g = dy.data, p = y.data
+        for i in 0..<dy.count where !(p[i] > 0) { g[i] = 0 }
+        return dy
+    }
+}
