@@ -17,5 +17,7 @@ static inline MPI_Status *deepdem_mpi_status_ignore(void) { return MPI_STATUS_IG
 static inline MPI_Request deepdem_mpi_request_null(void) { return MPI_REQUEST_NULL; }
 static inline MPI_Errhandler deepdem_mpi_errors_return(void) { return MPI_ERRORS_RETURN; }
 static inline int deepdem_mpi_thread_funneled(void) { return MPI_THREAD_FUNNELED; }
+static inline int deepdem_mpi_thread_serialized(void) { return MPI_THREAD_SERIALIZED; }
 static inline int deepdem_mpi_thread_multiple(void) { return MPI_THREAD_MULTIPLE; }
+static inline int deepdem_mpi_max_error_string(void) { return MPI_MAX_ERROR_STRING; }
 #endif

@@ -1,1 +1,109 @@
-enum DistributedPlaceholder {}
+import Foundation
+
+/// The collective operations data-parallel training needs, over all ranks of one job.
+///
+/// Every rank must call the same collectives in the same order (MPI's rule); buffers are
+/// reduced in place. `MPICommunicator` is the real one; `SingleProcessCommunicator` is one
+/// rank without MPI, where every operation is the identity.
+public protocol Communicator: AnyObject, Sendable {
+    var rank: Int { get }
+    var size: Int { get }
+
+    func allReduceSum(_ buffer: UnsafeMutableBufferPointer<Float>) throws
+    func allReduceSum(_ buffer: UnsafeMutableBufferPointer<Double>) throws
+    func allReduceMax(_ value: Int32) throws -> Int32
+    /// Starts an in-place sum that completes while the caller computes; the buffer must not be
+    /// touched until the returned reduction reports completion.
+    func startAllReduceSum(_ buffer: UnsafeMutableBufferPointer<Float>) throws -> PendingReduction
+    /// `values` from every rank, concatenated in rank order (`size * values.count` elements).
+    func allGather(_ values: [Double]) throws -> [Double]
+
+    func broadcast(_ buffer: UnsafeMutableBufferPointer<Float>, root: Int) throws
+    func broadcast(_ buffer: UnsafeMutableBufferPointer<Double>, root: Int) throws
+    func broadcast(_ bytes: UnsafeMutableRawBufferPointer, root: Int) throws
+
+    func barrier() throws
+    /// Ends every rank of the job with `code`. The way out of an error on one rank: a rank that
+    /// merely exits could leave the others blocked in a collective.
+    func abort(code: Int32) -> Never
+    /// Ends this rank's part in the job after a success; the last call on the communicator.
+    func finalize() throws
+}
+
+/// An all-reduce in flight (see `Communicator.startAllReduceSum`).
+public protocol PendingReduction: AnyObject {
+    /// Lets the reduction progress; true once the result is in the buffer.
+    func test() throws -> Bool
+    /// Blocks until the result is in the buffer.
+    func wait() throws
+}
+
+public enum CommunicatorError: Error, CustomStringConvertible {
+    case mpi(call: String, code: Int32, message: String)
+    case alreadyInitialized
+    case threadSupport(provided: Int32, required: Int32)
+
+    public var description: String {
+        switch self {
+        case let .mpi(call, code, message): return "\(call) failed (MPI error \(code)): \(message)"
+        case .alreadyInitialized: return "MPI was already initialized (or finalized) in this process"
+        case let .threadSupport(provided, required):
+            return "the MPI library provides thread level \(provided), DeepDEM needs \(required) (MPI_THREAD_SERIALIZED)"
+        }
+    }
+}
+
+public extension Communicator {
+    /// True on every rank when `flag` is true on any rank; how ranks agree to stop together.
+    func anyRank(_ flag: Bool) throws -> Bool {
+        try allReduceMax(flag ? 1 : 0) != 0
+    }
+
+    /// Element-wise sum over ranks of a few scalars (loss sums, valid-pixel counts), added in
+    /// rank order on every rank: all ranks get the same bits whatever MPI's reduction algorithm,
+    /// so decisions taken from them (LR plateau, early stopping, best checkpoint) agree.
+    /// Integers up to 2^53 are exact.
+    func sumAcrossRanks(_ values: [Double]) throws -> [Double] {
+        let all = try allGather(values)
+        var sums = [Double](repeating: 0, count: values.count)
+        for r in 0..<size {
+            for i in 0..<values.count { sums[i] += all[r * values.count + i] }
+        }
+        return sums
+    }
+
+    /// Broadcasts a byte string of any length (rank `root`'s `bytes`; the others' are ignored).
+    func broadcast(_ bytes: [UInt8], root: Int) throws -> [UInt8] {
+        var count = Int64(bytes.count)
+        try withUnsafeMutableBytes(of: &count) { try broadcast($0, root: root) }
+        var out = rank == root ? bytes : [UInt8](repeating: 0, count: Int(count))
+        try out.withUnsafeMutableBytes { try broadcast($0, root: root) }
+        return out
+    }
+}
+
+/// One process, no MPI: sums and broadcasts are the identity.
+public final class SingleProcessCommunicator: Communicator {
+    public init() {}
+    public var rank: Int { 0 }
+    public var size: Int { 1 }
+    public func allReduceSum(_ buffer: UnsafeMutableBufferPointer<Float>) throws {}
+    public func allReduceSum(_ buffer: UnsafeMutableBufferPointer<Double>) throws {}
+    public func allReduceMax(_ value: Int32) throws -> Int32 { value }
+    public func startAllReduceSum(_ buffer: UnsafeMutableBufferPointer<Float>) throws -> PendingReduction {
+        CompletedReduction.shared
+    }
+    public func allGather(_ values: [Double]) throws -> [Double] { values }
+    public func broadcast(_ buffer: UnsafeMutableBufferPointer<Float>, root: Int) throws {}
+    public func broadcast(_ buffer: UnsafeMutableBufferPointer<Double>, root: Int) throws {}
+    public func broadcast(_ bytes: UnsafeMutableRawBufferPointer, root: Int) throws {}
+    public func barrier() throws {}
+    public func abort(code: Int32) -> Never { exit(code) }
+    public func finalize() throws {}
+}
+
+final class CompletedReduction: PendingReduction, @unchecked Sendable {
+    static let shared = CompletedReduction()
+    func test() throws -> Bool { true }
+    func wait() throws {}
+}
