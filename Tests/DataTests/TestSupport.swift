@@ -45,3 +45,15 @@ func gdalTranslateValues(_ path: String, folder: URL) throws -> [Float] {
 func testGrid(width: Int, height: Int, originX: Double = 500_000, originY: Double = 5_200_000) throws -> Grid {
     try Grid(width: width, height: height, originX: originX, originY: originY, pixelSize: 1, epsg: 32610)
 }
+
+/// Writes a scene folder: one `final_<band>.tif` per entry, each from a per-pixel function
+/// (NaN for nodata, written as the declared value when `nodata` is given).
+func writeScene(_ folder: URL, grid: Grid, nodata: Double? = -3.4028234663852886e38,
+                bands: [String: (Int, Int) -> Float], replace: Bool = false) throws {
+    try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+    for (band, value) in bands {
+        var values = [Float](repeating: 0, count: grid.pixelCount)
+        for y in 0..<grid.height { for x in 0..<grid.width { values[y * grid.width + x] = value(x, y) } }
+        try RasterWriter.write(values, grid: grid, nodata: nodata, to: Scene.file(folder.path, band), overwrite: replace)
+    }
+}

@@ -1,0 +1,36 @@
+/// SplitMix64: a tiny, fast generator whose whole state is one word, so any stream can be started
+/// from a hash of (seed, step, index, …) and the same numbers come out on every machine.
+public struct SplitMix64: RandomNumberGenerator, Sendable {
+    public var state: UInt64
+
+    public init(seed: UInt64) { state = seed }
+
+    /// A generator keyed by several integers (each mixed in turn, so (1, 2) and (2, 1) differ).
+    public init(keys: UInt64...) {
+        var s: UInt64 = 0x6A09_E667_F3BC_C909
+        for key in keys { s = SplitMix64.mix(s &+ key &* 0x9E37_79B9_7F4A_7C15) }
+        state = s
+    }
+
+    public mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        return SplitMix64.mix(state)
+    }
+
+    static func mix(_ value: UInt64) -> UInt64 {
+        var z = value
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+
+    /// Uniform in [0, 1).
+    public mutating func unit() -> Double { Double(next() >> 11) * 0x1p-53 }
+
+    /// Uniform in 0..<bound (bound > 0), by multiply-shift (bias below 2⁻³² for our bounds).
+    public mutating func below(_ bound: Int) -> Int {
+        Int((UInt64(truncatingIfNeeded: next() >> 32) &* UInt64(bound)) >> 32)
+    }
+
+    public mutating func coin() -> Bool { next() >> 63 == 1 }
+}
