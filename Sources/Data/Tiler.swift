@@ -1,0 +1,159 @@
+import Foundation
+
+/// Tiled inference over a whole scene with memory bounded by one strip of tiles: overlapping tiles
+/// (stride ≤ chip size, the last row and column aligned to the scene's edge so every pixel is
+/// covered), predictions blended with a separable raised-cosine weight that falls towards each tile's
+/// edge (floored at `edgeWeight` so the scene's own border pixels still count), nodata wherever
+/// `asp_dsm` is nodata, the input's georeferencing, written via a temporary file.
+public struct Tiler {
+    public var chipSize: Int
+    public var stride: Int
+    public var batchSize: Int
+    public var format: RasterWriter.Format
+    public var overwrite: Bool
+    /// Weight of a tile's outermost pixels relative to its centre.
+    public var edgeWeight: Double = 1e-3
+
+    public init(chipSize: Int, stride: Int? = nil, batchSize: Int = 8, format: RasterWriter.Format = .geoTIFF, overwrite: Bool = false) {
+        self.chipSize = chipSize
+        self.stride = stride ?? max(1, chipSize / 2)
+        self.batchSize = batchSize
+        self.format = format
+        self.overwrite = overwrite
+    }
+
+    /// Tile origins along an axis of `length` pixels.
+    public static func origins(length: Int, chip: Int, stride: Int) -> [Int] {
+        var origins: [Int] = []
+        var p = 0
+        while p + chip < length { origins.append(p); p += stride }
+        origins.append(length - chip)
+        return origins
+    }
+
+    /// `predict(inputs, count, outputs)` gets `count` ≤ `batchSize` chips as [count×C×H×W] (the scene's
+    /// bands, nodata filled as for training) and writes the refined heights [count×H×W].
+    /// `progress` receives the finished fraction after each row of tiles.
+    public func run(scene: Scene, output path: String,
+                    predict: (UnsafePointer<Float>, Int, UnsafeMutablePointer<Float>) throws -> Void,
+                    progress: ((Double) -> Void)? = nil) throws {
+        let width = scene.grid.width, height = scene.grid.height, chip = chipSize
+        guard chip > 0, stride > 0, stride <= chip, batchSize > 0 else {
+            throw DataError(path, "bad tiling: chip \(chip), stride \(stride) (1…chip), batch \(batchSize)")
+        }
+        guard chip <= width, chip <= height else {
+            throw DataError(scene.aspDSM.path, "chip of \(chip) px is larger than the \(width)×\(height) px scene")
+        }
+        let nodata = scene.aspDSM.nodata ?? -Double(Float.greatestFiniteMagnitude)
+        let writer = try RasterWriter(path: path, grid: scene.grid, nodata: nodata, format: format, overwrite: overwrite)
+        let rows = Tiler.origins(length: height, chip: chip, stride: stride)
+        let columns = Tiler.origins(length: width, chip: chip, stride: stride)
+        let channels = scene.bands.count
+        let plane = chip * chip
+        let window = tileWeights(chip)
+
+        let strip = WindowPlanes(scene: scene)
+        var sum = [Double](repeating: 0, count: chip * width)
+        var weight = [Double](repeating: 0, count: chip * width)
+        var batchInputs = [Float](repeating: 0, count: batchSize * channels * plane)
+        var batchOutputs = [Float](repeating: 0, count: batchSize * plane)
+        var pending: [Int] = []
+        var finishedRows = 0
+        var aspRows = [Float](repeating: 0, count: stride * width)
+        var outputRows = [Float](repeating: 0, count: chip * width)
+
+        func flush(rows count: Int) throws {
+            guard count > 0 else { return }
+            if aspRows.count < count * width { aspRows = [Float](repeating: 0, count: count * width) }
+            try aspRows.withUnsafeMutableBufferPointer {
+                try scene.aspDSM.read(x: 0, y: finishedRows, width: width, height: count, into: $0.baseAddress!)
+            }
+            for i in 0..<count * width {
+                outputRows[i] = aspRows[i].isNaN || weight[i] == 0 ? .nan : Float(sum[i] / weight[i])
+            }
+            try outputRows.withUnsafeBufferPointer {
+                try writer.write(x: 0, y: finishedRows, width: width, height: count, from: $0.baseAddress!)
+            }
+            // Shift the accumulators up by the rows just written.
+            let keep = chip * width - count * width
+            sum.withUnsafeMutableBufferPointer { s in
+                s.baseAddress!.update(from: s.baseAddress! + count * width, count: keep)
+                (s.baseAddress! + keep).update(repeating: 0, count: count * width)
+            }
+            weight.withUnsafeMutableBufferPointer { w in
+                w.baseAddress!.update(from: w.baseAddress! + count * width, count: keep)
+                (w.baseAddress! + keep).update(repeating: 0, count: count * width)
+            }
+            finishedRows += count
+        }
+
+        // Rows above the current tile row are flushed before it is read, so the accumulators
+        // start at the tile row's top.
+        func predictPending() throws {
+            let count = pending.count
+            guard count > 0 else { return }
+            try batchInputs.withUnsafeBufferPointer { input in
+                try batchOutputs.withUnsafeMutableBufferPointer { output in
+                    try predict(input.baseAddress!, count, output.baseAddress!)
+                }
+            }
+            for (b, x0) in pending.enumerated() {
+                let out = b * plane
+                for y in 0..<chip {
+                    let row = y &* width &+ x0
+                    let wy = window[y]
+                    for x in 0..<chip {
+                        let w = wy * window[x]
+                        sum[row &+ x] += w * Double(batchOutputs[out &+ y &* chip &+ x])
+                        weight[row &+ x] += w
+                    }
+                }
+            }
+            pending.removeAll(keepingCapacity: true)
+        }
+
+        for (r, top) in rows.enumerated() {
+            try flush(rows: top - finishedRows)
+            try strip.load(x: 0, y: top, width: width, height: chip, withTarget: false)
+            for x0 in columns {
+                let slot = pending.count
+                batchInputs.withUnsafeMutableBufferPointer { buffer in
+                    Tiler.extract(strip, x0: x0, chip: chip, into: buffer.baseAddress! + slot * channels * plane)
+                }
+                pending.append(x0)
+                if pending.count == batchSize { try predictPending() }
+            }
+            try predictPending()
+            progress?(Double(r + 1) / Double(rows.count))
+        }
+        try flush(rows: height - finishedRows)
+        try writer.commit()
+    }
+
+    /// Raised cosine over the tile, floored at `edgeWeight`.
+    private func tileWeights(_ chip: Int) -> [Double] {
+        (0..<chip).map { i in
+            max(edgeWeight, 0.5 - 0.5 * cos(2 * Double.pi * (Double(i) + 0.5) / Double(chip)))
+        }
+    }
+
+    /// Copies one tile out of the strip, nodata filled per tile as the chip reader does for training.
+    private static func extract(_ strip: WindowPlanes, x0: Int, chip: Int, into destination: UnsafeMutablePointer<Float>) {
+        let width = strip.width
+        let plane = chip &* chip
+        for c in 0..<strip.inputs.count {
+            strip.inputs[c].withUnsafeBufferPointer { source in
+                let to = destination + c &* plane
+                for y in 0..<chip {
+                    let from: UnsafePointer<Float> = source.baseAddress! + (y &* width &+ x0)
+                    (to + y &* chip).update(from: from, count: chip)
+                }
+            }
+        }
+        var sum = 0.0, valid = 0
+        for i in 0..<plane where !destination[i].isNaN { sum += Double(destination[i]); valid &+= 1 }
+        let mean = valid > 0 ? Float(sum / Double(valid)) : 0
+        for i in 0..<plane where destination[i].isNaN { destination[i] = mean }
+        for i in plane..<strip.inputs.count &* plane where destination[i].isNaN { destination[i] = 0 }
+    }
+}
