@@ -1,0 +1,295 @@
+import Foundation
+
+/// Accuracy of a height raster against truth, e = value − truth over the usable pixels.
+/// Quantiles interpolate linearly between order statistics (NumPy's default); NMAD is
+/// 1.4826 · median(|e − median(e)|), LE90 the 90th percentile of |e|.
+public struct ErrorMetrics: Codable, Equatable, Sendable {
+    public var count: Int
+    public var bias: Double
+    public var mae: Double
+    public var rmse: Double
+    public var median: Double
+    public var nmad: Double
+    public var le90: Double
+
+    public init(count: Int, bias: Double, mae: Double, rmse: Double, median: Double, nmad: Double, le90: Double) {
+        self.count = count
+        self.bias = bias
+        self.mae = mae
+        self.rmse = rmse
+        self.median = median
+        self.nmad = nmad
+        self.le90 = le90
+    }
+}
+
+/// Refined metrics, and the initial DSM's over the same pixels when one was given.
+public struct MetricsPair: Codable, Equatable, Sendable {
+    public var refined: ErrorMetrics
+    public var initial: ErrorMetrics?
+}
+
+public struct Evaluation: Codable, Equatable, Sendable {
+    public var all: MetricsPair
+    /// Pixels whose class raster value is above the threshold, and the others (class nodata: neither).
+    public var inside: MetricsPair?
+    public var outside: MetricsPair?
+}
+
+/// Computes `Evaluation` by streaming strips of rows from every raster, several passes, never the
+/// whole raster in memory: one pass for counts and moments, then exact quantiles by narrowing
+/// histograms until at most `collectLimit` candidate values per quantile remain, which are sorted.
+public struct Evaluator {
+    public var prediction: String
+    public var truth: String
+    public var initial: String?
+    /// Pixels where this raster is nodata or 0 are left out.
+    public var mask: String?
+    public var classMask: String?
+    public var classThreshold: Double
+    public var collectLimit = 1 << 20
+    public var stripRows = 256
+
+    public init(prediction: String, truth: String, initial: String? = nil, mask: String? = nil,
+                classMask: String? = nil, classThreshold: Double = 0.5) {
+        self.prediction = prediction
+        self.truth = truth
+        self.initial = initial
+        self.mask = mask
+        self.classMask = classMask
+        self.classThreshold = classThreshold
+    }
+
+    public func run() throws -> Evaluation {
+        let source = try PixelErrors(self)
+        let series = source.series
+        var moments = [Moments](repeating: Moments(), count: series.count)
+        try source.stream { s, e in moments[s].add(e) }
+        for (s, m) in moments.enumerated() where m.count == 0 && series[s].group == .all {
+            throw DataError(prediction, "no pixel is valid in the prediction, the truth\(initial == nil ? "" : ", the initial DSM")\(mask == nil ? "" : " and the mask") at once")
+        }
+        // Pass group 1: median(e) and LE90 (|e|); group 2: median(|e − median|), which needs the first.
+        var searches: [QuantileSearch] = []
+        for (s, m) in moments.enumerated() where m.count > 0 {
+            searches += QuantileSearch.make(series: s, transform: .identity, q: 0.5, count: m.count, low: m.min, high: m.max)
+            searches += QuantileSearch.make(series: s, transform: .absolute, q: 0.9, count: m.count, low: 0, high: max(-m.min, m.max))
+        }
+        let first = try QuantileSearch.solve(searches, source: source, limit: collectLimit)
+        var medians = [Double](repeating: 0, count: series.count), le90 = medians
+        for (s, m) in moments.enumerated() where m.count > 0 {
+            medians[s] = QuantileSearch.value(first, series: s, transform: .identity, q: 0.5, count: m.count)
+            le90[s] = QuantileSearch.value(first, series: s, transform: .absolute, q: 0.9, count: m.count)
+        }
+        searches = []
+        for (s, m) in moments.enumerated() where m.count > 0 {
+            searches += QuantileSearch.make(series: s, transform: .deviation(medians[s]), q: 0.5, count: m.count,
+                                            low: 0, high: max(medians[s] - m.min, m.max - medians[s]))
+        }
+        let second = try QuantileSearch.solve(searches, source: source, limit: collectLimit)
+
+        func metrics(_ s: Int) -> ErrorMetrics {
+            let m = moments[s]
+            let n = Double(m.count)
+            let mad = m.count > 0 ? QuantileSearch.value(second, series: s, transform: .deviation(medians[s]), q: 0.5, count: m.count) : .nan
+            return ErrorMetrics(count: m.count, bias: m.sum / n, mae: m.sumAbs / n, rmse: (m.sumSquares / n).squareRoot(),
+                                median: m.count > 0 ? medians[s] : .nan, nmad: 1.4826 * mad, le90: m.count > 0 ? le90[s] : .nan)
+        }
+        func pair(_ group: PixelErrors.Group) -> MetricsPair? {
+            guard let refined = series.firstIndex(where: { $0.group == group && !$0.initial }) else { return nil }
+            let initial = series.firstIndex(where: { $0.group == group && $0.initial })
+            return MetricsPair(refined: metrics(refined), initial: initial.map(metrics))
+        }
+        return Evaluation(all: pair(.all)!, inside: pair(.inside), outside: pair(.outside))
+    }
+}
+
+private struct Moments {
+    var count = 0
+    var sum = 0.0, sumAbs = 0.0, sumSquares = 0.0
+    var min = Double.infinity, max = -Double.infinity
+
+    mutating func add(_ e: Double) {
+        count &+= 1
+        sum += e
+        sumAbs += abs(e)
+        sumSquares += e * e
+        if e < min { min = e }
+        if e > max { max = e }
+    }
+}
+
+/// The errors of every series (refined/initial × all/inside/outside) pixel by pixel, read strip by strip.
+final class PixelErrors {
+    enum Group { case all, inside, outside }
+    struct Series { let initial: Bool; let group: Group }
+
+    let series: [Series]
+    private let prediction: Raster, truth: Raster
+    private let initial: Raster?, mask: Raster?, classes: Raster?
+    private let threshold: Float
+    private let stripRows: Int
+
+    init(_ options: Evaluator) throws {
+        prediction = try Raster(path: options.prediction)
+        truth = try Raster(path: options.truth)
+        initial = try options.initial.map { try Raster(path: $0) }
+        mask = try options.mask.map { try Raster(path: $0) }
+        classes = try options.classMask.map { try Raster(path: $0) }
+        for raster in [prediction, initial, mask, classes].compactMap({ $0 }) {
+            if let difference = raster.grid.difference(from: truth.grid) {
+                throw DataError(raster.path, "grid differs from the truth \(URL(fileURLWithPath: truth.path).lastPathComponent): \(difference)")
+            }
+        }
+        threshold = Float(options.classThreshold)
+        stripRows = max(1, options.stripRows)
+        var series: [Series] = []
+        for group in classes == nil ? [Group.all] : [.all, .inside, .outside] {
+            series.append(Series(initial: false, group: group))
+            if initial != nil { series.append(Series(initial: true, group: group)) }
+        }
+        self.series = series
+    }
+
+    /// Calls `visit(series, e)` for every usable pixel of every series.
+    func stream(_ visit: (Int, Double) -> Void) throws {
+        let width = truth.grid.width, height = truth.grid.height
+        let n = min(stripRows, height) * width
+        var p = [Float](repeating: 0, count: n), t = p
+        var i0 = initial == nil ? [] : p, m = mask == nil ? [] : p, c = classes == nil ? [] : p
+        let refinedAll = series.firstIndex { $0.group == .all && !$0.initial }!
+        let initialAll = series.firstIndex { $0.group == .all && $0.initial }
+        let inside = series.indices.filter { series[$0].group == .inside }
+        let outside = series.indices.filter { series[$0].group == .outside }
+        var y = 0
+        while y < height {
+            let rows = min(stripRows, height - y)
+            func load(_ raster: Raster?, _ buffer: inout [Float]) throws {
+                guard let raster else { return }
+                try buffer.withUnsafeMutableBufferPointer { try raster.read(x: 0, y: y, width: width, height: rows, into: $0.baseAddress!) }
+            }
+            try load(prediction, &p); try load(truth, &t); try load(initial, &i0); try load(mask, &m); try load(classes, &c)
+            for i in 0..<rows * width {
+                if p[i].isNaN || t[i].isNaN { continue }
+                if initial != nil, i0[i].isNaN { continue }
+                if mask != nil, m[i].isNaN || m[i] == 0 { continue }
+                let truthValue = Double(t[i])
+                let refined = Double(p[i]) - truthValue
+                let start = initial.map { _ in Double(i0[i]) - truthValue }
+                visit(refinedAll, refined)
+                if let initialAll, let start { visit(initialAll, start) }
+                if classes != nil, !c[i].isNaN {
+                    for s in c[i] > threshold ? inside : outside { visit(s, series[s].initial ? start! : refined) }
+                }
+            }
+            y += rows
+        }
+    }
+}
+
+/// An exact order statistic found by successive histograms: each pass either bins the values still
+/// in question (narrowing to the bin that holds the rank) or, once few enough remain, collects them.
+struct QuantileSearch {
+    enum Transform: Equatable {
+        case identity, absolute, deviation(Double)
+
+        func apply(_ e: Double) -> Double {
+            switch self {
+            case .identity: return e
+            case .absolute: return abs(e)
+            case .deviation(let center): return abs(e - center)
+            }
+        }
+    }
+
+    struct Key: Hashable { let series: Int; let transform: String; let rank: Int }
+
+    let series: Int
+    let transform: Transform
+    let rank: Int
+    /// Bins chosen so far: a value is still a candidate when it falls in each of them.
+    var path: [(low: Double, high: Double, bin: Int)] = []
+    var low: Double, high: Double
+    var below = 0, remaining: Int
+    var result: Double?
+
+    static let bins = 4096
+
+    static func make(series: Int, transform: Transform, q: Double, count: Int, low: Double, high: Double) -> [QuantileSearch] {
+        ranks(q: q, count: count).map {
+            QuantileSearch(series: series, transform: transform, rank: $0, low: low, high: high, remaining: count)
+        }
+    }
+
+    static func ranks(q: Double, count: Int) -> [Int] {
+        let position = q * Double(count - 1)
+        let lower = Int(position.rounded(.down))
+        return lower + 1 < count && position > Double(lower) ? [lower, lower + 1] : [lower]
+    }
+
+    static func bin(_ v: Double, _ low: Double, _ high: Double) -> Int {
+        guard high > low else { return 0 }
+        return min(bins - 1, max(0, Int((v - low) / (high - low) * Double(bins))))
+    }
+
+    func contains(_ v: Double) -> Bool {
+        for step in path where QuantileSearch.bin(v, step.low, step.high) != step.bin { return false }
+        return true
+    }
+
+    static func solve(_ initial: [QuantileSearch], source: PixelErrors, limit: Int) throws -> [Key: Double] {
+        var searches = initial
+        while let _ = searches.firstIndex(where: { $0.result == nil }) {
+            // Every unfinished search either collects (few candidates left) or histograms.
+            var histograms = searches.map { $0.result == nil && $0.remaining > limit ? [Int](repeating: 0, count: bins) : [] }
+            var collected = searches.map { _ in [Double]() }
+            let bySeries = Dictionary(grouping: searches.indices.filter { searches[$0].result == nil }) { searches[$0].series }
+            try source.stream { s, e in
+                guard let list = bySeries[s] else { return }
+                for k in list {
+                    let v = searches[k].transform.apply(e)
+                    guard searches[k].contains(v) else { continue }
+                    if histograms[k].isEmpty { collected[k].append(v) } else {
+                        histograms[k][bin(v, searches[k].low, searches[k].high)] += 1
+                    }
+                }
+            }
+            for k in searches.indices where searches[k].result == nil {
+                if histograms[k].isEmpty {
+                    collected[k].sort()
+                    searches[k].result = collected[k][searches[k].rank - searches[k].below]
+                    continue
+                }
+                var before = searches[k].below
+                var chosen = 0
+                for b in 0..<bins {
+                    if before + histograms[k][b] > searches[k].rank { chosen = b; break }
+                    before += histograms[k][b]
+                }
+                let (low, high) = (searches[k].low, searches[k].high)
+                let width = (high - low) / Double(bins)
+                searches[k].path.append((low, high, chosen))
+                searches[k].below = before
+                searches[k].remaining = histograms[k][chosen]
+                searches[k].low = low + Double(chosen) * width
+                searches[k].high = low + Double(chosen + 1) * width
+                // A bin narrower than the values' resolution holds one distinct value.
+                if searches[k].high - searches[k].low <= max(abs(searches[k].low), abs(searches[k].high)) * 1e-14 {
+                    searches[k].result = searches[k].low
+                }
+            }
+        }
+        var results: [Key: Double] = [:]
+        for s in searches { results[Key(series: s.series, transform: "\(s.transform)", rank: s.rank)] = s.result! }
+        return results
+    }
+
+    /// The q-quantile from solved order statistics, interpolated linearly.
+    static func value(_ results: [Key: Double], series: Int, transform: Transform, q: Double, count: Int) -> Double {
+        let position = q * Double(count - 1)
+        let r = ranks(q: q, count: count)
+        let a = results[Key(series: series, transform: "\(transform)", rank: r[0])]!
+        guard r.count == 2 else { return a }
+        let b = results[Key(series: series, transform: "\(transform)", rank: r[1])]!
+        return a + (b - a) * (position - Double(r[0]))
+    }
+}
