@@ -7,7 +7,6 @@ public final class ResidualModel {
     public let network: any Network
     public let gsf: Float
     private var normalized = Slot(), refined = Slot(), dOut = Slot()
-    private var initial: Tensor?
 
     public init(network: any Network, gsf: Float) {
         self.network = network
@@ -26,7 +25,6 @@ public final class ResidualModel {
             let mean = Float(sum / Double(hw))
             for i in 0..<hw { p[i] = (p[i] - mean) / gsf }
         }
-        initial = x
         let out = network.forward(xn, training: training)
         let r = refined.get([x.n, 1, x.h, x.w])
         for b in 0..<x.n {

@@ -1,0 +1,143 @@
+import XCTest
+import NN
+
+/// Finite-difference checks of every layer's backward. The loss is L = Σ r·f(x) with fixed random
+/// r, evaluated in Double; central differences (step h) must match the analytic gradient within
+/// `tol` of the largest analytic magnitude. A wrong index or a missing term gives errors of O(1).
+final class GradientCheckTests: XCTestCase {
+    var rng = SplitMix64(seed: 42)
+
+    func random(_ shape: [Int], scale: Float = 1) -> Tensor {
+        let t = Tensor(shape)
+        for i in 0..<t.count { t[i] = scale * rng.normal() }
+        return t
+    }
+
+    /// Checks d L/d input and d L/d every parameter of `layer` at `x`.
+    func check(_ layer: any Layer, _ x: Tensor, input: Bool = true, h: Float = 1e-2, tol: Double = 2e-3,
+               file: StaticString = #filePath, line: UInt = #line) {
+        let x0 = Tensor(x.shape)
+        x0.copy(from: x)
+        let probe = Tensor(x.shape)
+        func forward() -> Tensor {
+            probe.copy(from: x0)   // layers such as ReLU work in place
+            return layer.forward(probe, training: true)
+        }
+        let y = forward()
+        let r = random(y.shape)
+        func loss() -> Double {
+            let y = forward()
+            var s = 0.0
+            for i in 0..<y.count { s += Double(r[i]) * Double(y[i]) }
+            return s
+        }
+        for p in layer.parameterList { p.grad.zero() }
+        _ = forward()
+        let dy = Tensor(r.shape)
+        dy.copy(from: r)
+        let dx = layer.backward(dy).array
+
+        func compare(_ name: String, _ values: Tensor, _ analytic: [Float]) {
+            let scale = max(analytic.map { abs(Double($0)) }.max() ?? 0, 1e-3)
+            let stride = max(1, values.count / 48)
+            var worst = 0.0
+            for i in Swift.stride(from: 0, to: values.count, by: stride) {
+                let v = values[i]
+                values[i] = v + h
+                let lp = loss()
+                values[i] = v - h
+                let lm = loss()
+                values[i] = v
+                let numeric = (lp - lm) / Double(2 * h)
+                worst = max(worst, abs(numeric - Double(analytic[i])) / scale)
+            }
+            XCTAssertLessThan(worst, tol, "\(type(of: layer)) \(name): relative error \(worst)", file: file, line: line)
+        }
+        for (k, p) in layer.parameterList.enumerated() { compare("parameter \(k) \(p.shape)", p.value, p.grad.array) }
+        if input { compare("input \(x.shape)", x0, dx) }
+    }
+
+    func testConv3x3Padded() {
+        let conv = Conv2d(3, 4, kernel: 3, padding: 1, workspace: Workspace())
+        for i in 0..<conv.weight.count { conv.weight.value[i] = 0.3 * rng.normal() }
+        check(conv, random([3, 3, 7, 5]))
+    }
+
+    func testConvStem7x7Stride2NoBias() {
+        let conv = Conv2d(2, 3, kernel: 7, stride: 2, padding: 3, bias: false, workspace: Workspace())
+        for i in 0..<conv.weight.count { conv.weight.value[i] = 0.1 * rng.normal() }
+        check(conv, random([3, 2, 9, 11]))
+    }
+
+    func testConvPointwiseStride2() {
+        let conv = Conv2d(4, 3, kernel: 1, stride: 2, bias: false, workspace: Workspace())
+        for i in 0..<conv.weight.count { conv.weight.value[i] = rng.normal() }
+        check(conv, random([3, 4, 7, 7]))
+    }
+
+    func testConvPointwise() {
+        let conv = Conv2d(4, 2, kernel: 1, workspace: Workspace())
+        for i in 0..<conv.weight.count { conv.weight.value[i] = rng.normal() }
+        check(conv, random([3, 4, 3, 5]))
+    }
+
+    func testConvTranspose2x2() {
+        let up = ConvTranspose2d(3, 2, workspace: Workspace())
+        for i in 0..<up.weight.count { up.weight.value[i] = rng.normal() }
+        for i in 0..<2 { up.bias!.value[i] = rng.normal() }
+        check(up, random([3, 3, 5, 3]))
+    }
+
+    func testBatchNormTraining() {
+        let bn = BatchNorm2d(4)
+        for c in 0..<4 { bn.weight.value[c] = 1 + 0.5 * rng.normal(); bn.bias.value[c] = rng.normal() }
+        check(bn, random([3, 4, 5, 7], scale: 2))
+    }
+
+    /// With a reducer that sums over "ranks" that all hold the same data, statistics and
+    /// gradients must equal the unsynchronized ones: the hook is wired into both passes.
+    func testBatchNormReducerIsUsedConsistently() {
+        let bn = BatchNorm2d(3)
+        var calls = 0
+        bn.reducer = { buffer in
+            calls += 1
+            for i in buffer.indices { buffer[i] *= 2 }   // two identical ranks
+        }
+        check(bn, random([2, 3, 4, 5]))
+        XCTAssertGreaterThan(calls, 0)
+    }
+
+    func testMaxPool2x2OddSize() {
+        // Distinct values: finite differences must not cross a tie.
+        let x = Tensor([3, 2, 7, 6])
+        var values = (0..<x.count).map { Float($0) * 0.37 }
+        values.shuffle(using: &rng)
+        for i in 0..<x.count { x[i] = values[i] }
+        check(MaxPool2d(kernel: 2, stride: 2), x)
+    }
+
+    func testMaxPool3x3Stride2Padded() {
+        let x = Tensor([3, 2, 9, 7])
+        var values = (0..<x.count).map { Float($0) * 0.29 - 20 }
+        values.shuffle(using: &rng)
+        for i in 0..<x.count { x[i] = values[i] }
+        check(MaxPool2d(kernel: 3, stride: 2, padding: 1), x)
+    }
+
+    func testReLU() {
+        // Keep inputs away from the kink at 0.
+        let x = random([3, 2, 5, 3])
+        for i in 0..<x.count where abs(x[i]) < 0.05 { x[i] = 0.5 }
+        check(ReLU(), x)
+    }
+
+    func testUpsampleNearest() {
+        check(Upsample(factor: 2), random([3, 2, 3, 5]))
+    }
+
+    func testMaxPoolForwardValues() {
+        let x = Tensor([1, 1, 3, 3], [1, 5, 2, 4, 3, 9, 0, 7, 8])
+        let y = MaxPool2d(kernel: 3, stride: 2, padding: 1).forward(x, training: true)
+        XCTAssertEqual(y.array, [5, 9, 7, 9])
+    }
+}
