@@ -9,6 +9,8 @@ public protocol Network: StateModule {
     var config: ModelConfig { get }
     var parameters: ParameterSet { get }
     var gradientReady: ((Int) -> Void)? { get set }   // argument: index into `parameters.parameters`
+    /// Every BatchNorm layer, for synchronizing their statistics across processes.
+    var batchNorms: [BatchNorm2d] { get }
     func forward(_ x: Tensor, training: Bool) -> Tensor
     func backward(_ dy: Tensor)
 }

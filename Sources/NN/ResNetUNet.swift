@@ -85,6 +85,13 @@ public final class ResNetUNet: Network {
         head.bias!.value.zero()
     }
 
+    public var batchNorms: [BatchNorm2d] {
+        var all = [bn1]
+        for block in stages.joined() { all += [block.bn1, block.bn2] + (block.downsample.map { [$0.bn] } ?? []) }
+        for (a, b) in blocks { all += [a.bn!, b.bn!] }
+        return all
+    }
+
     public func collectState(prefix: String, into state: inout [(String, StateEntry)]) {
         conv1.collectState(prefix: join(prefix, "encoder.conv1"), into: &state)
         bn1.collectState(prefix: join(prefix, "encoder.bn1"), into: &state)

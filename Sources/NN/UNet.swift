@@ -57,6 +57,8 @@ public final class UNet: Network {
         flat = FlatState(self)
     }
 
+    public var batchNorms: [BatchNorm2d] { allLayers.compactMap { $0 as? BatchNorm2d } }
+
     var allLayers: [any Layer] {
         var l: [any Layer] = encoder.flatMap(\.layers) + bottleneck.layers + upconvs + decoderConvs.flatMap(\.layers)
         l.append(lastLayer)

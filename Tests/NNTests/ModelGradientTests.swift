@@ -135,6 +135,7 @@ final class PointwiseNetwork: Network {
     let config: ModelConfig
     private(set) var parameters: ParameterSet
     var gradientReady: ((Int) -> Void)?
+    var batchNorms: [BatchNorm2d] { [] }
 
     init(channels: Int) {
         conv = Conv2d(channels, 1, kernel: 1, workspace: Workspace())

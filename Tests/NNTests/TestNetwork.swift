@@ -6,6 +6,7 @@ final class TinyNetwork: Network {
     let config: ModelConfig
     let parameters: ParameterSet
     var gradientReady: ((Int) -> Void)?
+    var batchNorms: [BatchNorm2d] { [] }
     let runningMean: Tensor
     let runningVar: Tensor
     let batches = Counter()
