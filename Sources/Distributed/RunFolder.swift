@@ -1,0 +1,138 @@
+import Foundation
+import NN
+
+/// What a run must carry over a restart besides the weights and the optimizer's moments.
+public struct TrainerState: Codable, Equatable, Sendable {
+    public var step = 0
+    public var lr: Double
+    public var gsf: Double
+    public var plateau: ReduceLROnPlateau?
+    public var bestValLoss: Double?
+    public var bestStep: Int?
+    /// Early stopping: best validation loss seen and validations since it improved by min_delta.
+    public var earlyBest: Double?
+    public var earlyBad = 0
+
+    public init(lr: Double, gsf: Double) {
+        self.lr = lr
+        self.gsf = gsf
+    }
+}
+
+/// A run folder (DESIGN.md): `last.safetensors`, `best.safetensors`, `config.json`,
+/// `metrics.jsonl`, `loss.svg`, and the resume state in `state/`. Only rank 0 writes it.
+///
+/// Every file is written to a temporary name and renamed, and the resume state is a pair of
+/// step-stamped files (weights, optimizer) named by `state/latest.json`, which is replaced last:
+/// a crash at any instant leaves the previous complete state in force.
+public struct RunFolder: Sendable {
+    public let path: String
+
+    public init(_ path: String) { self.path = path }
+
+    public func file(_ name: String) -> String { (path as NSString).appendingPathComponent(name) }
+    var stateFolder: String { file("state") }
+    public var last: String { file("last.safetensors") }
+    public var best: String { file("best.safetensors") }
+    public var metrics: String { file("metrics.jsonl") }
+    public var configFile: String { file("config.json") }
+    var latest: String { (stateFolder as NSString).appendingPathComponent("latest.json") }
+
+    struct Latest: Codable {
+        var step: Int
+        var weights: String
+        var optimizer: String
+        var trainer: TrainerState
+    }
+
+    public var hasState: Bool { FileManager.default.fileExists(atPath: latest) }
+
+    public func create() throws {
+        do {
+            try FileManager.default.createDirectory(atPath: stateFolder, withIntermediateDirectories: true)
+        } catch {
+            throw TrainingError("cannot create the run folder \(path): \(error.localizedDescription)")
+        }
+    }
+
+    /// Writes weights, optimizer state and trainer state for `state.step`, then `last.safetensors`.
+    func saveState(network: any Network, optimizer: Adam, trainer: TrainerState, metadata: [String: String]) throws {
+        let stamp = String(format: "%09d", trainer.step)
+        let weights = "weights-\(stamp).safetensors", optim = "optimizer-\(stamp).safetensors"
+        let folder = stateFolder as NSString
+        try Checkpoint.save(network, to: folder.appendingPathComponent(weights), extraMetadata: metadata)
+        try optimizer.state.write(to: folder.appendingPathComponent(optim))
+        let previous = try? readLatest()
+        let json = try JSONEncoder().encode(Latest(step: trainer.step, weights: weights, optimizer: optim, trainer: trainer))
+        try writeAtomically(json, to: latest)
+        if let previous, previous.step != trainer.step {
+            try? FileManager.default.removeItem(atPath: folder.appendingPathComponent(previous.weights))
+            try? FileManager.default.removeItem(atPath: folder.appendingPathComponent(previous.optimizer))
+        }
+        try Checkpoint.save(network, to: last, extraMetadata: metadata)
+    }
+
+    private func readLatest() throws -> Latest {
+        do {
+            return try JSONDecoder().decode(Latest.self, from: Data(contentsOf: URL(fileURLWithPath: latest)))
+        } catch {
+            throw TrainingError("\(latest): unreadable resume state (\(error.localizedDescription))")
+        }
+    }
+
+    /// Loads the latest state into `network` and `optimizer`; returns the trainer state.
+    func loadState(network: any Network, optimizer: Adam) throws -> TrainerState {
+        let l = try readLatest()
+        let folder = stateFolder as NSString
+        try Checkpoint.load(folder.appendingPathComponent(l.weights), into: network)
+        try optimizer.restore(OptimizerState.read(folder.appendingPathComponent(l.optimizer)).state)
+        return l.trainer
+    }
+
+    func savedConfig() throws -> [String: Any]? {
+        guard let data = FileManager.default.contents(atPath: configFile) else { return nil }
+        return try JSONSerialization.jsonObject(with: data) as? [String: Any]
+    }
+
+    func writeConfig(_ config: TrainingConfig) throws {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        try writeAtomically(encoder.encode(config), to: configFile)
+    }
+
+    /// Keeps the metrics of steps up to `step` (a resumed run logs the later ones again).
+    func truncateMetrics(after step: Int) throws {
+        guard let text = try? String(contentsOfFile: metrics, encoding: .utf8) else { return }
+        let kept = text.split(separator: "\n").filter { line in
+            guard let obj = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
+                  let s = obj["step"] as? Int else { return false }
+            return s <= step
+        }
+        try writeAtomically(Data((kept.joined(separator: "\n") + (kept.isEmpty ? "" : "\n")).utf8), to: metrics)
+    }
+
+    func appendMetrics(_ object: [String: Any]) throws {
+        let line = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]) + Data("\n".utf8)
+        if let h = FileHandle(forWritingAtPath: metrics) {
+            defer { try? h.close() }
+            try h.seekToEnd()
+            try h.write(contentsOf: line)
+        } else {
+            try line.write(to: URL(fileURLWithPath: metrics))
+        }
+    }
+}
+
+/// Writes `data` to a temporary name beside `path`, flushes it and renames it into place.
+func writeAtomically(_ data: Data, to path: String) throws {
+    let tmp = path + ".tmp-\(getpid())"
+    guard FileManager.default.createFile(atPath: tmp, contents: data) else {
+        throw TrainingError("cannot write \(path)")
+    }
+    let fd = open(tmp, O_RDONLY)
+    if fd >= 0 { fsync(fd); close(fd) }
+    guard rename(tmp, path) == 0 else {
+        unlink(tmp)
+        throw TrainingError("cannot rename \(tmp) to \(path): \(String(cString: strerror(errno)))")
+    }
+}

@@ -1,0 +1,390 @@
+import Data
+import Foundation
+import NN
+
+/// What the training loop reports to rank 0's caller, which prints it (the library never prints).
+public enum TrainingEvent: Sendable {
+    case started(TrainingSummary)
+    case step(StepReport)
+    case validated(step: Int, epoch: Int, valLoss: Double, best: Bool)
+    case checkpoint(step: Int, path: String)
+    case note(String)
+}
+
+public struct TrainingSummary: Sendable {
+    public var ranks: Int, parameters: Int, gsf: Double, startStep: Int, totalSteps: Int, stepsPerEpoch: Int
+    public var localBatch: ClosedRange<Int>, buckets: Int, blasCore: String, blasThreads: Int, resumed: Bool
+}
+
+public struct StepReport: Sendable {
+    public var step: Int, epoch: Int, totalSteps: Int, loss: Double, lr: Double, tilesPerSecond: Double, secondsLeft: Double
+}
+
+public enum TrainingOutcome: Equatable, Sendable {
+    case finished(String)
+    /// A stop signal reached some rank; the state at `step` is saved and the run can resume.
+    case stopped(signal: Int32, step: Int)
+    /// The loss became NaN or infinite at `step`; the last good checkpoint is kept.
+    case diverged(step: Int)
+}
+
+/// Data-parallel training (DESIGN.md, Parallelism): every rank reads its contiguous slice of each
+/// global batch, computes gradients with an identical network, sums them with the bucketed
+/// all-reduce while backward runs, and applies the identical Adam step. Rank 0 writes the run
+/// folder. Chips are a function of (seed, step, index), so N ranks train exactly as one.
+public final class Trainer {
+    public let config: TrainingConfig
+    let comm: Communicator
+    let folder: RunFolder
+    let network: any Network
+    let model: ResidualModel
+    let optimizer: Adam
+    let reducer: GradientReducer
+    let trainSampler: ChipSampler
+    let valSampler: ChipSampler?
+    let reader: ChipReader
+    let stop: (() -> Int32?)?
+    let events: (TrainingEvent) -> Void
+    var state: TrainerState
+    let resumed: Bool
+    let buffers: [Tensor]
+
+    /// Sets everything up on every rank; throws (on every rank alike) for bad data or state.
+    /// `stop` reports a pending stop signal on this rank; `events` is called on rank 0 only.
+    public init(config: TrainingConfig, communicator: Communicator, resume: Bool, resumeAnyway: Bool = false,
+                initCheckpoint: String? = nil, stop: (() -> Int32?)? = nil,
+                events: @escaping (TrainingEvent) -> Void) throws {
+        self.config = config
+        comm = communicator
+        folder = RunFolder(config.out)
+        self.stop = stop
+        let rank0 = communicator.rank == 0
+        self.events = rank0 ? events : { _ in }
+        let seed = UInt64(bitPattern: Int64(config.seed))
+        let folder = self.folder
+
+        // Setup runs in phases that every rank completes or fails together (see `agreeing`),
+        // so a bad file on one rank cannot leave the others waiting in a collective.
+        let (scenes, train, val, canResume) = try agreeing(communicator) {
+            try config.validate(ranks: communicator.size)
+            BLAS.setThreads(config.threads)
+            GDAL.setCacheBudget(bytes: config.cacheMB << 20)
+            let scenes = try config.data.map { try Scene(folder: $0, bands: config.bands, target: config.target) }
+            let maps = try scenes.map { try ValidityMap(scene: $0) }
+            let train = try ChipSampler(maps: maps, region: .train, chipSize: config.chipSize, trainSplit: config.trainSplit,
+                                        minValidFraction: config.minValidFraction, seed: seed, channelSwap: config.channelSwap)
+            let val = config.valSamples > 0
+                ? try ChipSampler(maps: maps, region: .validation, chipSize: config.chipSize, trainSplit: config.trainSplit,
+                                  minValidFraction: config.minValidFraction, seed: seed)
+                : nil
+            let canResume = resume && folder.hasState
+            if canResume, !resumeAnyway, let saved = try folder.savedConfig() {
+                try Trainer.checkResumable(saved: saved, now: config)
+            }
+            return (scenes, train, val, canResume)
+        }
+        trainSampler = train
+        valSampler = val
+        reader = ChipReader(scenes: scenes, chipSize: config.chipSize)
+        resumed = canResume
+        if resume && !canResume { self.events(.note("no saved state in \(config.out); starting fresh")) }
+
+        var gsf = 0.0
+        if !canResume {
+            if case .value(let v) = config.gsf {
+                gsf = v
+            } else {
+                gsf = try agreeing(communicator) { rank0 ? try Trainer.estimateGSF(scenes, config) : 0 }
+                var g = [gsf]
+                try g.withUnsafeMutableBufferPointer { try communicator.broadcast($0, root: 0) }
+                gsf = g[0]
+            }
+        }
+        let (network, optimizer, state) = try agreeing(communicator) {
+            let network = try makeNetwork(config.modelConfig(gsf: gsf), seed: seed)
+            let optimizer = Adam(network.parameters, lr: config.lr, weightDecay: config.weightDecay)
+            var state = TrainerState(lr: config.lr, gsf: gsf)
+            if canResume {
+                state = try folder.loadState(network: network, optimizer: optimizer)
+                optimizer.lr = state.lr
+            } else if let initCheckpoint, rank0 {
+                try Trainer.loadInit(initCheckpoint, into: network, expected: config.modelConfig(gsf: gsf))
+            }
+            if rank0 {
+                try folder.create()
+                try folder.writeConfig(config)
+                if canResume { try folder.truncateMetrics(after: state.step) } else { try? FileManager.default.removeItem(atPath: folder.metrics) }
+            }
+            return (network, optimizer, state)
+        }
+        self.network = network
+        self.optimizer = optimizer
+        self.state = state
+        buffers = network.state().compactMap { if case .buffer(let t) = $1 { return t } else { return nil } }
+        model = ResidualModel(network: network, gsf: Float(state.gsf))
+        reducer = GradientReducer(parameters: network.parameters, communicator: communicator,
+                                  mode: .bucketed(bucketBytes: Int(config.bucketMB * 1_048_576)))
+        // Every rank starts from rank 0's weights, whatever it initialized or loaded.
+        try communicator.broadcast(network.parameters.valueBuffer, root: 0)
+        try broadcastBuffers()
+        if config.syncBatchnorm, communicator.size > 1 {
+            for bn in network.batchNorms {
+                bn.reducer = { [communicator] stats in
+                    // Rank-ordered sums: every rank normalizes with the same bits.
+                    if let sums = try? communicator.sumAcrossRanks(Array(stats)) {
+                        for i in stats.indices { stats[i] = sums[i] }
+                    }
+                }
+            }
+        }
+        network.gradientReady = { [reducer] in reducer.gradientReady($0) }
+    }
+
+    public var totalSteps: Int { min(config.maxSteps ?? Int.max, config.maxEpochs * config.stepsPerEpoch) }
+
+    /// Rank `r`'s contiguous share of `count` items.
+    func slice(_ count: Int) -> Range<Int> {
+        (count * comm.rank / comm.size)..<(count * (comm.rank + 1) / comm.size)
+    }
+
+    public func run() throws -> TrainingOutcome {
+        let local = slice(config.batchSize)
+        let c = config.bands.count, s = config.chipSize
+        let x = Tensor([local.count, c, s, s]), target = Tensor([local.count, 1, s, s]), mask = Tensor([local.count, 1, s, s])
+        let shares = (0..<comm.size).map { r in config.batchSize * (r + 1) / comm.size - config.batchSize * r / comm.size }
+        events(.started(TrainingSummary(ranks: comm.size, parameters: network.parameters.count, gsf: state.gsf,
+                                        startStep: state.step, totalSteps: totalSteps, stepsPerEpoch: config.stepsPerEpoch,
+                                        localBatch: shares.min()!...shares.max()!, buckets: reducer.buckets.count,
+                                        blasCore: BLAS.coreName, blasThreads: BLAS.threads, resumed: resumed)))
+        let started = Date()
+        let firstStep = state.step
+        var windowLoss = 0.0, windowSteps = 0, windowStart = Date()
+        var lastValidated = -1
+
+        while state.step < totalSteps {
+            let step = state.step
+            for (k, i) in local.enumerated() {
+                let chip = trainSampler.chip(step: step, index: i)
+                let plane = s * s
+                try reader.read(chip, inputs: x.data + k * c * plane, target: target.data + k * plane, mask: mask.data + k * plane)
+            }
+            network.parameters.zeroGrad()
+            _ = model.forward(x, training: true)
+            let (lossSum, count) = model.loss(target: target, mask: mask)
+            let signal = stop?() ?? 0
+            let totals = try comm.sumAcrossRanks([lossSum, count, Double(signal)])
+            if totals[2] != 0 {
+                try checkpoint()
+                return .stopped(signal: signal != 0 ? signal : Int32(SIGUSR1), step: step)
+            }
+            guard totals[0].isFinite, totals[1] > 0 else {
+                events(.note("loss is \(totals[0] / totals[1]) at step \(step); stopping, the last good checkpoint is kept"))
+                return .diverged(step: step)
+            }
+            model.backward(target: target, mask: mask, normalizer: totals[1])
+            try reducer.finish()
+            optimizer.step()
+            state.step += 1
+            let loss = totals[0] / totals[1]
+            windowLoss += loss
+            windowSteps += 1
+
+            let epochEnd = state.step % config.stepsPerEpoch == 0
+            if windowSteps == config.logEvery || epochEnd || state.step == totalSteps {
+                let elapsed = Date().timeIntervalSince(windowStart)
+                let tiles = Double(config.batchSize * windowSteps) / max(elapsed, 1e-9)
+                let perStep = Date().timeIntervalSince(started) / Double(state.step - firstStep)
+                let report = StepReport(step: state.step, epoch: epoch(state.step), totalSteps: totalSteps,
+                                        loss: windowLoss / Double(windowSteps), lr: optimizer.lr, tilesPerSecond: tiles,
+                                        secondsLeft: perStep * Double(totalSteps - state.step))
+                if comm.rank == 0 {
+                    try folder.appendMetrics(["step": report.step, "epoch": report.epoch, "train_loss": report.loss,
+                                              "lr": report.lr, "tiles_per_s": report.tilesPerSecond])
+                }
+                events(.step(report))
+                windowLoss = 0
+                windowSteps = 0
+                windowStart = Date()
+            }
+
+            var stopEarly = false
+            if epochEnd || (config.valEvery.map { state.step % $0 == 0 } ?? false) {
+                stopEarly = try validate(epochEnd: epochEnd)
+                lastValidated = state.step
+            }
+            if epochEnd || state.step % config.checkpointEvery == 0 { try checkpoint() }
+            if stopEarly {
+                return .finished("early stopping: no validation improvement of \(config.earlyStopping.minDelta) "
+                    + "in \(config.earlyStopping.patience) validations")
+            }
+        }
+        if lastValidated != state.step { _ = try validate(epochEnd: false) }
+        try checkpoint()
+        return .finished("reached \(config.maxSteps.map { _ in "max_steps" } ?? "max_epochs") at step \(state.step)")
+    }
+
+    func epoch(_ step: Int) -> Int { step / config.stepsPerEpoch }
+
+    /// The validation loss over the seed-fixed validation chips, split over ranks and summed
+    /// exactly; updates best.safetensors, the plateau schedule (at epoch ends) and early stopping.
+    /// Returns true when early stopping says to stop.
+    func validate(epochEnd: Bool) throws -> Bool {
+        guard let sampler = valSampler else { return false }
+        try broadcastBuffers()
+        let mine = slice(config.valSamples)
+        let c = config.bands.count, s = config.chipSize, plane = s * s
+        let chunk = max(1, (config.batchSize + comm.size - 1) / comm.size)
+        var sum = 0.0, count = 0.0
+        var start = mine.lowerBound
+        while start < mine.upperBound {
+            let n = min(chunk, mine.upperBound - start)
+            let x = Tensor([n, c, s, s]), target = Tensor([n, 1, s, s]), mask = Tensor([n, 1, s, s])
+            for k in 0..<n {
+                try reader.read(sampler.chip(step: 0, index: start + k), inputs: x.data + k * c * plane,
+                                target: target.data + k * plane, mask: mask.data + k * plane)
+            }
+            _ = model.forward(x, training: false)
+            let (ls, lc) = model.loss(target: target, mask: mask)
+            sum += ls
+            count += lc
+            start += n
+        }
+        let totals = try comm.sumAcrossRanks([sum, count])
+        let valLoss = totals[0] / max(totals[1], 1)
+        let best = state.bestValLoss.map { valLoss < $0 } ?? true
+        if best {
+            state.bestValLoss = valLoss
+            state.bestStep = state.step
+            if comm.rank == 0 { try Checkpoint.save(network, to: folder.best, extraMetadata: metadata(valLoss: valLoss)) }
+        }
+        if comm.rank == 0 {
+            try folder.appendMetrics(["step": state.step, "epoch": epoch(state.step), "val_loss": valLoss])
+        }
+        events(.validated(step: state.step, epoch: epoch(state.step), valLoss: valLoss, best: best))
+        guard epochEnd else { return false }
+        switch config.lrScheduler.kind {
+        case "plateau":
+            var p = state.plateau ?? ReduceLROnPlateau(factor: config.lrScheduler.factor, patience: config.lrScheduler.patience,
+                                                       threshold: config.lrScheduler.threshold, cooldown: config.lrScheduler.cooldown,
+                                                       minLR: config.lrScheduler.minLR)
+            let lr = p.step(metric: valLoss, lr: optimizer.lr)
+            state.plateau = p
+            if lr != optimizer.lr { events(.note("learning rate \(optimizer.lr) → \(lr) (validation loss on a plateau)")) }
+            optimizer.lr = lr
+        case "step":
+            let e = epoch(state.step)
+            optimizer.lr = config.lr * pow(config.lrScheduler.gamma, Double(e / config.lrScheduler.stepSize))
+        default:
+            break
+        }
+        state.lr = optimizer.lr
+        if state.earlyBest.map({ valLoss < $0 - config.earlyStopping.minDelta }) ?? true {
+            state.earlyBest = valLoss
+            state.earlyBad = 0
+        } else {
+            state.earlyBad += 1
+        }
+        return state.earlyBad >= config.earlyStopping.patience
+    }
+
+    /// Rank 0's BatchNorm running statistics on every rank, as DDP keeps them.
+    func broadcastBuffers() throws {
+        for t in buffers { try comm.broadcast(t.buffer, root: 0) }
+    }
+
+    func metadata(valLoss: Double? = nil) -> [String: String] {
+        var m = ["step": "\(state.step)", "epoch": "\(epoch(state.step))"]
+        if let valLoss { m["val_loss"] = "\(valLoss)" }
+        return m
+    }
+
+    /// Rank 0 saves the resume state and last.safetensors (and a step checkpoint with keep_last);
+    /// all ranks wait, so no rank runs ahead of a checkpoint that might still fail.
+    func checkpoint() throws {
+        try broadcastBuffers()
+        if comm.rank == 0 {
+            try folder.saveState(network: network, optimizer: optimizer, trainer: state, metadata: metadata())
+            if config.keepLast > 0 { try keepStepCheckpoint() }
+            try LossCurve.write(metricsFile: folder.metrics, to: folder.file("loss.svg"))
+            events(.checkpoint(step: state.step, path: folder.last))
+        }
+        try comm.barrier()
+    }
+
+    func keepStepCheckpoint() throws {
+        let dir = folder.file("checkpoints")
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        try Checkpoint.save(network, to: (dir as NSString).appendingPathComponent(String(format: "step-%09d.safetensors", state.step)),
+                            extraMetadata: metadata())
+        let all = try FileManager.default.contentsOfDirectory(atPath: dir).filter { $0.hasPrefix("step-") && $0.hasSuffix(".safetensors") }.sorted()
+        for old in all.dropLast(config.keepLast) { try? FileManager.default.removeItem(atPath: (dir as NSString).appendingPathComponent(old)) }
+    }
+
+    static func estimateGSF(_ scenes: [Scene], _ config: TrainingConfig) throws -> Double {
+        var values: [Double] = []
+        for scene in scenes {
+            let columns = Region.train.columns(width: scene.grid.width, trainSplit: config.trainSplit)
+            if let g = try Statistics.gsf(scene.aspDSM, chipSize: config.chipSize, seed: UInt64(bitPattern: Int64(config.seed)),
+                                          minValidFraction: config.minValidFraction, columns: columns) {
+                values.append(g)
+            }
+        }
+        guard !values.isEmpty, values.allSatisfy({ $0 > 0 }) else {
+            throw TrainingError("cannot estimate gsf: no \(config.chipSize) px training chip has enough valid asp_dsm pixels; set 'gsf' in the config")
+        }
+        return values.reduce(0, +) / Double(values.count)
+    }
+
+    static func loadInit(_ path: String, into network: any Network, expected: ModelConfig) throws {
+        let c = try Checkpoint.readConfig(path)
+        guard c.arch == expected.arch, c.bands == expected.bands else {
+            throw TrainingError("\(path): a \(c.arch) model for bands \(c.bands) cannot initialize a \(expected.arch) run for bands \(expected.bands)")
+        }
+        try Checkpoint.load(path, into: network)
+    }
+
+    /// A resumed run must have the configuration it was started with, up to its length.
+    static func checkResumable(saved: [String: Any], now: TrainingConfig) throws {
+        let encoded = try JSONSerialization.jsonObject(with: JSONEncoder().encode(now)) as? [String: Any] ?? [:]
+        let lengthKeys: Set<String> = ["max_steps", "max_epochs"]
+        var differing: [String] = []
+        for key in Set(saved.keys).union(encoded.keys).subtracting(lengthKeys).sorted() {
+            let a = saved[key].map { "\($0)" }, b = encoded[key].map { "\($0)" }
+            if a != b { differing.append(key) }
+        }
+        if !differing.isEmpty {
+            throw ResumeMismatch(keys: differing)
+        }
+    }
+}
+
+/// `--resume` with a configuration that differs from the run folder's in more than its length.
+public struct ResumeMismatch: Error, CustomStringConvertible {
+    public let keys: [String]
+    public var description: String {
+        "the run folder was trained with different settings for: \(keys.joined(separator: ", ")) "
+            + "(only max_steps and max_epochs may change on --resume; --resume-anyway overrides)"
+    }
+}
+
+/// A setup step failed on some rank, so every rank stops. `error` is this rank's own failure
+/// (nil where another rank failed); `report` says whether this rank should print it: rank 0
+/// reports its own error, another rank only when rank 0 did not fail.
+public struct SetupFailure: Error, CustomStringConvertible {
+    public let error: Error?
+    public let report: Bool
+    public var description: String { error.map { "\($0)" } ?? "another rank failed during setup" }
+}
+
+/// Runs `body` on every rank and agrees on the outcome: if it threw anywhere, it throws a
+/// `SetupFailure` everywhere.
+func agreeing<T>(_ comm: Communicator, _ body: () throws -> T) throws -> T {
+    let result = Result { try body() }
+    var failure: Error?
+    if case .failure(let e) = result { failure = e }
+    let flags = try comm.sumAcrossRanks([failure == nil ? 0 : 1, comm.rank == 0 && failure != nil ? 1 : 0])
+    if flags[0] > 0 {
+        throw SetupFailure(error: failure, report: failure != nil && (comm.rank == 0 || flags[1] == 0))
+    }
+    return try result.get()
+}

@@ -1,0 +1,270 @@
+import Foundation
+import NN
+
+/// `deepdem train`'s configuration (DESIGN.md, Training configuration). Keys are DeepDEM's; every
+/// top-level key can also be given as a command-line flag. Unknown keys and wrong types are errors
+/// naming the key.
+public struct TrainingConfig: Codable, Equatable, Sendable {
+    public var data: [String] = []
+    public var bands: [String] = ["asp_dsm", "ortho_channel1", "ortho_channel2", "ndvi", "nodata_mask", "triangulation_error"]
+    public var target = "lidar_data"
+    public var arch = "unet"
+    public var unet = UNetSettings()
+    public var decoderChannels = [256, 128, 64, 32, 16]
+    public var chipSize = 256
+    /// "auto" (estimated from the training region) or a number.
+    public var gsf = GSFSetting.auto
+    public var batchSize = 24
+    public var lr = 5.0e-4
+    public var weightDecay = 0.0
+    public var maxEpochs = 300
+    public var samplesPerEpoch = 48000
+    public var valSamples = 12000
+    public var valEvery: Int?
+    public var maxSteps: Int?
+    public var trainSplit = 0.8
+    public var minValidFraction = 0.5
+    public var channelSwap = true
+    public var syncBatchnorm = false
+    public var lrScheduler = SchedulerSettings()
+    public var earlyStopping = EarlyStoppingSettings()
+    public var seed = 0
+    public var threads = 1
+    public var checkpointEvery = 500
+    public var keepLast = 0
+    public var logEvery = 10
+    public var bucketMB = 25.0
+    public var cacheMB = 512
+    public var out = "runs/deepdem"
+
+    public init() {}
+
+    enum CodingKeys: String, CodingKey, CaseIterable {
+        case data, bands, target, arch, unet, gsf, lr, seed, threads, out
+        case decoderChannels = "decoder_channels", chipSize = "chip_size", batchSize = "batch_size"
+        case weightDecay = "weight_decay", maxEpochs = "max_epochs", samplesPerEpoch = "samples_per_epoch"
+        case valSamples = "val_samples", valEvery = "val_every", maxSteps = "max_steps", trainSplit = "train_split"
+        case minValidFraction = "min_valid_fraction", channelSwap = "channel_swap", syncBatchnorm = "sync_batchnorm"
+        case lrScheduler = "lr_scheduler", earlyStopping = "early_stopping", checkpointEvery = "checkpoint_every"
+        case keepLast = "keep_last", logEvery = "log_every", bucketMB = "bucket_mb", cacheMB = "cache_mb"
+    }
+
+    /// Every top-level key, as the config file spells it.
+    public static var keys: [String] { CodingKeys.allCases.map(\.rawValue) }
+
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        var s = TrainingConfig()
+        if let one = try? c.decode(String.self, forKey: .data) { s.data = [one] } else {
+            s.data = try c.decodeIfPresent([String].self, forKey: .data) ?? s.data
+        }
+        func take<T: Decodable>(_ key: CodingKeys, _ value: inout T) throws {
+            if let v = try c.decodeIfPresent(T.self, forKey: key) { value = v }
+        }
+        try take(.bands, &s.bands); try take(.target, &s.target); try take(.arch, &s.arch)
+        try take(.unet, &s.unet); try take(.decoderChannels, &s.decoderChannels); try take(.chipSize, &s.chipSize)
+        try take(.gsf, &s.gsf); try take(.batchSize, &s.batchSize); try take(.lr, &s.lr)
+        try take(.weightDecay, &s.weightDecay); try take(.maxEpochs, &s.maxEpochs)
+        try take(.samplesPerEpoch, &s.samplesPerEpoch); try take(.valSamples, &s.valSamples)
+        s.valEvery = try c.decodeIfPresent(Int.self, forKey: .valEvery)
+        s.maxSteps = try c.decodeIfPresent(Int.self, forKey: .maxSteps)
+        try take(.trainSplit, &s.trainSplit); try take(.minValidFraction, &s.minValidFraction)
+        try take(.channelSwap, &s.channelSwap); try take(.syncBatchnorm, &s.syncBatchnorm)
+        try take(.lrScheduler, &s.lrScheduler); try take(.earlyStopping, &s.earlyStopping)
+        try take(.seed, &s.seed); try take(.threads, &s.threads); try take(.checkpointEvery, &s.checkpointEvery)
+        try take(.keepLast, &s.keepLast); try take(.logEvery, &s.logEvery); try take(.bucketMB, &s.bucketMB)
+        try take(.cacheMB, &s.cacheMB); try take(.out, &s.out)
+        self = s
+    }
+
+    /// Parses a config from a JSON object (what YAML or JSON files and flags are turned into),
+    /// with errors that name the key.
+    public static func decode(_ object: [String: Any]) throws -> TrainingConfig {
+        for key in object.keys where !keys.contains(key) {
+            throw ConfigError("unknown key '\(key)' (known: \(keys.sorted().joined(separator: ", ")))")
+        }
+        try checkNested(object, "unet", UNetSettings.CodingKeys.allCases.map(\.rawValue))
+        try checkNested(object, "lr_scheduler", SchedulerSettings.CodingKeys.allCases.map(\.rawValue))
+        try checkNested(object, "early_stopping", EarlyStoppingSettings.CodingKeys.allCases.map(\.rawValue))
+        let json = try JSONSerialization.data(withJSONObject: object.filter { !($0.value is NSNull) })
+        do {
+            return try JSONDecoder().decode(TrainingConfig.self, from: json)
+        } catch let DecodingError.typeMismatch(type, context), let DecodingError.valueNotFound(type, context) {
+            throw ConfigError("'\(context.codingPath.map(\.stringValue).joined(separator: "."))' must be \(describe(type))")
+        } catch let DecodingError.dataCorrupted(context) {
+            throw ConfigError("'\(context.codingPath.map(\.stringValue).joined(separator: "."))': \(context.debugDescription)")
+        }
+    }
+
+    private static func checkNested(_ object: [String: Any], _ key: String, _ known: [String]) throws {
+        guard let nested = object[key] else { return }
+        guard let dict = nested as? [String: Any] else { throw ConfigError("'\(key)' must be a mapping") }
+        for k in dict.keys where !known.contains(k) {
+            throw ConfigError("unknown key '\(key).\(k)' (known: \(known.sorted().joined(separator: ", ")))")
+        }
+    }
+
+    private static func describe(_ type: Any.Type) -> String {
+        switch type {
+        case is Int.Type, is Int?.Type: return "an integer"
+        case is Double.Type, is Double?.Type: return "a number"
+        case is Bool.Type: return "true or false"
+        case is String.Type: return "a string"
+        case is [String].Type: return "a list of strings"
+        case is [Int].Type: return "a list of integers"
+        default: return "\(type)"
+        }
+    }
+
+    /// Checks values that decode but cannot work, before any rank starts.
+    public func validate(ranks: Int) throws {
+        guard !data.isEmpty else { throw ConfigError("'data' is missing: name a scene folder (or a list of them)") }
+        guard ModelConfig.architectures.contains(arch) else {
+            throw ConfigError("'arch' is '\(arch)'; known: \(ModelConfig.architectures.joined(separator: ", "))")
+        }
+        guard bands.first == "asp_dsm" else { throw ConfigError("'bands' must start with asp_dsm") }
+        guard ["lidar_data", "lidar_dtm_data"].contains(target) else {
+            throw ConfigError("'target' is '\(target)'; it must be lidar_data or lidar_dtm_data")
+        }
+        guard batchSize >= ranks else {
+            throw ConfigError("'batch_size' \(batchSize) is smaller than the \(ranks) ranks: every rank needs at least one chip")
+        }
+        let multiple = arch == "unet" ? 1 << unet.depth : 32
+        guard chipSize > 0, chipSize % multiple == 0 else {
+            throw ConfigError("'chip_size' \(chipSize) must be a positive multiple of \(multiple) for \(arch)")
+        }
+        if case .value(let v) = gsf, !(v > 0) { throw ConfigError("'gsf' must be positive or auto") }
+        guard lr > 0, samplesPerEpoch > 0, valSamples >= 0, maxEpochs > 0, checkpointEvery > 0, logEvery > 0, threads > 0,
+              bucketMB > 0, cacheMB > 0, (0...1).contains(minValidFraction), trainSplit > 0, trainSplit < 1 else {
+            throw ConfigError("lr, samples_per_epoch, max_epochs, checkpoint_every, log_every, threads, bucket_mb and "
+                + "cache_mb must be positive; train_split in (0, 1); min_valid_fraction in [0, 1]")
+        }
+        if let m = maxSteps, m < 0 { throw ConfigError("'max_steps' must not be negative") }
+        guard ["plateau", "step", "none"].contains(lrScheduler.kind) else {
+            throw ConfigError("'lr_scheduler.kind' is '\(lrScheduler.kind)'; known: plateau, step, none")
+        }
+    }
+
+    /// The model these settings describe.
+    public func modelConfig(gsf: Double) -> ModelConfig {
+        var m = ModelConfig(arch: arch, bands: bands, target: target, chipSize: chipSize, gsf: gsf)
+        if arch == "unet" {
+            m.unet = UNetConfig(nInputChannels: bands.count, depth: unet.depth, startKernel: unet.startKernel,
+                                maxFilterDepth: unet.maxFilterDepth, doBN: unet.doBN, biasConvLayer: unet.biasConvLayer,
+                                outerSkip: unet.outerSkip, outerSkipBN: unet.outerSkipBN)
+        } else {
+            m.encoder = EncoderConfig(name: String(arch.dropLast("-unet".count)), inChannels: bands.count,
+                                      decoderChannels: decoderChannels)
+        }
+        return m
+    }
+
+    /// Steps in an epoch: the global batches that make up `samples_per_epoch` chips.
+    public var stepsPerEpoch: Int { max(1, (samplesPerEpoch + batchSize - 1) / batchSize) }
+}
+
+public enum GSFSetting: Codable, Equatable, Sendable {
+    case auto
+    case value(Double)
+
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.singleValueContainer()
+        if let v = try? c.decode(Double.self) { self = .value(v); return }
+        if let s = try? c.decode(String.self), s == "auto" { self = .auto; return }
+        throw DecodingError.dataCorruptedError(in: c, debugDescription: "must be a number or auto")
+    }
+
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.singleValueContainer()
+        switch self {
+        case .auto: try c.encode("auto")
+        case .value(let v): try c.encode(v)
+        }
+    }
+}
+
+/// The `unet:` mapping; defaults are DESIGN.md's.
+public struct UNetSettings: Codable, Equatable, Sendable {
+    public var depth = 5, startKernel = 64, maxFilterDepth = 512
+    public var doBN = false, biasConvLayer = true, outerSkip = false, outerSkipBN = false
+
+    public init() {}
+
+    enum CodingKeys: String, CodingKey, CaseIterable {
+        case depth
+        case startKernel = "start_kernel", maxFilterDepth = "max_filter_depth", doBN = "do_BN"
+        case biasConvLayer = "bias_conv_layer", outerSkip = "outer_skip", outerSkipBN = "outer_skip_BN"
+    }
+
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        var s = UNetSettings()
+        s.depth = try c.decodeIfPresent(Int.self, forKey: .depth) ?? s.depth
+        s.startKernel = try c.decodeIfPresent(Int.self, forKey: .startKernel) ?? s.startKernel
+        s.maxFilterDepth = try c.decodeIfPresent(Int.self, forKey: .maxFilterDepth) ?? s.maxFilterDepth
+        s.doBN = try c.decodeIfPresent(Bool.self, forKey: .doBN) ?? s.doBN
+        s.biasConvLayer = try c.decodeIfPresent(Bool.self, forKey: .biasConvLayer) ?? s.biasConvLayer
+        s.outerSkip = try c.decodeIfPresent(Bool.self, forKey: .outerSkip) ?? s.outerSkip
+        s.outerSkipBN = try c.decodeIfPresent(Bool.self, forKey: .outerSkipBN) ?? s.outerSkipBN
+        self = s
+    }
+}
+
+/// `lr_scheduler:` — plateau (ReduceLROnPlateau on the validation loss), step (StepLR by epoch) or none.
+public struct SchedulerSettings: Codable, Equatable, Sendable {
+    public var kind = "plateau"
+    public var factor = 0.5, patience = 50, threshold = 0.1, minLR = 1.0e-6, cooldown = 0
+    public var stepSize = 30, gamma = 0.1
+
+    public init() {}
+
+    enum CodingKeys: String, CodingKey, CaseIterable {
+        case kind, factor, patience, threshold, cooldown, gamma
+        case minLR = "min_lr", stepSize = "step_size"
+    }
+
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        var s = SchedulerSettings()
+        s.kind = try c.decodeIfPresent(String.self, forKey: .kind) ?? s.kind
+        s.factor = try c.decodeIfPresent(Double.self, forKey: .factor) ?? s.factor
+        s.patience = try c.decodeIfPresent(Int.self, forKey: .patience) ?? s.patience
+        s.threshold = try c.decodeIfPresent(Double.self, forKey: .threshold) ?? s.threshold
+        s.minLR = try c.decodeIfPresent(Double.self, forKey: .minLR) ?? s.minLR
+        s.cooldown = try c.decodeIfPresent(Int.self, forKey: .cooldown) ?? s.cooldown
+        s.stepSize = try c.decodeIfPresent(Int.self, forKey: .stepSize) ?? s.stepSize
+        s.gamma = try c.decodeIfPresent(Double.self, forKey: .gamma) ?? s.gamma
+        self = s
+    }
+}
+
+/// `early_stopping:` — stop after `patience` validations without an improvement of `min_delta`.
+public struct EarlyStoppingSettings: Codable, Equatable, Sendable {
+    public var patience = 75
+    public var minDelta = 0.05
+
+    public init() {}
+
+    enum CodingKeys: String, CodingKey, CaseIterable {
+        case patience
+        case minDelta = "min_delta"
+    }
+
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        patience = try c.decodeIfPresent(Int.self, forKey: .patience) ?? 75
+        minDelta = try c.decodeIfPresent(Double.self, forKey: .minDelta) ?? 0.05
+    }
+}
+
+/// A configuration mistake: one line naming the key.
+public struct ConfigError: Error, CustomStringConvertible {
+    public let description: String
+    public init(_ description: String) { self.description = "config: " + description }
+}
+
+/// A failure of the training run itself (files, state, numerics): one line.
+public struct TrainingError: Error, CustomStringConvertible {
+    public let description: String
+    public init(_ description: String) { self.description = description }
+}

@@ -1,0 +1,184 @@
+import ArgumentParser
+import Distributed
+import Foundation
+import NN
+import Yams
+
+/// Exit codes of `deepdem train`, for job scripts.
+enum TrainExit {
+    static let finished: Int32 = 0
+    static let userError: Int32 = 1
+    /// The loss became NaN or infinite; the last good checkpoint is kept.
+    static let diverged: Int32 = 3
+    /// Stopped by SIGTERM, SIGINT or SIGUSR1 after saving its state: `--resume` continues.
+    static let resumable: Int32 = 75
+}
+
+struct Train: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Train a model (one process, or every rank of mpirun/srun).",
+        discussion: """
+            Settings come from --config (YAML or JSON) and from flags: every top-level key is also \
+            a flag, with dashes or underscores (--max-steps 20, --out runs/a, --data scenes/x, \
+            --unet '{depth: 4}'). Flags win over the file.
+            Exit codes: 0 finished, 1 bad input, 3 the loss diverged, 75 stopped by a signal \
+            (SIGTERM/SIGINT/SIGUSR1) after saving its state; --resume continues.
+            Known keys: \(TrainingConfig.keys.sorted().joined(separator: ", ")).
+            """)
+
+    @Option(help: "A YAML or JSON configuration file.")
+    var config: String?
+
+    @Flag(help: "Continue from the run folder's saved state (a run folder without one starts fresh).")
+    var resume = false
+
+    @Flag(help: "With --resume: accept settings that differ from the run folder's.")
+    var resumeAnyway = false
+
+    @Option(name: .customLong("init"), help: "Initialize the weights from this checkpoint (fine-tuning).")
+    var initCheckpoint: String?
+
+    @Argument(parsing: .allUnrecognized, help: .hidden)
+    var overrides: [String] = []
+
+    func run() {
+        let settings: TrainingConfig
+        do {
+            settings = try TrainingConfig.decode(loadSettings())
+        } catch {
+            fail(error)
+        }
+        let comm: Communicator = (try? MPICommunicator()) ?? SingleProcessCommunicator()
+        let stop = StopRequest.install()
+        let printer = ProgressPrinter(logEvery: settings.logEvery)
+        let trainer: Trainer
+        do {
+            trainer = try Trainer(config: settings, communicator: comm, resume: resume, resumeAnyway: resumeAnyway,
+                                  initCheckpoint: initCheckpoint, stop: { stop.signal }, events: printer.show)
+        } catch let failure as SetupFailure {
+            try? comm.finalize()
+            if failure.report { fail(failure) }
+            Foundation.exit(TrainExit.userError)
+        } catch {
+            comm.rank == 0 ? fail(error) : Foundation.exit(TrainExit.userError)
+        }
+        let outcome: TrainingOutcome
+        do {
+            outcome = try trainer.run()
+        } catch {
+            // One rank failed mid-run (I/O, MPI): the others may be waiting in a collective, so the
+            // whole job ends now.
+            FileHandle.standardError.write(Data("deepdem: error: rank \(comm.rank): \(error)\n".utf8))
+            comm.abort(code: TrainExit.userError)
+        }
+        try? comm.finalize()
+        let log = { (text: String) in if comm.rank == 0 { Console.line(text) } }
+        switch outcome {
+        case .finished(let why):
+            log("done: \(why); weights in \(settings.out)/last.safetensors, best in \(settings.out)/best.safetensors")
+            Foundation.exit(TrainExit.finished)
+        case .stopped(let signal, let step):
+            log("stopped by signal \(signal) at step \(step); state saved, continue with --resume")
+            Foundation.exit(TrainExit.resumable)
+        case .diverged(let step):
+            log("diverged at step \(step); the last good checkpoint is in \(settings.out)")
+            Foundation.exit(TrainExit.diverged)
+        }
+    }
+
+    /// The config file's mapping with the flags applied over it.
+    func loadSettings() throws -> [String: Any] {
+        var object: [String: Any] = [:]
+        if let config {
+            guard let text = try? String(contentsOfFile: config, encoding: .utf8) else {
+                throw CLIError("\(config): cannot read the configuration file")
+            }
+            let parsed: Any?
+            do { parsed = try Yams.load(yaml: text) } catch { throw CLIError("\(config): not valid YAML or JSON: \(error)") }
+            guard let mapping = plain(parsed) as? [String: Any] else {
+                throw CLIError("\(config): the configuration must be a mapping of keys to values")
+            }
+            object = mapping
+        }
+        var i = 0
+        while i < overrides.count {
+            let flag = overrides[i]
+            guard flag.hasPrefix("--") else { throw CLIError("unexpected argument '\(flag)'") }
+            var key = String(flag.dropFirst(2)), value: String
+            if let eq = key.firstIndex(of: "=") {
+                value = String(key[key.index(after: eq)...])
+                key = String(key[..<eq])
+            } else {
+                guard i + 1 < overrides.count else { throw CLIError("\(flag) needs a value") }
+                i += 1
+                value = overrides[i]
+            }
+            key = key.replacingOccurrences(of: "-", with: "_")
+            guard TrainingConfig.keys.contains(key) else {
+                throw CLIError("unknown option '\(flag)' (config keys as flags: \(TrainingConfig.keys.sorted().map { "--" + $0.replacingOccurrences(of: "_", with: "-") }.joined(separator: ", ")))")
+            }
+            // A flag's value is YAML too: numbers, true/false, null, lists [a, b], mappings {k: v}.
+            let parsed = (try? Yams.load(yaml: value)).map(plain) ?? value
+            if let nested = parsed as? [String: Any], let base = object[key] as? [String: Any] {
+                object[key] = base.merging(nested) { $1 }
+            } else {
+                object[key] = parsed ?? NSNull()
+            }
+            i += 1
+        }
+        return object
+    }
+}
+
+/// YAML's values as JSONSerialization's (string keys, NSNull for null).
+func plain(_ value: Any?) -> Any? {
+    switch value {
+    case let m as [AnyHashable: Any]:
+        var out: [String: Any] = [:]
+        for (k, v) in m { out["\(k)"] = plain(v) ?? NSNull() }
+        return out
+    case let a as [Any]:
+        return a.map { plain($0) ?? NSNull() }
+    case nil:
+        return nil
+    default:
+        return value
+    }
+}
+
+/// Rank 0's view of training: a live line on a terminal; plain lines every `log_every` steps in
+/// a log file (as in a Slurm output file).
+final class ProgressPrinter: @unchecked Sendable {
+    let logEvery: Int
+    init(logEvery: Int) { self.logEvery = logEvery }
+
+    func show(_ event: TrainingEvent) {
+        switch event {
+        case .started(let s):
+            Console.line("""
+                deepdem train: \(s.ranks) rank\(s.ranks == 1 ? "" : "s") (chips per rank per step \(s.localBatch.lowerBound == s.localBatch.upperBound ? "\(s.localBatch.lowerBound)" : "\(s.localBatch.lowerBound)-\(s.localBatch.upperBound)")), \
+                \(s.parameters) parameters, gsf \(String(format: "%.3f", s.gsf)), \(s.buckets) gradient bucket\(s.buckets == 1 ? "" : "s"), \
+                OpenBLAS \(s.blasCore) × \(s.blasThreads) thread\(s.blasThreads == 1 ? "" : "s"); \
+                \(s.resumed ? "resuming at" : "starting at") step \(s.startStep) of \(s.totalSteps) (\(s.stepsPerEpoch) per epoch)
+                """)
+        case .step(let r):
+            let text = String(format: "epoch %d step %d/%d  loss %.4f  lr %.2e  %.1f tiles/s  ETA %@",
+                              r.epoch, r.step, r.totalSteps, r.loss, r.lr, r.tilesPerSecond, duration(r.secondsLeft))
+            if Console.isTTY { Console.live(text) } else { Console.line(text) }
+        case .validated(let step, let epoch, let loss, let best):
+            Console.endLive()
+            Console.line(String(format: "validation: epoch %d step %d  val_loss %.4f%@", epoch, step, loss, best ? "  (best)" : ""))
+        case .checkpoint(let step, let path):
+            if !Console.isTTY { Console.line("checkpoint: step \(step) → \(path)") }
+        case .note(let text):
+            Console.endLive()
+            Console.line(text)
+        }
+    }
+
+    func duration(_ s: Double) -> String {
+        guard s.isFinite else { return "?" }
+        let t = Int(s.rounded())
+        return t >= 3600 ? String(format: "%dh%02dm", t / 3600, t % 3600 / 60) : String(format: "%dm%02ds", t / 60, t % 60)
+    }
+}
