@@ -1,0 +1,53 @@
+import Foundation
+import XCTest
+
+/// What one run of the built `deepdem` printed and returned.
+struct DeepDEMOutput {
+    let status: Int32
+    let stdout: String
+    let stderr: String
+}
+
+/// Runs the `deepdem` executable built next to the test bundle.
+func runDeepDEM(_ arguments: [String]) throws -> DeepDEMOutput {
+    let folder = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().deletingLastPathComponent()
+    let process = Process()
+    process.executableURL = folder.appendingPathComponent("deepdem")
+    process.arguments = arguments
+    let out = Pipe(), err = Pipe()
+    process.standardOutput = out
+    process.standardError = err
+    try process.run()
+    // stderr is drained on a thread so neither pipe can fill up and block the child.
+    let errorText = LockedText()
+    let drain = Thread { errorText.set(String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)) }
+    drain.start()
+    let stdout = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+    process.waitUntilExit()
+    while !errorText.isSet { usleep(1000) }
+    return DeepDEMOutput(status: process.terminationStatus, stdout: stdout, stderr: errorText.value)
+}
+
+final class LockedText: @unchecked Sendable {
+    private let lock = NSLock()
+    private var text: String?
+    func set(_ value: String) { lock.lock(); text = value; lock.unlock() }
+    var isSet: Bool { lock.lock(); defer { lock.unlock() }; return text != nil }
+    var value: String { lock.lock(); defer { lock.unlock() }; return text ?? "" }
+}
+
+/// Asserts a refused command: exit 1, nothing on stdout, one `deepdem: error:` line containing `phrase`.
+func assertRefused(_ output: DeepDEMOutput, _ phrase: String, file: StaticString = #filePath, line: UInt = #line) {
+    XCTAssertEqual(output.status, 1, output.stderr, file: file, line: line)
+    let lines = output.stderr.split(separator: "\n").filter { !$0.hasSuffix("- done.") && !$0.contains("...") }
+    XCTAssertEqual(lines.count, 1, output.stderr, file: file, line: line)
+    XCTAssertTrue(lines.first?.hasPrefix("deepdem: error: ") ?? false, output.stderr, file: file, line: line)
+    XCTAssertTrue(output.stderr.contains(phrase), "expected “\(phrase)” in: \(output.stderr)", file: file, line: line)
+}
+
+func makeCommandFolder(_ name: String = #function) throws -> URL {
+    let url = FileManager.default.temporaryDirectory
+        .appendingPathComponent("deepdem-cmd-\(name.filter { $0.isLetter })-\(getpid())-\(UInt32.random(in: 0...UInt32.max))")
+    try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
+    return url
+}

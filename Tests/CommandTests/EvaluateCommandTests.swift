@@ -1,0 +1,72 @@
+import Data
+import Foundation
+import XCTest
+
+final class EvaluateCommandTests: XCTestCase {
+    func write(_ values: [Float], _ name: String, in folder: URL, width: Int = 50) throws -> String {
+        let grid = try Grid(width: width, height: values.count / width, originX: 500_000, originY: 4_000_000, pixelSize: 1, epsg: 32610)
+        let path = folder.appendingPathComponent(name).path
+        try RasterWriter.write(values, grid: grid, nodata: -3.4028234663852886e38, to: path)
+        return path
+    }
+
+    func testJSONAgreesWithAnIndependentComputation() throws {
+        let folder = try makeCommandFolder()
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let n = 50 * 40
+        var random = SplitMix64(seed: 9)
+        let truth = (0..<n).map { i in i % 17 == 0 ? Float.nan : Float(500 + 30 * random.unit()) }
+        let refined = truth.map { $0 + Float(random.unit() * 2 - 0.8) }
+        let initial = (0..<n).map { i in i % 23 == 0 ? Float.nan : truth[i] + Float(random.unit() * 6 - 1) }
+        let ndvi = (0..<n).map { _ in Float(random.unit()) }
+        let paths = try [("p.tif", refined), ("t.tif", truth), ("i.tif", initial), ("n.tif", ndvi)].map { try write($0.1, $0.0, in: folder) }
+        let output = try runDeepDEM(["evaluate", "--prediction", paths[0], "--truth", paths[1], "--initial", paths[2],
+                                     "--by-mask", paths[3], "--threshold", "0.3", "--json"])
+        XCTAssertEqual(output.status, 0, output.stderr)
+        let json = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(output.stdout.utf8)) as? [String: Any])
+
+        func expected(_ errors: [Double]) -> [String: Double] {
+            let sorted = errors.sorted(), n = Double(errors.count)
+            func q(_ s: [Double], _ p: Double) -> Double {
+                let pos = p * Double(s.count - 1), lo = Int(pos), hi = min(lo + 1, s.count - 1)
+                return s[lo] + (s[hi] - s[lo]) * (pos - Double(lo))
+            }
+            let median = q(sorted, 0.5)
+            return ["count": n, "bias": errors.reduce(0, +) / n, "mae": errors.map(abs).reduce(0, +) / n,
+                    "rmse": (errors.map { $0 * $0 }.reduce(0, +) / n).squareRoot(), "median": median,
+                    "nmad": 1.4826 * q(errors.map { abs($0 - median) }.sorted(), 0.5), "le90": q(errors.map(abs).sorted(), 0.9)]
+        }
+        var all: [[Double]] = [[], []], inside = all
+        for i in 0..<n where !truth[i].isNaN && !initial[i].isNaN {
+            let e = [Double(refined[i]) - Double(truth[i]), Double(initial[i]) - Double(truth[i])]
+            all[0].append(e[0]); all[1].append(e[1])
+            if ndvi[i] > 0.3 { inside[0].append(e[0]); inside[1].append(e[1]) }
+        }
+        func check(_ object: Any?, _ errors: [Double], _ label: String) throws {
+            let got = try XCTUnwrap(object as? [String: Double], label)
+            for (key, value) in expected(errors) {
+                XCTAssertEqual(try XCTUnwrap(got[key], "\(label).\(key)"), value, accuracy: 1e-6 * max(1, abs(value)), "\(label).\(key)")
+            }
+        }
+        try check(json["refined"], all[0], "refined")
+        try check(json["initial"], all[1], "initial")
+        let byMask = try XCTUnwrap(json["by_mask"] as? [String: Any])
+        try check((byMask["inside"] as? [String: Any])?["refined"], inside[0], "inside.refined")
+        try check((byMask["inside"] as? [String: Any])?["initial"], inside[1], "inside.initial")
+
+        let table = try runDeepDEM(["evaluate", "--prediction", paths[0], "--truth", paths[1], "--initial", paths[2]])
+        XCTAssertEqual(table.status, 0)
+        XCTAssertTrue(table.stdout.contains("all refined") && table.stdout.contains("nmad"), table.stdout)
+    }
+
+    func testRefusals() throws {
+        let folder = try makeCommandFolder()
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let a = try write([Float](repeating: 1, count: 100), "a.tif", in: folder, width: 10)
+        let b = try write([Float](repeating: 1, count: 110), "b.tif", in: folder, width: 11)
+        assertRefused(try runDeepDEM(["evaluate", "--prediction", b, "--truth", a]), "\(b): grid differs")
+        assertRefused(try runDeepDEM(["evaluate", "--prediction", a, "--truth", folder.appendingPathComponent("x.tif").path]), "no such file")
+        let empty = try write([Float](repeating: .nan, count: 100), "e.tif", in: folder, width: 10)
+        assertRefused(try runDeepDEM(["evaluate", "--prediction", empty, "--truth", a]), "no pixel is valid")
+    }
+}
