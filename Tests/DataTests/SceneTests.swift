@@ -120,6 +120,25 @@ final class SceneTests: XCTestCase {
     }
 }
 
+extension SceneTests {
+    func testScenesAreDrawnInProportionToTheirUsableArea() throws {
+        let folder = try makeTemporaryFolder()
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let grid = try testGrid(width: 80, height: 64)
+        var bands = sceneBands()
+        try writeScene(folder.appendingPathComponent("full"), grid: grid, bands: bands)
+        // The second scene's target is valid in the top half only: half the usable area.
+        bands[Band.lidarDSM] = { _, y in y < 32 ? 1 : .nan }
+        try writeScene(folder.appendingPathComponent("half"), grid: grid, bands: bands)
+        let scenes = try ["full", "half"].map { try Scene(folder: folder.appendingPathComponent($0).path, bands: run, target: Band.lidarDSM) }
+        let sampler = try ChipSampler(maps: try scenes.map { try ValidityMap(scene: $0) }, region: .train, chipSize: 16, seed: 2)
+        XCTAssertEqual(sampler.usablePixels, [64 * 64, 64 * 32])
+        var counts = [0, 0]
+        for step in 0..<300 { for index in 0..<4 { counts[sampler.chip(step: step, index: index).scene] += 1 } }
+        XCTAssertEqual(Double(counts[0]) / Double(counts[1]), 2, accuracy: 0.35, "\(counts)")
+    }
+}
+
 final class ChipReaderTests: XCTestCase {
     func testReaderAppliesFlipsSwapFillAndMask() throws {
         let folder = try makeTemporaryFolder()
