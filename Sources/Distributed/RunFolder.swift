@@ -89,9 +89,13 @@ public struct RunFolder: Sendable {
         return l.trainer
     }
 
-    func savedConfig() throws -> [String: Any]? {
+    func savedConfig() throws -> TrainingConfig? {
         guard let data = FileManager.default.contents(atPath: configFile) else { return nil }
-        return try JSONSerialization.jsonObject(with: data) as? [String: Any]
+        do {
+            return try JSONDecoder().decode(TrainingConfig.self, from: data)
+        } catch {
+            throw TrainingError("\(configFile): unreadable (\(error.localizedDescription))")
+        }
     }
 
     func writeConfig(_ config: TrainingConfig) throws {

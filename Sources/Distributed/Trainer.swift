@@ -223,7 +223,8 @@ public final class Trainer {
         return .finished("reached \(config.maxSteps.map { _ in "max_steps" } ?? "max_epochs") at step \(state.step)")
     }
 
-    func epoch(_ step: Int) -> Int { step / config.stepsPerEpoch }
+    /// The epoch (from 0) in which the step that brought the count to `step` ran.
+    func epoch(_ step: Int) -> Int { max(step - 1, 0) / config.stepsPerEpoch }
 
     /// The validation loss over the seed-fixed validation chips, split over ranks and summed
     /// exactly; updates best.safetensors, the plateau schedule (at epoch ends) and early stopping.
@@ -344,17 +345,14 @@ public final class Trainer {
     }
 
     /// A resumed run must have the configuration it was started with, up to its length.
-    static func checkResumable(saved: [String: Any], now: TrainingConfig) throws {
-        let encoded = try JSONSerialization.jsonObject(with: JSONEncoder().encode(now)) as? [String: Any] ?? [:]
-        let lengthKeys: Set<String> = ["max_steps", "max_epochs"]
-        var differing: [String] = []
-        for key in Set(saved.keys).union(encoded.keys).subtracting(lengthKeys).sorted() {
-            let a = saved[key].map { "\($0)" }, b = encoded[key].map { "\($0)" }
-            if a != b { differing.append(key) }
+    static func checkResumable(saved: TrainingConfig, now: TrainingConfig) throws {
+        func fields(_ c: TrainingConfig) throws -> [String: Data] {
+            let object = try JSONSerialization.jsonObject(with: JSONEncoder().encode(c)) as? [String: Any] ?? [:]
+            return try object.mapValues { try JSONSerialization.data(withJSONObject: $0, options: [.sortedKeys, .fragmentsAllowed]) }
         }
-        if !differing.isEmpty {
-            throw ResumeMismatch(keys: differing)
-        }
+        let a = try fields(saved), b = try fields(now)
+        let differing = Set(a.keys).union(b.keys).subtracting(["max_steps", "max_epochs"]).filter { a[$0] != b[$0] }.sorted()
+        if !differing.isEmpty { throw ResumeMismatch(keys: differing) }
     }
 }
 

@@ -21,7 +21,18 @@ func guarded(_ body: () throws -> Void) {
 
 /// Standard output and error, for progress that is live on a terminal and plain in a log file.
 enum Console {
-    static let isTTY = isatty(STDOUT_FILENO) != 0
+    /// Open MPI gives every rank a pseudo-terminal even when mpirun's output goes to a file, so
+    /// under a launcher the live line is opt-in (`DEEPDEM_PROGRESS=live`); `plain` forces lines.
+    static let isTTY: Bool = {
+        let env = ProcessInfo.processInfo.environment
+        switch env["DEEPDEM_PROGRESS"] {
+        case "live": return true
+        case "plain": return false
+        default:
+            let launched = ["OMPI_COMM_WORLD_SIZE", "PMIX_RANK", "PMI_RANK", "SLURM_JOB_ID"].contains { env[$0] != nil }
+            return isatty(STDOUT_FILENO) != 0 && !launched
+        }
+    }()
 
     static func line(_ text: String) {
         print(text)

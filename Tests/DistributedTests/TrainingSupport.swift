@@ -1,0 +1,109 @@
+import Data
+import Foundation
+import NN
+import XCTest
+
+/// Runs the built `deepdem` (directly or under real `mpirun`) on small synthetic scenes.
+enum TrainingRun {
+    /// The folder of the test binary, where SwiftPM also puts `deepdem`.
+    static let binFolder = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().deletingLastPathComponent()
+    static var deepdem: String { binFolder.appendingPathComponent("deepdem").path }
+
+    struct Result {
+        var status: Int32
+        var stdout: String
+        var stderr: String
+        var seconds: Double
+    }
+
+    static func environment() -> [String: String] {
+        var env = ProcessInfo.processInfo.environment
+        env["OMPI_ALLOW_RUN_AS_ROOT"] = "1"
+        env["OMPI_ALLOW_RUN_AS_ROOT_CONFIRM"] = "1"
+        env["OMPI_MCA_rmaps_base_oversubscribe"] = "1"
+        env["SWIFT_BACKTRACE"] = "enable=no"
+        return env
+    }
+
+    /// `deepdem args…`, under `mpirun -np ranks` when ranks > 0.
+    static func start(_ args: [String], ranks: Int = 0) throws -> (Process, Pipe, Pipe) {
+        let p = Process()
+        if ranks > 0 {
+            p.executableURL = URL(fileURLWithPath: "/usr/bin/mpirun")
+            p.arguments = ["--oversubscribe", "-np", "\(ranks)", deepdem] + args
+        } else {
+            p.executableURL = URL(fileURLWithPath: deepdem)
+            p.arguments = args
+        }
+        p.environment = environment()
+        let out = Pipe(), err = Pipe()
+        p.standardOutput = out
+        p.standardError = err
+        try p.run()
+        return (p, out, err)
+    }
+
+    static func run(_ args: [String], ranks: Int = 0) throws -> Result {
+        let t0 = Date()
+        let (p, out, err) = try start(args, ranks: ranks)
+        // Read both pipes to the end before waiting, so a chatty child never blocks on a full pipe.
+        let group = DispatchGroup()
+        nonisolated(unsafe) var o = Data(), e = Data()
+        group.enter()
+        DispatchQueue.global().async { o = out.fileHandleForReading.readDataToEndOfFile(); group.leave() }
+        e = err.fileHandleForReading.readDataToEndOfFile()
+        group.wait()
+        p.waitUntilExit()
+        return Result(status: p.terminationStatus, stdout: String(decoding: o, as: UTF8.self),
+                      stderr: String(decoding: e, as: UTF8.self), seconds: Date().timeIntervalSince(t0))
+    }
+
+    /// A fresh temporary folder.
+    static func folder(_ name: String) -> String {
+        let path = NSTemporaryDirectory() + "deepdem-tests/\(name)-\(UUID().uuidString.prefix(8))"
+        try? FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+        return path
+    }
+
+    /// A synthetic scene, made once per process and size.
+    nonisolated(unsafe) static var scenes: [Int: String] = [:]
+    static func scene(size: Int = 160) throws -> String {
+        if let s = scenes[size] { return s }
+        let path = folder("scene") + "/scene"
+        try SyntheticScene(width: size, height: size, seed: 1).write(to: path)
+        scenes[size] = path
+        return path
+    }
+
+    /// A small, fast configuration: a 3-level U-Net on 32 px chips.
+    static func config(scene: String, out: String, _ extra: [String: Any] = [:]) throws -> String {
+        var c: [String: Any] = [
+            "data": scene, "out": out, "arch": "unet",
+            "bands": ["asp_dsm", "ortho_channel1", "ortho_channel2", "ndvi"],
+            "unet": ["depth": 3, "start_kernel": 8, "max_filter_depth": 32],
+            "chip_size": 32, "gsf": 5.0, "batch_size": 6, "lr": 1e-3,
+            "samples_per_epoch": 24, "val_samples": 12, "max_epochs": 100, "max_steps": 6,
+            "checkpoint_every": 100, "log_every": 1, "seed": 3,
+        ]
+        c.merge(extra) { $1 }
+        let path = out + ".json"
+        try JSONSerialization.data(withJSONObject: c, options: [.prettyPrinted]).write(to: URL(fileURLWithPath: path))
+        return path
+    }
+
+    /// Every parameter and buffer of a checkpoint, by name.
+    static func weights(_ path: String) throws -> [String: [Float]] {
+        let config = try Checkpoint.readConfig(path)
+        let net = try makeNetwork(config)
+        try Checkpoint.load(path, into: net)
+        var out: [String: [Float]] = [:]
+        for (name, entry) in net.state() {
+            switch entry {
+            case .parameter(let p): out[name] = p.value.array
+            case .buffer(let t): out[name] = t.array
+            case .counter(let c): out[name] = [Float(c.value)]
+            }
+        }
+        return out
+    }
+}

@@ -1,0 +1,190 @@
+import Foundation
+import NN
+import XCTest
+
+/// `deepdem train` under real `mpirun`: N ranks equal one rank, resume equals uninterrupted,
+/// signals stop all ranks resumably, a dead rank ends the job, bad configs fail early.
+final class TrainingTests: XCTestCase {
+    func train(_ config: String, ranks: Int, _ extra: [String] = [], file: StaticString = #filePath, line: UInt = #line) throws -> TrainingRun.Result {
+        let r = try TrainingRun.run(["train", "--config", config] + extra, ranks: ranks)
+        XCTAssertEqual(r.status, 0, "train failed:\n\(r.stdout)\n\(r.stderr)", file: file, line: line)
+        return r
+    }
+
+    /// Largest |a − b| relative to the largest |b| of each tensor.
+    func assertClose(_ a: [String: [Float]], _ b: [String: [Float]], tolerance: Float, _ what: String,
+                     file: StaticString = #filePath, line: UInt = #line) {
+        XCTAssertEqual(Set(a.keys), Set(b.keys), what, file: file, line: line)
+        var worst: Float = 0, at = ""
+        for (name, x) in a {
+            guard let y = b[name] else { continue }
+            let scale = max(y.map(abs).max() ?? 0, 1e-12)
+            let d = zip(x, y).map { abs($0 - $1) }.max() ?? 0
+            if d / scale > worst { worst = d / scale; at = name }
+        }
+        XCTAssertLessThanOrEqual(worst, tolerance, "\(what): worst relative difference \(worst) in \(at)", file: file, line: line)
+    }
+
+    func testRanksTrainAsOne() throws {
+        try checkRanksTrainAsOne([:])
+    }
+
+    /// With synchronized BatchNorm the statistics are those of the global batch on every rank, so
+    /// a BatchNorm model also trains identically on 1, 2 and 3 ranks (running statistics included).
+    func testRanksTrainAsOneWithSyncBatchNorm() throws {
+        try checkRanksTrainAsOne(["unet": ["depth": 3, "start_kernel": 8, "max_filter_depth": 32, "do_BN": true],
+                                  "sync_batchnorm": true])
+    }
+
+    func checkRanksTrainAsOne(_ extra: [String: Any], file: StaticString = #filePath, line: UInt = #line) throws {
+        let scene = try TrainingRun.scene()
+        var results: [[String: [Float]]] = []
+        for ranks in [1, 2, 3] {
+            let out = TrainingRun.folder("ranks\(ranks)") + "/run"
+            let r = try train(TrainingRun.config(scene: scene, out: out, extra), ranks: ranks)
+            XCTAssertTrue(r.stdout.contains("\(ranks) rank"), r.stdout)
+            results.append(try TrainingRun.weights(out + "/last.safetensors"))
+        }
+        // The steps moved the weights: equality above is not that of untouched initial weights.
+        let out0 = TrainingRun.folder("ranks0") + "/run"
+        _ = try train(TrainingRun.config(scene: scene, out: out0, extra.merging(["max_steps": 0]) { $1 }), ranks: 0)
+        let initial = try TrainingRun.weights(out0 + "/last.safetensors")
+        let moved = results[0].keys.filter { results[0][$0] != initial[$0] }
+        XCTAssertGreaterThan(moved.count, results[0].count / 2, "training changed too few tensors")
+        assertClose(results[1], results[0], tolerance: 1e-5, "2 ranks vs 1", file: file, line: line)
+        assertClose(results[2], results[0], tolerance: 1e-5, "3 ranks vs 1", file: file, line: line)
+    }
+}
+
+extension TrainingTests {
+    /// 6 steps straight and 3 steps + --resume to 6 give identical weights, bit for bit.
+    func testResumeEqualsUninterrupted() throws {
+        let scene = try TrainingRun.scene()
+        let straight = TrainingRun.folder("straight") + "/run"
+        _ = try train(TrainingRun.config(scene: scene, out: straight), ranks: 2)
+        let split = TrainingRun.folder("split") + "/run"
+        let config = try TrainingRun.config(scene: scene, out: split, ["max_steps": 3])
+        _ = try train(config, ranks: 2)
+        let r = try train(config, ranks: 2, ["--resume", "--max-steps", "6"])
+        XCTAssertTrue(r.stdout.contains("resuming at step 3"), r.stdout)
+        let a = try TrainingRun.weights(straight + "/last.safetensors"), b = try TrainingRun.weights(split + "/last.safetensors")
+        XCTAssertEqual(Set(a.keys), Set(b.keys))
+        let differing = a.keys.filter { a[$0] != b[$0] }.sorted()
+        XCTAssertTrue(differing.isEmpty, "resumed weights differ from the uninterrupted run's in \(differing.count) tensors, e.g. \(differing.prefix(3))")
+        let lines = try String(contentsOfFile: split + "/metrics.jsonl", encoding: .utf8).split(separator: "\n")
+        let steps = lines.compactMap { (try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any])?["train_loss"] != nil ? $0 : nil }
+        XCTAssertEqual(steps.count, 6, "one training line per step, none repeated:\n\(lines.joined(separator: "\n"))")
+    }
+
+    /// A resume whose settings differ in more than the run length is refused, naming the keys.
+    func testResumeWithOtherSettingsIsRefused() throws {
+        let scene = try TrainingRun.scene()
+        let out = TrainingRun.folder("mismatch") + "/run"
+        let config = try TrainingRun.config(scene: scene, out: out, ["max_steps": 1])
+        _ = try train(config, ranks: 0)
+        let r = try TrainingRun.run(["train", "--config", config, "--resume", "--lr", "0.1", "--max-steps", "2"])
+        XCTAssertEqual(r.status, 1)
+        XCTAssertTrue(r.stderr.contains("lr") && r.stderr.hasPrefix("deepdem: error:"), r.stderr)
+        XCTAssertEqual(r.stderr.split(separator: "\n").count, 1, r.stderr)
+        let ok = try TrainingRun.run(["train", "--config", config, "--resume", "--resume-anyway", "--lr", "0.1", "--max-steps", "2"])
+        XCTAssertEqual(ok.status, 0, ok.stderr)
+    }
+
+    /// SIGUSR1 to one rank: every rank stops at the next step with the resumable code after a
+    /// checkpoint, and --resume finishes the run with the weights of an uninterrupted one.
+    func testSignalStopsAllRanksResumably() throws {
+        let scene = try TrainingRun.scene()
+        let out = TrainingRun.folder("signal") + "/run"
+        let config = try TrainingRun.config(scene: scene, out: out, ["max_steps": 4000, "samples_per_epoch": 6000])
+        let (p, outPipe, errPipe) = try TrainingRun.start(["train", "--config", config], ranks: 2)
+        // Wait until training is under way, then signal one rank (not mpirun).
+        var ranks: [Int32] = []
+        let deadline = Date().addingTimeInterval(60)
+        while Date() < deadline {
+            if FileManager.default.fileExists(atPath: out + "/metrics.jsonl") {
+                ranks = childPIDs(of: p.processIdentifier)
+                if ranks.count == 2 { break }
+            }
+            usleep(100_000)
+        }
+        XCTAssertEqual(ranks.count, 2, "ranks not found")
+        kill(ranks[1], SIGUSR1)
+        let t0 = Date()
+        p.waitUntilExit()
+        let stdout = String(decoding: outPipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        let stderr = String(decoding: errPipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        XCTAssertEqual(p.terminationStatus, 75, "\(stdout)\n\(stderr)")
+        XCTAssertLessThan(Date().timeIntervalSince(t0), 30)
+        XCTAssertTrue(stdout.contains("stopped by signal"), stdout)
+        let stoppedAt = try TrainingRun.weights(out + "/last.safetensors")
+        XCTAssertFalse(stoppedAt.isEmpty)
+        let r = try train(config, ranks: 2, ["--resume", "--max-steps", "\(try lastStep(out) + 2)"])
+        XCTAssertTrue(r.stdout.contains("resuming at step"), r.stdout)
+    }
+
+    /// SIGKILL to one rank: the job ends non-zero within 60 s and the last checkpoint still loads.
+    func testKilledRankEndsTheJob() throws {
+        let scene = try TrainingRun.scene()
+        let out = TrainingRun.folder("kill") + "/run"
+        let config = try TrainingRun.config(scene: scene, out: out, ["max_steps": 4000, "samples_per_epoch": 6000,
+                                                                     "checkpoint_every": 2])
+        let (p, _, _) = try TrainingRun.start(["train", "--config", config], ranks: 2)
+        var ranks: [Int32] = []
+        let deadline = Date().addingTimeInterval(60)
+        while Date() < deadline {
+            if FileManager.default.fileExists(atPath: out + "/last.safetensors") {
+                ranks = childPIDs(of: p.processIdentifier)
+                if ranks.count == 2 { break }
+            }
+            usleep(100_000)
+        }
+        XCTAssertEqual(ranks.count, 2, "ranks not found")
+        kill(ranks[1], SIGKILL)
+        let t0 = Date()
+        p.waitUntilExit()
+        XCTAssertNotEqual(p.terminationStatus, 0)
+        XCTAssertLessThan(Date().timeIntervalSince(t0), 60)
+        XCTAssertFalse(try TrainingRun.weights(out + "/last.safetensors").isEmpty)
+    }
+
+    /// Bad configurations: one line on stderr naming the problem, exit 1, before training.
+    func testBadConfigurations() throws {
+        let scene = try TrainingRun.scene()
+        let out = TrainingRun.folder("bad") + "/run"
+        let cases: [([String: Any], String, Int)] = [
+            (["batch_sizes": 4], "unknown key 'batch_sizes'", 0),
+            (["batch_size": "four"], "'batch_size' must be an integer", 0),
+            (["data": out + "/nowhere"], "no such scene folder", 2),
+            (["batch_size": 2], "smaller than the 3 ranks", 3),
+            (["arch": "vgg"], "'arch' is 'vgg'", 0),
+        ]
+        for (extra, message, ranks) in cases {
+            let r = try TrainingRun.run(["train", "--config", TrainingRun.config(scene: scene, out: out, extra)], ranks: ranks)
+            XCTAssertNotEqual(r.status, 0, "\(extra)")
+            let lines = r.stderr.split(separator: "\n").filter { $0.hasPrefix("deepdem: error:") }
+            XCTAssertEqual(lines.count, 1, "\(extra): \(r.stderr)")
+            XCTAssertTrue(lines.first?.contains(message) ?? false, "\(extra): \(r.stderr)")
+            XCTAssertFalse(r.stdout.contains("step 1/"), "\(extra): trained anyway")
+        }
+        let r = try TrainingRun.run(["train", "--config", TrainingRun.config(scene: scene, out: out), "--max-stepz", "3"])
+        XCTAssertEqual(r.status, 1)
+        XCTAssertTrue(r.stderr.contains("unknown option '--max-stepz'"), r.stderr)
+    }
+
+    func lastStep(_ out: String) throws -> Int {
+        let text = try String(contentsOfFile: out + "/metrics.jsonl", encoding: .utf8)
+        return text.split(separator: "\n").compactMap {
+            (try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any])?["step"] as? Int
+        }.max() ?? 0
+    }
+
+    /// The deepdem processes mpirun started (its children).
+    func childPIDs(of parent: Int32) -> [Int32] {
+        guard let entries = try? FileManager.default.contentsOfDirectory(atPath: "/proc") else { return [] }
+        return entries.compactMap(Int32.init).filter { pid in
+            guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8) else { return false }
+            let fields = stat.split(separator: ")").last?.split(separator: " ") ?? []
+            return fields.count > 2 && Int32(fields[1]) == parent && stat.contains("(deepdem)")
+        }.sorted()
+    }
+}
