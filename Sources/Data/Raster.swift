@@ -23,10 +23,7 @@ public final class Raster: @unchecked Sendable {
             throw DataError(path, "no such file")
         }
         if isFolder.boolValue { throw DataError(path, "is a folder, not a raster file") }
-        let opened = try? GDAL.call(path, "not a readable raster") { GDALOpen(path, GA_ReadOnly) }
-        guard let dataset = opened else {
-            throw DataError(path, "not a readable raster (\(GDAL.lastMessage(or: "GDAL recognises no format")))")
-        }
+        let dataset = try GDAL.call(path, "not a readable raster") { GDALOpen(path, GA_ReadOnly) }
         let bands = GDALGetRasterCount(dataset)
         guard bands >= 1, let band = GDALGetRasterBand(dataset, 1) else {
             GDALClose(dataset)
