@@ -31,6 +31,9 @@ let package = Package(
         ]),
         // Multi-rank checks of the communicator, run by DistributedTests under mpirun.
         .executableTarget(name: "mpi-probe", dependencies: ["Distributed", "NN"], path: "Tests/MPIProbe"),
+        // Blocking vs bucketed gradient all-reduce on the models' layouts (bench/allreduce/run.sh).
+        .executableTarget(name: "allreduce-bench", dependencies: ["Distributed", "NN"], path: "bench/allreduce",
+                          exclude: ["run.sh"]),
         .testTarget(name: "NNTests", dependencies: ["NN"], resources: [.copy("Fixtures")]),
         .testTarget(name: "DataTests", dependencies: ["Data"]),
         .testTarget(name: "DistributedTests", dependencies: ["Distributed", "NN", "Data"]),
