@@ -48,6 +48,7 @@ public final class Trainer {
     var state: TrainerState
     let resumed: Bool
     let buffers: [Tensor]
+    private var lastCheckpoint = -1
 
     /// Sets everything up on every rank; throws (on every rank alike) for bad data or state.
     /// `stop` reports a pending stop signal on this rank; `events` is called on rank 0 only.
@@ -219,7 +220,7 @@ public final class Trainer {
             }
         }
         if lastValidated != state.step { _ = try validate(epochEnd: false) }
-        try checkpoint()
+        if lastCheckpoint != state.step { try checkpoint() }
         return .finished("reached \(config.maxSteps.map { _ in "max_steps" } ?? "max_epochs") at step \(state.step)")
     }
 
@@ -302,6 +303,7 @@ public final class Trainer {
     /// Rank 0 saves the resume state and last.safetensors (and a step checkpoint with keep_last);
     /// all ranks wait, so no rank runs ahead of a checkpoint that might still fail.
     func checkpoint() throws {
+        lastCheckpoint = state.step
         try broadcastBuffers()
         if comm.rank == 0 {
             try folder.saveState(network: network, optimizer: optimizer, trainer: state, metadata: metadata())

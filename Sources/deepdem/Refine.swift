@@ -1,0 +1,69 @@
+import ArgumentParser
+import Data
+import Foundation
+import NN
+
+struct Refine: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Refine a scene's DSM with a trained model (tiled, blended, any size).",
+        discussion: """
+            Overlapping tiles (default stride: half a chip) are predicted in batches and blended \
+            with weights that fall to zero at tile edges, so no seams show; every pixel is covered. \
+            The output has the input DSM's grid, georeferencing and nodata; memory is bounded by \
+            the model and one strip of tiles, not the scene.
+            """)
+
+    @Option(help: "A .safetensors checkpoint (from deepdem train or tools/convert_checkpoint.py).")
+    var checkpoint: String
+
+    @Option(help: "The scene folder (final_<band>.tif with the checkpoint's bands).")
+    var data: String
+
+    @Option(help: "The refined DSM to write (GeoTIFF).")
+    var out: String
+
+    @Option(help: "Tile stride in pixels (default: chip size / 2).")
+    var stride: Int?
+
+    @Option(help: "Tiles per forward pass.")
+    var batchSize = 8
+
+    @Option(help: "OpenBLAS threads (default: all cores).")
+    var threads: Int?
+
+    @Flag(help: "Write a Cloud-Optimized GeoTIFF.")
+    var cog = false
+
+    @Flag(help: "Replace an existing output.")
+    var overwrite = false
+
+    func run() {
+        guarded {
+            BLAS.setThreads(threads ?? ProcessInfo.processInfo.activeProcessorCount)
+            let config = try Checkpoint.readConfig(checkpoint)
+            let network = try makeNetwork(config)
+            try Checkpoint.load(checkpoint, into: network)
+            let model = ResidualModel(network: network, gsf: Float(config.gsf))
+            let scene = try Scene(folder: data, bands: config.bands, target: nil)
+            let tiler = Tiler(chipSize: config.chipSize, stride: stride, batchSize: batchSize,
+                              format: cog ? .cog : .geoTIFF, overwrite: overwrite)
+            let c = config.bands.count, s = config.chipSize, plane = s * s
+            var batches: [Int: Tensor] = [:]
+            let t0 = Date()
+            try ProgressLine("refine").run { progress in
+                try tiler.run(scene: scene, output: out, predict: { inputs, count, outputs in
+                    let x = batches[count] ?? Tensor([count, c, s, s])
+                    batches[count] = x
+                    x.data.update(from: inputs, count: count * c * plane)
+                    let refined = model.forward(x, training: false)
+                    outputs.update(from: refined.data, count: count * plane)
+                }, progress: progress)
+            }
+            let seconds = Date().timeIntervalSince(t0)
+            let mpix = Double(scene.grid.width * scene.grid.height) / 1e6
+            Console.line(String(format: "refined %@ (%d×%d, %.1f Mpx) in %.1f s (%.2f Mpx/s, OpenBLAS %@ × %d) → %@",
+                                data, scene.grid.width, scene.grid.height, mpix, seconds, mpix / seconds,
+                                BLAS.coreName, BLAS.threads, out))
+        }
+    }
+}
