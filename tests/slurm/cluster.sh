@@ -52,20 +52,32 @@ print_logs() {
     done
 }
 
-# Stops the process in a pid file if it still is the daemon that wrote it (a reused PID is
-# left alone): TERM, up to 10 s of grace, then KILL.
-stop_pidfile() {
-    local file=$1 name=$2 pid
-    [ -f "$file" ] || return 0
-    pid=$(cat "$file" 2>/dev/null) || return 0
-    [[ $pid =~ ^[0-9]+$ ]] || return 0
-    grep -q "$name" "/proc/$pid/comm" 2>/dev/null || return 0
-    kill -TERM "$pid" 2>/dev/null || return 0
+# The PIDs in these pid files that still belong to the daemon named (a reused PID is left
+# alone).
+live_pids() {
+    local name=$1 file pid
+    shift
+    for file in "$@"; do
+        pid=$(cat "$file" 2>/dev/null) || continue
+        [[ $pid =~ ^[0-9]+$ ]] && grep -qx "$name" "/proc/$pid/comm" 2>/dev/null && echo "$pid"
+    done
+}
+
+# A zombie counts as stopped: its parent (here init) reaps it in its own time.
+running() { [ -r "/proc/$1/stat" ] && ! awk '{exit $3 != "Z"}' "/proc/$1/stat"; }
+
+# TERM, up to 10 s of grace, then KILL; all the PIDs at once.
+stop_pids() {
+    local pid left
+    [ $# -gt 0 ] || return 0
+    kill -TERM "$@" 2>/dev/null
     for _ in $(seq 100); do
-        kill -0 "$pid" 2>/dev/null || return 0
+        left=()
+        for pid in "$@"; do running "$pid" && left+=("$pid"); done
+        [ ${#left[@]} -eq 0 ] && return 0
         sleep 0.1
     done
-    kill -KILL "$pid" 2>/dev/null || true
+    kill -KILL "${left[@]}" 2>/dev/null || true
 }
 
 up() {
@@ -79,6 +91,13 @@ up() {
     [[ $nodes =~ ^[1-9][0-9]*$ ]] || die "--nodes wants a positive number"
     [ "$(id -u)" = 0 ] || die "needs root (the daemons run as SlurmUser=root)"
     install_packages
+    # The daemons must not inherit our caller's descriptors: munged keeps them, and a caller
+    # that learns of our exit by a descriptor closing (Foundation's Process) would wait forever.
+    local fd
+    for fd in /proc/$$/fd/*; do
+        fd=${fd##*/}
+        [ "$fd" -gt 2 ] && [ "$fd" != 255 ] && eval "exec $fd>&-"
+    done 2>/dev/null
 
     local dir
     dir=$(mktemp -d /tmp/deepdem-slurm.XXXXXX)
@@ -178,10 +197,9 @@ down() {
             sleep 0.1
         done
     fi
-    local f
-    for f in "$dir"/run/slurmd-*.pid; do stop_pidfile "$f" slurmd; done
-    stop_pidfile "$dir/run/slurmctld.pid" slurmctld
-    stop_pidfile "$dir/run/munged.pid" munged
+    # munged last: the others talk to it while they stop.
+    stop_pids $(live_pids slurmd "$dir"/run/slurmd-*.pid) $(live_pids slurmctld "$dir/run/slurmctld.pid")
+    stop_pids $(live_pids munged "$dir/run/munged.pid")
     if [ "${KEEP:-0}" = 1 ]; then
         echo "cluster.sh: stopped; kept $dir" >&2
     else
