@@ -1,19 +1,25 @@
 import CGDAL
+import Foundation
 
 /// Process-wide GDAL setup. Drivers register once; GDAL's own messages never reach the terminal
 /// (the library does not print), they are captured per call and returned inside `DataError`s.
 public enum GDAL {
+    /// GDAL's own default block cache is 5 % of RAM per process; with one process per rank and
+    /// written blocks kept until evicted, that is far more than a strip-by-strip program needs.
+    public static let defaultCacheBudget = 256 << 20
+
     private static let registered: Bool = {
         GDALAllRegister()
         CPLSetErrorHandler(CPLQuietErrorHandler)
+        if getenv("GDAL_CACHEMAX") == nil { GDALSetCacheMax64(GIntBig(defaultCacheBudget)) }
         return true
     }()
 
     static func ensureRegistered() { _ = registered }
 
-    /// Bounds the memory GDAL keeps for decoded blocks. Training reads many small windows from
-    /// large compressed scenes; the cache avoids decoding a block once per window, the budget keeps
-    /// that cache from growing to GDAL's default of 5 % of RAM per process (times the ranks).
+    /// Bounds the memory GDAL keeps for decoded blocks (`defaultCacheBudget` unless the
+    /// GDAL_CACHEMAX environment variable says otherwise). Training reads many small windows from
+    /// large compressed scenes; the cache avoids decoding a block once per window.
     public static func setCacheBudget(bytes: Int) {
         ensureRegistered()
         GDALSetCacheMax64(GIntBig(bytes))

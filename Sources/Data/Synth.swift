@@ -276,33 +276,61 @@ private struct Layers {
         }
     }
 
-    /// Lambert shading and cast shadows (followed towards the sun up to `shadowReach` pixels).
+    /// Lambert shading and cast shadows (followed towards the sun up to `shadowReach` pixels, and
+    /// only as far as the highest surface nearby could still rise above the ray).
     mutating func sunlight(_ k: Int) {
         let sun = SyntheticScene.suns[k]
         let az = sun.azimuth * .pi / 180, el = sun.elevation * .pi / 180
         let sx = sin(az) * cos(el), sy = -cos(az) * cos(el), sz = sin(el)
         let rise = Float(tan(el))
-        let dx = sin(az), dy = -cos(az)
-        let highest = surface.max() ?? 0
         let reach = SyntheticScene.shadowReach
+        let offsets = (1...reach).map { s in
+            Int((Double(s) * -cos(az)).rounded()) * ew + Int((Double(s) * sin(az)).rounded())
+        }
+        let nearbyHighest = blockMaxima(block: reach)
+        let blocksAcross = (ew + reach - 1) / reach
         for ey in reach..<eh - reach {
             for ex in reach..<ew - reach {
-                let i = ey * ew + ex
+                let i = ey &* ew &+ ex
                 let gx = Double(surface[i + 1] - surface[i - 1]) / 2, gy = Double(surface[i + ew] - surface[i - ew]) / 2
                 let lambert = max(0, (-gx * sx - gy * sy + sz) / (gx * gx + gy * gy + 1).squareRoot())
                 let z = surface[i]
+                let highest = nearbyHighest[(ey / reach) * blocksAcross + ex / reach]
                 let steps = min(reach, Int(((highest - z) / rise).rounded(.up)))
                 var shaded = false
                 var s = 1
                 while s <= steps {
-                    let qx = ex + Int((Double(s) * dx).rounded()), qy = ey + Int((Double(s) * dy).rounded())
-                    if surface[qy * ew + qx] > z + Float(s) * rise + 0.3 { shaded = true; break }
-                    s += 1
+                    if surface[i &+ offsets[s - 1]] > z + Float(s) * rise + 0.3 { shaded = true; break }
+                    s &+= 1
                 }
                 shadow[k][i] = shaded
                 render[k][i] = albedo[i] * Float(0.28 + 0.72 * (shaded ? 0 : lambert)) * 1.9
             }
         }
+    }
+
+    /// For each block of `block`×`block` pixels, the highest surface within one block of it (which
+    /// covers every pixel a ray of `block` pixels from inside the block can reach).
+    func blockMaxima(block: Int) -> [Float] {
+        let across = (ew + block - 1) / block, down = (eh + block - 1) / block
+        var own = [Float](repeating: -.infinity, count: across * down)
+        for ey in 0..<eh {
+            for ex in 0..<ew {
+                let b = (ey / block) * across + ex / block
+                own[b] = max(own[b], surface[ey &* ew &+ ex])
+            }
+        }
+        var near = own
+        for by in 0..<down {
+            for bx in 0..<across {
+                var m = -Float.infinity
+                for ny in max(0, by - 1)...min(down - 1, by + 1) {
+                    for nx in max(0, bx - 1)...min(across - 1, bx + 1) { m = max(m, own[ny * across + nx]) }
+                }
+                near[by * across + bx] = m
+            }
+        }
+        return near
     }
 
     /// `asp_dsm` and the fields that go with it.
@@ -408,24 +436,26 @@ private struct Layers {
 
     /// The strip's own rows, every band, nodata as NaN.
     func core() -> [String: [Float]] {
-        var out: [String: [Float]] = [:]
-        for band in SyntheticScene.bands { out[band] = [Float](repeating: 0, count: w * rows) }
+        let count = w * rows
+        var aspOut = [Float](repeating: 0, count: count), mask = aspOut, triangulation = aspOut
+        var ortho1 = aspOut, ortho2 = aspOut, vegetation = aspOut, dsm = aspOut, dtm = aspOut
         for r in 0..<rows {
             for x in 0..<w {
-                let i = (r + h) * ew + x + h, o = r * w + x
+                let i = (r + h) &* ew &+ x &+ h, o = r &* w &+ x
                 let valid = !hole[i]
-                out[Band.aspDSM]![o] = valid ? asp[i] : .nan
-                out[Band.ortho1]![o] = ortho[0][i]
-                out[Band.ortho2]![o] = ortho[1][i]
-                out[Band.ndvi]![o] = ndvi[i]
-                out[Band.nodataMask]![o] = valid ? 1 : 0
-                out[Band.triangulationError]![o] = valid
+                aspOut[o] = valid ? asp[i] : .nan
+                mask[o] = valid ? 1 : 0
+                triangulation[o] = valid
                     ? 0.1 + 0.6 * abs(aspNoise[i]) + 0.12 * min(slope[i], 3) + (shadow[0][i] ? 0.35 : 0) + 0.25 * abs(blunder[i])
                     : .nan
-                out[Band.lidarDSM]![o] = lidarGap[i] ? .nan : surface[i]
-                out[Band.lidarDTM]![o] = lidarGap[i] ? .nan : terrain[i]
+                ortho1[o] = ortho[0][i]
+                ortho2[o] = ortho[1][i]
+                vegetation[o] = ndvi[i]
+                dsm[o] = lidarGap[i] ? .nan : surface[i]
+                dtm[o] = lidarGap[i] ? .nan : terrain[i]
             }
         }
-        return out
+        return [Band.aspDSM: aspOut, Band.ortho1: ortho1, Band.ortho2: ortho2, Band.ndvi: vegetation, Band.nodataMask: mask,
+                Band.triangulationError: triangulation, Band.lidarDSM: dsm, Band.lidarDTM: dtm]
     }
 }
