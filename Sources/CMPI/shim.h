@@ -11,13 +11,10 @@ static inline MPI_Datatype deepdem_mpi_int(void) { return MPI_INT; }
 static inline MPI_Datatype deepdem_mpi_byte(void) { return MPI_BYTE; }
 static inline MPI_Op deepdem_mpi_sum(void) { return MPI_SUM; }
 static inline MPI_Op deepdem_mpi_max(void) { return MPI_MAX; }
-static inline MPI_Op deepdem_mpi_min(void) { return MPI_MIN; }
 static inline void *deepdem_mpi_in_place(void) { return MPI_IN_PLACE; }
 static inline MPI_Status *deepdem_mpi_status_ignore(void) { return MPI_STATUS_IGNORE; }
 static inline MPI_Request deepdem_mpi_request_null(void) { return MPI_REQUEST_NULL; }
 static inline MPI_Errhandler deepdem_mpi_errors_return(void) { return MPI_ERRORS_RETURN; }
-static inline int deepdem_mpi_thread_funneled(void) { return MPI_THREAD_FUNNELED; }
 static inline int deepdem_mpi_thread_serialized(void) { return MPI_THREAD_SERIALIZED; }
-static inline int deepdem_mpi_thread_multiple(void) { return MPI_THREAD_MULTIPLE; }
 static inline int deepdem_mpi_max_error_string(void) { return MPI_MAX_ERROR_STRING; }
 #endif

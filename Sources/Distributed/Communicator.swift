@@ -102,7 +102,7 @@ public final class SingleProcessCommunicator: Communicator {
     public func finalize() throws {}
 }
 
-final class CompletedReduction: PendingReduction, @unchecked Sendable {
+final class CompletedReduction: PendingReduction, Sendable {
     static let shared = CompletedReduction()
     func test() throws -> Bool { true }
     func wait() throws {}
