@@ -372,7 +372,11 @@ def optim_fixture():
             if key != "step":
                 out[f"{case}.{key}"] = value.clone()
 
-    # Rates are exact doubles in JSON; metrics are float32-representable so the tensor holds them exactly.
+    # Rates are strings of Python's shortest round-trip form, so they parse back to the same doubles
+    # (Foundation's JSON number parsing is not always correctly rounded); metrics are
+    # float32-representable so the tensor holds them exactly.
+    exact = lambda values: [repr(float(v)) for v in values]
+    exact_settings = lambda hp: {k: repr(v) if isinstance(v, float) else v for k, v in hp.items()}
     metrics = np.array([5, 4, 3.9, 3.85, 3.84, 3.9, 3.83, 3.0, 3.0, 2.99, 2.98, np.nan, 2.98, 2.5, 2.5, 2.5, 2.5,
                         2.5, 2.4, 2.45, 2.45, 2.45, 2.45, 2.45, 2.45, 2.45, 2.45, 2.45, 2.45, 2.45, 2.45],
                        dtype=np.float32)
@@ -390,13 +394,14 @@ def optim_fixture():
     for case, hp in plateau_cases.items():
         opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=hp["lr"])
         sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="min", **{k: v for k, v in hp.items() if k != "lr"})
-        lrs = []
+        lrs, bad, cooldown = [], [], []
         for m in metrics:
             sched.step(float(m))
             lrs.append(opt.param_groups[0]["lr"])
-        schedules[case] = dict(kind="plateau", settings=hp, lrs=lrs,
-                               final=dict(best=sched.best, num_bad_epochs=sched.num_bad_epochs,
-                                          cooldown_counter=sched.cooldown_counter, last_epoch=sched.last_epoch))
+            bad.append(sched.num_bad_epochs)
+            cooldown.append(sched.cooldown_counter)
+        schedules[case] = dict(kind="plateau", settings=exact_settings(hp), lrs=exact(lrs), num_bad_epochs=bad, cooldown_counter=cooldown,
+                               best=repr(sched.best), last_epoch=sched.last_epoch)
     for case, hp in {"step_3": dict(lr=0.2, step_size=3, gamma=0.5), "step_1": dict(lr=1.0, step_size=1, gamma=0.9)}.items():
         opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=hp["lr"])
         sched = torch.optim.lr_scheduler.StepLR(opt, step_size=hp["step_size"], gamma=hp["gamma"])
@@ -405,7 +410,7 @@ def optim_fixture():
             opt.step()
             sched.step()
             lrs.append(opt.param_groups[0]["lr"])
-        schedules[case] = dict(kind="step", settings=hp, lrs=lrs)
+        schedules[case] = dict(kind="step", settings=exact_settings(hp), lrs=exact(lrs))
     for schedule in schedules.values():
         assert len(set(schedule["lrs"])) > 2, schedule   # every case must actually change the rate
     metadata = {"optimizers": json.dumps({case: dict(kind=kind, **hp) for case, (kind, hp) in cases.items()}),
