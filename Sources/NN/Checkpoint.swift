@@ -44,12 +44,6 @@ public enum Checkpoint {
         return Contents(config: try config(from: header.metadata, path: path), metadata: other, tensors: header.tensors)
     }
 
-    /// Names a network's state holds, as a checkpoint's tensors would be named; for
-    /// `deepdem info`'s parameter count. BatchNorm's buffers are named so by PyTorch.
-    public static func isBuffer(_ name: String) -> Bool {
-        name.hasSuffix("running_mean") || name.hasSuffix("running_var") || name.hasSuffix("num_batches_tracked")
-    }
-
     /// Loads weights into `net`. Everything is checked before anything is copied, so a failed
     /// load leaves the network as it was.
     public static func load(_ path: String, into net: any Network) throws {

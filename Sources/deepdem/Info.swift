@@ -1,13 +1,76 @@
 import ArgumentParser
+import Foundation
 import NN
 
 struct Info: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Show what a checkpoint holds.")
+    static let configuration = CommandConfiguration(
+        abstract: "Show what a checkpoint holds: model configuration, parameter count, tensors.")
 
     @Argument(help: "A .safetensors checkpoint.")
     var checkpoint: String
 
     func run() throws {
-        print("BLAS kernel: \(BLAS.coreName)")
+        guarded {
+            let contents = try Checkpoint.inspect(checkpoint)
+            let config = contents.config
+            // Loading into the network the configuration names checks every tensor's presence,
+            // shape and data, so `info` also says whether the file is usable.
+            let network: any Network
+            do {
+                network = try makeNetwork(config)
+            } catch let e as NNError {
+                throw NNError("\(checkpoint): \(e.message)")
+            }
+            try Checkpoint.load(checkpoint, into: network)
+
+            var rows: [(String, String)] = [
+                ("checkpoint", checkpoint),
+                ("architecture", config.arch),
+                ("bands", config.bands.joined(separator: ", ")),
+                ("target", config.target),
+                ("chip size", "\(config.chipSize) px"),
+                ("gsf", "\(config.gsf)"),
+            ]
+            if let u = config.unet {
+                rows.append(("unet", "n_input_channels \(u.nInputChannels), depth \(u.depth), start_kernel \(u.startKernel), "
+                    + "max_filter_depth \(u.maxFilterDepth), do_BN \(u.doBN), bias_conv_layer \(u.biasConvLayer), "
+                    + "outer_skip \(u.outerSkip), outer_skip_BN \(u.outerSkipBN), up_mode \(u.upMode)"))
+            }
+            if let e = config.encoder {
+                rows.append(("encoder", "\(e.name), in_channels \(e.inChannels), decoder_channels \(e.decoderChannels)"))
+            }
+            let buffers = contents.tensors.count - network.parameters.parameters.count
+            rows.append(("parameters", "\(grouped(network.parameters.count)) in \(network.parameters.parameters.count) tensors"
+                + (buffers > 0 ? " (and \(buffers) BatchNorm buffers)" : "")))
+            for key in contents.metadata.keys.sorted() {
+                rows.append((key, abbreviated(contents.metadata[key]!)))
+            }
+            let width = rows.map(\.0.count).max()!
+            for (key, value) in rows { print(key.padding(toLength: width + 2, withPad: " ", startingAt: 0) + value) }
+
+            print("")
+            let shapes = contents.tensors.map { "[" + $0.shape.map(String.init).joined(separator: ", ") + "]" }
+            let nameWidth = max(6, contents.tensors.map(\.name.count).max() ?? 0)
+            print("tensor".padding(toLength: nameWidth + 2, withPad: " ", startingAt: 0) + "dtype  shape")
+            for (t, shape) in zip(contents.tensors, shapes) {
+                print(t.name.padding(toLength: nameWidth + 2, withPad: " ", startingAt: 0)
+                    + t.dtype.rawValue.padding(toLength: 7, withPad: " ", startingAt: 0) + shape)
+            }
+        }
+    }
+
+    func grouped(_ n: Int) -> String {
+        var digits = Array(String(n)), out = ""
+        while digits.count > 3 {
+            out = "," + String(digits.suffix(3)) + out
+            digits.removeLast(3)
+        }
+        return String(digits) + out
+    }
+
+    /// Metadata values can be long (a run's settings as JSON); one line each keeps the table readable.
+    func abbreviated(_ value: String) -> String {
+        let line = value.replacingOccurrences(of: "\n", with: " ")
+        return line.count > 100 ? String(line.prefix(97)) + "..." : line
     }
 }
