@@ -231,30 +231,30 @@ struct QuantileSearch {
         return min(bins - 1, max(0, Int((v - low) / (high - low) * Double(bins))))
     }
 
-    func contains(_ v: Double) -> Bool {
-        for step in path where QuantileSearch.bin(v, step.low, step.high) != step.bin { return false }
-        return true
-    }
-
     static func solve(_ initial: [QuantileSearch], source: PixelErrors, limit: Int) throws -> [Key: Double] {
         var searches = initial
-        while let _ = searches.firstIndex(where: { $0.result == nil }) {
-            // Every unfinished search either collects (few candidates left) or histograms.
-            var histograms = searches.map { $0.result == nil && $0.remaining > limit ? [Int](repeating: 0, count: bins) : [] }
+        while searches.contains(where: { $0.result == nil }) {
+            // Every unfinished search either collects (few candidates left) or histograms. The
+            // state the per-pixel loop reads is copied into flat arrays first: this loop runs once
+            // per pixel and series.
+            var bySeries = [[Int]](repeating: [], count: source.series.count)
+            for k in searches.indices where searches[k].result == nil { bySeries[searches[k].series].append(k) }
+            let transforms = searches.map(\.transform), paths = searches.map(\.path)
+            let lows = searches.map(\.low), highs = searches.map(\.high)
+            let collecting = searches.map { $0.remaining <= limit }
+            var histogram = [Int](repeating: 0, count: searches.count * bins)
             var collected = searches.map { _ in [Double]() }
-            let bySeries = Dictionary(grouping: searches.indices.filter { searches[$0].result == nil }) { searches[$0].series }
             try source.stream { s, e in
-                guard let list = bySeries[s] else { return }
-                for k in list {
-                    let v = searches[k].transform.apply(e)
-                    guard searches[k].contains(v) else { continue }
-                    if histograms[k].isEmpty { collected[k].append(v) } else {
-                        histograms[k][bin(v, searches[k].low, searches[k].high)] += 1
-                    }
+                for k in bySeries[s] {
+                    let v = transforms[k].apply(e)
+                    var inside = true
+                    for step in paths[k] where QuantileSearch.bin(v, step.low, step.high) != step.bin { inside = false; break }
+                    guard inside else { continue }
+                    if collecting[k] { collected[k].append(v) } else { histogram[k &* bins &+ bin(v, lows[k], highs[k])] &+= 1 }
                 }
             }
             for k in searches.indices where searches[k].result == nil {
-                if histograms[k].isEmpty {
+                if collecting[k] {
                     collected[k].sort()
                     searches[k].result = collected[k][searches[k].rank - searches[k].below]
                     continue
@@ -262,14 +262,14 @@ struct QuantileSearch {
                 var before = searches[k].below
                 var chosen = 0
                 for b in 0..<bins {
-                    if before + histograms[k][b] > searches[k].rank { chosen = b; break }
-                    before += histograms[k][b]
+                    if before + histogram[k * bins + b] > searches[k].rank { chosen = b; break }
+                    before += histogram[k * bins + b]
                 }
                 let (low, high) = (searches[k].low, searches[k].high)
                 let width = (high - low) / Double(bins)
                 searches[k].path.append((low, high, chosen))
                 searches[k].below = before
-                searches[k].remaining = histograms[k][chosen]
+                searches[k].remaining = histogram[k * bins + chosen]
                 searches[k].low = low + Double(chosen) * width
                 searches[k].high = low + Double(chosen + 1) * width
                 // A bin narrower than the values' resolution holds one distinct value.
