@@ -87,7 +87,7 @@ final class PrepareCommandTests: XCTestCase {
             (["prepare", "--dsm", inputs.dsm, "--out", folder.appendingPathComponent("missing/scene").path], "does not exist"),
             (["prepare", "--dsm", inputs.dsm, "--out", out, "--red", inputs.ortho], "needs both a red and a NIR raster"),
             (["prepare", "--dsm", inputs.dsm, "--out", out, "--resampling", "spline"], "unknown resampling 'spline'"),
-            (["prepare", "--dsm", inputs.dsm, "--out", out, "--fill-holes", "-1"], "--fill-holes"),
+            (["prepare", "--dsm", inputs.dsm, "--out", out, "--fill-holes=-1"], "--fill-holes"),
             (["prepare", "--config", config], "bad.yaml: unknown key 'resolutoin'"),
         ]
         for (arguments, phrase) in cases {
