@@ -11,7 +11,9 @@ final class SceneComposer {
 
     init(grid: Grid, warped: [String: String], contrast: Contrast, stripRows: Int) throws {
         self.grid = grid
-        self.stripRows = max(1, stripRows)
+        // About a dozen planes of a strip are alive at once; 4 Mpx per plane bounds them at
+        // ~200 MB even for scenes tens of thousands of pixels wide.
+        self.stripRows = max(1, min(stripRows, (1 << 22) / max(1, grid.width)))
         files = try warped.mapValues { try WarpedFile(path: $0) }
         for band in [Band.ortho1, Band.ortho2] where files[band] != nil {
             normalizers[band] = ContrastNormalizer(method: contrast, width: grid.width, height: grid.height)
