@@ -228,10 +228,13 @@ def masked_l1(refined, target, mask):
 # ---------------------------------------------------------------- golden model fixtures
 
 # Float32 variants of the same computation whose spread measures float32's own error: plain,
-# channel 0 normalized in float64, and weights moved by about one ulp (four seeds).
-FLOAT32_VARIANTS = ("plain", "normalize_in_float64", "ulp_1", "ulp_2", "ulp_3", "ulp_4")
+# channel 0 normalized in float64, and weights moved by about one ulp (eight seeds).
+FLOAT32_VARIANTS = ("plain", "normalize_in_float64") + tuple(f"ulp_{i}" for i in range(1, 9))
 # The Swift test accepts this multiple of the measured float32 error (GoldenTests.swift reads it).
-NOISE_FACTOR = 3.0
+# Swift's error is one more draw of the same kind (another BLAS kernel, another summation order);
+# over OpenBLAS's Haswell, SkylakeX, Zen, Sandybridge, Nehalem and Prescott kernels it stayed below
+# 4x the largest of six variants.
+NOISE_FACTOR = 8.0
 
 
 def sample_indices(values, rng, threshold=None):
