@@ -5,6 +5,7 @@ import Foundation
 public enum Checkpoint {
     public static let metadataKey = "deepdem"
 
+    /// Writes atomically (see `SafeTensorsWriter.write`); `extraMetadata` cannot replace `deepdem`.
     public static func save(_ net: any Network, to path: String, extraMetadata: [String: String] = [:]) throws {
         var writer = SafeTensorsWriter(metadata: extraMetadata)
         writer.metadata[metadataKey] = try configJSON(net.config)
