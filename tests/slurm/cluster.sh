@@ -11,7 +11,7 @@
 # Needs root (SlurmUser=root, no systemd). Installs Debian's slurmctld, slurmd, slurm-client
 # and munge when missing. Every file, socket and port is the cluster's own, so several
 # clusters (parallel test runs) and a system Slurm can coexist.
-set -euo pipefail
+set -Eeuo pipefail
 
 die() { echo "cluster.sh: $*" >&2; exit 1; }
 
@@ -80,6 +80,19 @@ stop_pids() {
     kill -KILL "${left[@]}" 2>/dev/null || true
 }
 
+# Runs a daemon with no descriptor of ours beyond stdin, stdout and stderr: munged keeps what
+# it inherits, and a caller that learns of our exit by a descriptor closing (Foundation's
+# Process) would wait forever.
+daemon() {
+    (
+        for fd in "/proc/$BASHPID/fd"/*; do
+            fd=${fd##*/}
+            if [ "$fd" -gt 2 ] && [ -e "/proc/$BASHPID/fd/$fd" ]; then eval "exec $fd>&-"; fi
+        done
+        exec "$@"
+    )
+}
+
 up() {
     local nodes=2
     while [ $# -gt 0 ]; do
@@ -91,26 +104,20 @@ up() {
     [[ $nodes =~ ^[1-9][0-9]*$ ]] || die "--nodes wants a positive number"
     [ "$(id -u)" = 0 ] || die "needs root (the daemons run as SlurmUser=root)"
     install_packages
-    # The daemons must not inherit our caller's descriptors: munged keeps them, and a caller
-    # that learns of our exit by a descriptor closing (Foundation's Process) would wait forever.
-    local fd
-    for fd in /proc/$$/fd/*; do
-        fd=${fd##*/}
-        [ "$fd" -gt 2 ] && [ "$fd" != 255 ] && eval "exec $fd>&-"
-    done 2>/dev/null
-
     local dir
     dir=$(mktemp -d /tmp/deepdem-slurm.XXXXXX)
     chmod 755 "$dir"
     mkdir -p "$dir"/{munge,state,log,spool,tmp,run}
     chmod 700 "$dir/munge"
 
-    # A failed start leaves nothing running and shows why.
-    trap 'echo "cluster.sh: the cluster in $dir did not start" >&2; print_logs "$dir"; down "$dir"' ERR
+    # A failed start leaves nothing running and shows why, on our own stderr (fd 3): the
+    # failing command may be a daemon's, with stderr sent to its log.
+    exec 3>&2
+    trap '{ echo "cluster.sh: the cluster in $dir did not start"; print_logs "$dir"; } 2>&3; down "$dir"' ERR
 
     mungekey --create --keyfile="$dir/munge/munge.key" >/dev/null 2>&1 \
         || die "mungekey --create failed"
-    munged --force --socket="$dir/munge/munge.socket" --key-file="$dir/munge/munge.key" \
+    daemon munged --force --socket="$dir/munge/munge.socket" --key-file="$dir/munge/munge.key" \
         --pid-file="$dir/run/munged.pid" --log-file="$dir/log/munged.log" \
         --seed-file="$dir/munge/munged.seed" </dev/null >>"$dir/log/munged.log" 2>&1
 
@@ -164,9 +171,9 @@ up() {
     for ((i = 1; i <= nodes; i++)); do mkdir -p "$dir/tmp/node$i" "$dir/spool/node$i"; done
 
     export SLURM_CONF="$dir/slurm.conf"
-    slurmctld -c -f "$SLURM_CONF" </dev/null >>"$dir/log/slurmctld.log" 2>&1
+    daemon slurmctld -c -f "$SLURM_CONF" </dev/null >>"$dir/log/slurmctld.log" 2>&1
     for ((i = 1; i <= nodes; i++)); do
-        slurmd -N "node$i" -f "$SLURM_CONF" </dev/null >>"$dir/log/slurmd-node$i.log" 2>&1
+        daemon slurmd -N "node$i" -f "$SLURM_CONF" </dev/null >>"$dir/log/slurmd-node$i.log" 2>&1
     done
 
     local idle=0
@@ -180,6 +187,7 @@ up() {
         false
     fi
     trap - ERR
+    exec 3>&-
     echo "cluster.sh: $nodes node(s) idle; export SLURM_CONF=$dir/slurm.conf" >&2
     echo "$dir"
 }
@@ -198,8 +206,11 @@ down() {
         done
     fi
     # munged last: the others talk to it while they stop.
-    stop_pids $(live_pids slurmd "$dir"/run/slurmd-*.pid) $(live_pids slurmctld "$dir/run/slurmctld.pid")
-    stop_pids $(live_pids munged "$dir/run/munged.pid")
+    local pids
+    mapfile -t pids < <(live_pids slurmd "$dir"/run/slurmd-*.pid; live_pids slurmctld "$dir/run/slurmctld.pid")
+    stop_pids "${pids[@]}"
+    mapfile -t pids < <(live_pids munged "$dir/run/munged.pid")
+    stop_pids "${pids[@]}"
     if [ "${KEEP:-0}" = 1 ]; then
         echo "cluster.sh: stopped; kept $dir" >&2
     else

@@ -1,0 +1,241 @@
+import Foundation
+import NN
+import XCTest
+
+/// slurm/*.sbatch on a real Slurm: each test starts a throwaway two-node cluster on this host
+/// (tests/slurm/cluster.sh, root), submits the scripts as a user would with the built
+/// `deepdem`, and stops the cluster afterwards. A cluster that cannot start fails the test
+/// with the daemons' logs.
+final class SlurmTests: XCTestCase {
+    private static let repo = URL(fileURLWithPath: #filePath)
+        .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path
+    private static let maxSteps = 120
+    private var cluster = ""
+    private var work = ""
+
+    override func setUpWithError() throws {
+        let up = try shell(["\(Self.repo)/tests/slurm/cluster.sh", "up", "--nodes", "2"])
+        guard up.status == 0, let dir = up.stdout.split(separator: "\n").last.map(String.init) else {
+            throw Failure("the Slurm cluster did not start:\n\(up.stderr)")
+        }
+        cluster = dir
+        work = "\(dir)/work"
+        try FileManager.default.createDirectory(atPath: work, withIntermediateDirectories: true)
+    }
+
+    override func tearDownWithError() throws {
+        guard !cluster.isEmpty else { return }
+        let failed = (testRun?.failureCount ?? 0) > 0
+        if failed { print(try shell(["\(Self.repo)/tests/slurm/cluster.sh", "logs", cluster]).stderr) }
+        // A failed test keeps the cluster's folder (job outputs, run folders) to look at.
+        let down = try shell(["\(Self.repo)/tests/slurm/cluster.sh", "down", cluster],
+                             extraEnvironment: failed ? ["KEEP": "1"] : [:])
+        XCTAssertEqual(down.status, 0, down.stderr)
+    }
+
+    /// Two nodes × one rank: an uninterrupted run; a run that gets Slurm's time-limit warning
+    /// mid-training, checkpoints, requeues itself and resumes to the same checkpoint; then
+    /// refinement of the scene with the result, as one job and as a job array.
+    func testTrainOnTwoNodesRequeueAndRefine() throws {
+        try writeScene()
+        let plain = try submit(train(output: "plain"))
+        let plainJob = try waitForEnd(plain, output: "\(work)/plain.out")
+        let plainOutput = try text("\(work)/plain.out")
+        XCTAssertEqual(plainJob["JobState"], "COMPLETED", plainOutput)
+        XCTAssertEqual(plainJob["Restarts"], "0")
+        for node in ["node1", "node2"] {
+            XCTAssertTrue(try text("\(cluster)/log/slurmd-\(node).log").contains("launch task StepId=\(plain).0 "),
+                          "no rank of job \(plain) ran on \(node)")
+        }
+        XCTAssertEqual(occurrences(of: "deepdem train: 2 ranks", in: plainOutput), 1,
+                       "the output should hold rank 0's lines only:\n\(plainOutput)")
+        XCTAssertTrue(plainOutput.contains("done: reached max_steps at step \(Self.maxSteps)"), plainOutput)
+        let metrics = try text("\(work)/plain/metrics.jsonl")
+        XCTAssertTrue(metrics.contains("\"train_loss\"") && metrics.contains("\"val_loss\""), metrics)
+        XCTAssertEqual(try text("\(work)/plain/slurm-\(plain).log"), plainOutput, "the run folder's log differs from the output")
+
+        let requeued = try submit(train(output: "requeued"))
+        try waitFor("training to start", timeout: 120, output: "\(work)/requeued.out") {
+            !((try? text("\(work)/requeued/metrics.jsonl")) ?? "").isEmpty
+        }
+        // What Slurm sends 120 s before the time limit, delivered now.
+        let signal = try shell(["scancel", "--signal=USR1", "--batch", requeued])
+        XCTAssertEqual(signal.status, 0, signal.stderr)
+        let job = try waitForEnd(requeued, output: "\(work)/requeued.out")
+        let output = try text("\(work)/requeued.out")
+        XCTAssertEqual(job["JobState"], "COMPLETED", output)
+        XCTAssertEqual(job["Restarts"], "1", "the job was not requeued once (did training end before the signal?):\n\(output)")
+        XCTAssertTrue(output.contains("stopped by signal \(SIGUSR1) at step "), output)
+        XCTAssertTrue(output.contains("requeueing job \(requeued)"), output)
+        XCTAssertTrue(output.contains("restart 1,"), "the requeued run did not see SLURM_RESTART_COUNT=1:\n\(output)")
+        XCTAssertTrue(output.contains("resuming at step "), output)
+        for file in ["last.safetensors", "best.safetensors"] {
+            let a = "\(work)/plain/\(file)", b = "\(work)/requeued/\(file)"
+            XCTAssertEqual(try TrainingRun.weights(b), try TrainingRun.weights(a), "\(file): a requeued run ended with other weights")
+            XCTAssertEqual(try SafeTensors.header(of: b).metadata, try SafeTensors.header(of: a).metadata,
+                           "\(file): a requeued run wrote other metadata")
+        }
+
+        let refine = try submit(["--output=\(work)/refine.out", "\(Self.repo)/slurm/refine.sbatch",
+                                 "\(work)/requeued/best.safetensors", "\(work)/scene", "\(work)/refined.tif"])
+        let refineJob = try waitForEnd(refine, output: "\(work)/refine.out")
+        XCTAssertEqual(refineJob["JobState"], "COMPLETED", (try? text("\(work)/refine.out")) ?? "")
+        let errors = try evaluate("\(work)/refined.tif")
+        XCTAssertLessThan(errors.refined, errors.initial, "refinement made the DSM worse (mean absolute error, m)")
+
+        // The array: the same scene under two names, two tasks.
+        try FileManager.default.createSymbolicLink(atPath: "\(work)/scene_b", withDestinationPath: "\(work)/scene")
+        try "# scenes\n\(work)/scene\n\n\(work)/scene_b\n".write(toFile: "\(work)/scenes.txt", atomically: true, encoding: .utf8)
+        let array = try submit(["--array=1-2", "--cpus-per-task=1", "--output=\(work)/array-%a.out",
+                                "\(Self.repo)/slurm/refine_array.sbatch", "\(work)/requeued/best.safetensors",
+                                "\(work)/scenes.txt", "\(work)/array"])
+        for (task, name) in [(1, "scene"), (2, "scene_b")] {
+            let taskJob = try waitForEnd("\(array)_\(task)", output: "\(work)/array-\(task).out")
+            XCTAssertEqual(taskJob["JobState"], "COMPLETED", (try? text("\(work)/array-\(task).out")) ?? "")
+            XCTAssertEqual(try evaluate("\(work)/array/\(name).tif").refined, errors.refined, accuracy: 1e-9,
+                           "array task \(task) refined differently")
+        }
+    }
+
+    /// A scene folder that does not exist ends the job at once, with the trainer's error line.
+    func testMissingSceneFailsWithinSeconds() throws {
+        try writeScene(synthesize: false)
+        let start = Date()
+        let id = try submit(train(output: "bad") + ["--data", "\(work)/no-such-scene"])
+        let job = try waitForEnd(id, output: "\(work)/bad.out")
+        let output = try text("\(work)/bad.out")
+        XCTAssertEqual(job["JobState"], "FAILED", output)
+        XCTAssertEqual(job["ExitCode"], "1:0", output)
+        XCTAssertLessThan(Date().timeIntervalSince(start), 30, "the failure took too long")
+        XCTAssertEqual(occurrences(of: "deepdem: error:", in: output), 1, output)
+        XCTAssertTrue(output.contains("no-such-scene"), output)
+    }
+
+    // MARK: - helpers
+
+    /// A small synthetic scene and a training config for it: a 3-level U-Net on 48 px chips,
+    /// a few seconds of training on two ranks.
+    private func writeScene(synthesize: Bool = true) throws {
+        if synthesize {
+            let synth = try shell([TrainingRun.deepdem, "synth", "--out", "\(work)/scene", "--size", "256", "--seed", "1"])
+            guard synth.status == 0 else { throw Failure("deepdem synth failed: \(synth.stderr)") }
+        }
+        try """
+            data: \(work)/scene
+            bands: [asp_dsm, ortho_channel1, ortho_channel2, ndvi]
+            target: lidar_data
+            arch: unet
+            unet: {depth: 3, start_kernel: 8, max_filter_depth: 32}
+            chip_size: 48
+            gsf: 5.0
+            batch_size: 8
+            lr: 1.0e-3
+            samples_per_epoch: 320
+            val_samples: 16
+            max_epochs: 100
+            max_steps: \(Self.maxSteps)
+            checkpoint_every: 1000
+            log_every: 10
+            seed: 3
+            out: \(work)/run
+            """.write(toFile: "\(work)/train.yaml", atomically: true, encoding: .utf8)
+    }
+
+    /// sbatch arguments for train.sbatch on two nodes × one rank, output and run folder named.
+    private func train(output name: String) -> [String] {
+        ["--nodes=2", "--ntasks-per-node=1", "--cpus-per-task=1", "--output=\(work)/\(name).out",
+         "\(Self.repo)/slurm/train.sbatch", "\(work)/train.yaml", "--out", "\(work)/\(name)"]
+    }
+
+    /// Mean absolute error of a refined DSM and of the initial one, against the lidar DSM.
+    private func evaluate(_ refined: String) throws -> (refined: Double, initial: Double) {
+        let result = try shell([TrainingRun.deepdem, "evaluate", "--prediction", refined,
+                                "--truth", "\(work)/scene/final_lidar_data.tif",
+                                "--initial", "\(work)/scene/final_asp_dsm.tif", "--json"])
+        guard result.status == 0,
+              let json = try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: [String: Any]],
+              let r = json["refined"]?["mae"] as? Double, let i = json["initial"]?["mae"] as? Double
+        else { throw Failure("deepdem evaluate failed: \(result.stderr)\(result.stdout)") }
+        return (r, i)
+    }
+
+    private var environment: [String: String] {
+        [
+            "SLURM_CONF": "\(cluster)/slurm.conf",
+            "DEEPDEM": TrainingRun.deepdem,
+            // The two simulated nodes share one host: Open MPI's shared-memory segments of
+            // the two "nodes" would collide.
+            "OMPI_MCA_btl": "self,tcp",
+            "OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1",
+            "SWIFT_BACKTRACE": "enable=no",
+        ]
+    }
+
+    private func submit(_ arguments: [String]) throws -> String {
+        let result = try shell(["sbatch", "--parsable", "--chdir=\(work)"] + arguments)
+        guard result.status == 0 else { throw Failure("sbatch failed: \(result.stderr)") }
+        return result.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+
+    /// The job's fields once it has ended (COMPLETED, FAILED, CANCELLED, TIMEOUT…).
+    private func waitForEnd(_ id: String, output: String, timeout: TimeInterval = 180) throws -> [String: String] {
+        var fields: [String: String] = [:]
+        try waitFor("job \(id) to end", timeout: timeout, output: output) {
+            fields = try job(id)
+            return ["COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY", "BOOT_FAIL", "DEADLINE"]
+                .contains(fields["JobState"] ?? "")
+        }
+        return fields
+    }
+
+    private func waitFor(_ what: String, timeout: TimeInterval, output: String, _ done: () throws -> Bool) throws {
+        let deadline = Date().addingTimeInterval(timeout)
+        while Date() < deadline {
+            if try done() { return }
+            Thread.sleep(forTimeInterval: 0.2)
+        }
+        throw Failure("timed out waiting for \(what); job output:\n\((try? text(output)) ?? "(none)")")
+    }
+
+    private func job(_ id: String) throws -> [String: String] {
+        let result = try shell(["scontrol", "--oneliner", "show", "job", id])
+        var fields: [String: String] = [:]
+        for pair in result.stdout.split(whereSeparator: \.isWhitespace) {
+            guard let eq = pair.firstIndex(of: "=") else { continue }
+            fields[String(pair[..<eq])] = String(pair[pair.index(after: eq)...])
+        }
+        return fields
+    }
+
+    private func text(_ path: String) throws -> String { try String(contentsOfFile: path, encoding: .utf8) }
+
+    private func occurrences(of needle: String, in text: String) -> Int { text.components(separatedBy: needle).count - 1 }
+
+    private struct Failure: Error, CustomStringConvertible {
+        let description: String
+        init(_ description: String) { self.description = description }
+    }
+
+    private struct Result { var status: Int32; var stdout: String; var stderr: String }
+
+    private func shell(_ arguments: [String], extraEnvironment: [String: String] = [:]) throws -> Result {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments = arguments
+        process.environment = ProcessInfo.processInfo.environment
+            .merging(cluster.isEmpty ? [:] : environment) { $1 }.merging(extraEnvironment) { $1 }
+        // stderr goes to a file: reading two pipes in turn can deadlock on a chatty child.
+        let errPath = NSTemporaryDirectory() + "slurm-tests-\(UUID().uuidString).err"
+        _ = FileManager.default.createFile(atPath: errPath, contents: nil)
+        defer { try? FileManager.default.removeItem(atPath: errPath) }
+        let out = Pipe()
+        process.standardOutput = out
+        process.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: errPath))
+        try process.run()
+        let outData = out.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        let errData = FileManager.default.contents(atPath: errPath) ?? Data()
+        return Result(status: process.terminationStatus, stdout: String(decoding: outData, as: UTF8.self),
+                      stderr: String(decoding: errData, as: UTF8.self))
+    }
+}
