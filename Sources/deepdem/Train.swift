@@ -48,7 +48,10 @@ struct Train: ParsableCommand {
         } catch {
             fail(error)
         }
-        let comm: Communicator = (try? MPICommunicator()) ?? SingleProcessCommunicator()
+        // Without mpirun this is an MPI singleton (rank 0 of 1). No fallback to a single-process
+        // communicator: under mpirun that would silently train N separate models.
+        let comm: Communicator
+        do { comm = try MPICommunicator() } catch { fail(error) }
         let stop = StopRequest.install()
         let printer = ProgressPrinter(logEvery: settings.logEvery)
         let trainer: Trainer

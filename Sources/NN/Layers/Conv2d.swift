@@ -2,9 +2,11 @@ import CBLAS
 
 /// nn.Conv2d: square kernel, stride, zero padding, optional bias. Weight [Cout, Cin, k, k].
 ///
-/// Per image: out = W · im2col(x) (+ bias), one sgemm of [Cout × Cin·k²] by [Cin·k² × OH·OW].
-/// Backward recomputes the columns instead of keeping them: im2col is cheap next to the GEMMs
-/// and keeping them would multiply the activation memory by k².
+/// Stride-1 "same" convolutions (the 3×3s that dominate both U-Nets) run as one GEMM per kernel
+/// tap over shifted views of a padded copy of the batch (`ShiftedConv`), with no im2col. The
+/// others, per image: out = W · im2col(x) (+ bias), one sgemm of [Cout × Cin·k²] by
+/// [Cin·k² × OH·OW]; backward recomputes the columns instead of keeping them (keeping them would
+/// multiply the activation memory by k²).
 public final class Conv2d: Layer {
     public let inChannels: Int, outChannels: Int, kernel: Int, stride: Int, padding: Int
     public let weight: Parameter
@@ -14,6 +16,8 @@ public final class Conv2d: Layer {
     private let workspace: Workspace
     private var input: Tensor?
     private var out = Slot(), dx = Slot()
+    /// The weights as taps × [Cout × Cin] for the shifted path, and their gradient.
+    private var tapWeights: [Float] = [], tapGradients: [Float] = []
 
     public init(_ inChannels: Int, _ outChannels: Int, kernel: Int, stride: Int = 1, padding: Int = 0,
                 bias: Bool = true, workspace: Workspace) {
@@ -40,10 +44,26 @@ public final class Conv2d: Layer {
         return ConvGeometry(channels: inChannels, height: x.h, width: x.w, kernel: kernel, stride: stride, padding: padding)
     }
 
+    func shifted(_ x: Tensor) -> ShiftedConv? {
+        guard ShiftedConv.applies(kernel: kernel, stride: stride, padding: padding) else { return nil }
+        return ShiftedConv(cin: inChannels, cout: outChannels, k: kernel, pad: padding, n: x.n, h: x.h, w: x.w)
+    }
+
     public func forward(_ x: Tensor, training: Bool) -> Tensor {
         let g = geometry(x)
         let y = out.get([x.n, outChannels, g.outHeight, g.outWidth])
         input = x
+        if let s = shifted(x) {
+            if tapWeights.count != weight.count { tapWeights = [Float](repeating: 0, count: weight.count) }
+            let p = workspace.buffer(s.cin * s.stride, slot: 0), o = workspace.buffer(s.cout * s.length, slot: 1)
+            s.pack(x.data, into: p)
+            tapWeights.withUnsafeMutableBufferPointer { r in
+                s.packWeights(weight.value.data, into: r.baseAddress!)
+                s.forward(packed: p, weights: r.baseAddress!, bias: bias.map { UnsafePointer($0.value.data) }, out: o)
+            }
+            s.unpackOutput(o, into: y.data)
+            return y
+        }
         let m = Int32(outChannels), n = Int32(g.colCols), k = Int32(g.colRows)
         let col = g.isPointwise ? nil : workspace.buffer(g.colRows * g.colCols)
         for b in 0..<x.n {
@@ -73,19 +93,29 @@ public final class Conv2d: Layer {
         let m = Int32(outChannels), n = Int32(g.colCols), k = Int32(g.colRows)
         // Without an input gradient the input itself is returned, unchanged, and callers ignore it.
         let dxT = computesInputGradient ? dx.get(x.shape) : x
+        if let bias { accumulateBiasGradient(dy, bias.grad) }
+        if let s = shifted(x) {
+            if tapGradients.count != weight.count { tapGradients = [Float](repeating: 0, count: weight.count) }
+            let p = workspace.buffer(s.cin * s.stride, slot: 0), gr = workspace.buffer(s.cout * s.length, slot: 1)
+            s.pack(x.data, into: p)
+            s.packGradient(dy.data, into: gr)
+            tapGradients.withUnsafeMutableBufferPointer { dr in
+                s.weightGradient(packed: p, gradient: gr, into: dr.baseAddress!)
+                s.accumulateWeightGradient(dr.baseAddress!, into: weight.grad.data)
+            }
+            if computesInputGradient {
+                let dp = workspace.buffer(s.cin * s.stride, slot: 2)
+                tapWeights.withUnsafeBufferPointer { r in
+                    s.inputGradient(weights: r.baseAddress!, gradient: gr, scratch: dp, into: dxT.data)
+                }
+            }
+            return dxT
+        }
         // The column buffer doubles as the input-gradient columns once dW has used it.
         let col = g.isPointwise ? nil : workspace.buffer(g.colRows * g.colCols)
         for b in 0..<x.n {
             let xb = x.data + b &* inChannels &* g.height &* g.width
             let dyb = dy.data + b &* outChannels &* g.colCols
-            if let bias {
-                for o in 0..<outChannels {
-                    let row = dyb + o &* g.colCols
-                    var s: Float = 0
-                    for i in 0..<g.colCols { s += row[i] }
-                    bias.grad[o] += s
-                }
-            }
             let src: UnsafePointer<Float>
             if let col {
                 im2col(xb, g, col)
@@ -110,6 +140,18 @@ public final class Conv2d: Layer {
             }
         }
         return dxT
+    }
+
+    private func accumulateBiasGradient(_ dy: Tensor, _ grad: Tensor) {
+        let hw = dy.h &* dy.w
+        for b in 0..<dy.n {
+            for o in 0..<outChannels {
+                let row = dy.data + (b &* outChannels &+ o) &* hw
+                var s: Float = 0
+                for i in 0..<hw { s += row[i] }
+                grad[o] += s
+            }
+        }
     }
 
     func reset(_ rng: inout SplitMix64) {

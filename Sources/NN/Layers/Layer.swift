@@ -10,24 +10,26 @@ public protocol Layer: StateModule {
     func backward(_ dy: Tensor) -> Tensor
 }
 
-/// Scratch memory shared by the layers of one network (im2col columns and the like). Layers run
-/// one at a time, so one buffer of the largest size serves them all.
+/// Scratch memory shared by the layers of one network (im2col columns, padded copies and the
+/// like). Layers run one at a time, so a few buffers of the largest size serve them all; a
+/// layer that needs several at once takes them from different slots.
 public final class Workspace {
-    private var storage: UnsafeMutablePointer<Float>?
-    private var capacity = 0
+    private var slots: [(pointer: UnsafeMutablePointer<Float>, capacity: Int)] = []
 
     public init() {}
 
-    deinit { storage.map { UnsafeMutableRawPointer($0).deallocate() } }
+    deinit { for s in slots { UnsafeMutableRawPointer(s.pointer).deallocate() } }
 
-    /// At least `count` floats, contents undefined; valid until the next call.
-    func buffer(_ count: Int) -> UnsafeMutablePointer<Float> {
-        if count > capacity || storage == nil {
-            storage.map { UnsafeMutableRawPointer($0).deallocate() }
-            capacity = max(count, 1)
-            storage = UnsafeMutableRawPointer.allocate(byteCount: capacity * 4, alignment: 64)
-                .bindMemory(to: Float.self, capacity: capacity)
+    /// At least `count` floats, contents undefined; valid until the next call for the same slot.
+    func buffer(_ count: Int, slot: Int = 0) -> UnsafeMutablePointer<Float> {
+        while slots.count <= slot {
+            slots.append((UnsafeMutableRawPointer.allocate(byteCount: 64, alignment: 64).bindMemory(to: Float.self, capacity: 16), 16))
         }
-        return storage!
+        if count > slots[slot].capacity {
+            UnsafeMutableRawPointer(slots[slot].pointer).deallocate()
+            let p = UnsafeMutableRawPointer.allocate(byteCount: count * 4, alignment: 64).bindMemory(to: Float.self, capacity: count)
+            slots[slot] = (p, count)
+        }
+        return slots[slot].pointer
     }
 }
