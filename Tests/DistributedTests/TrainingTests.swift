@@ -188,3 +188,18 @@ extension TrainingTests {
         }.sorted()
     }
 }
+
+extension TrainingTests {
+    /// A loss that becomes infinite or NaN stops every rank with exit code 3; the last checkpoint
+    /// on disk is the last good one (finite weights).
+    func testDivergenceStopsAndKeepsTheLastGoodCheckpoint() throws {
+        let scene = try TrainingRun.scene()
+        let out = TrainingRun.folder("diverge") + "/run"
+        let config = try TrainingRun.config(scene: scene, out: out, ["lr": 1e30, "checkpoint_every": 1, "max_steps": 50])
+        let r = try TrainingRun.run(["train", "--config", config], ranks: 2)
+        XCTAssertEqual(r.status, 3, "\(r.stdout)\n\(r.stderr)")
+        XCTAssertTrue(r.stdout.contains("diverged"), r.stdout)
+        let weights = try TrainingRun.weights(out + "/last.safetensors")
+        XCTAssertTrue(weights.values.allSatisfy { $0.allSatisfy(\.isFinite) }, "the kept checkpoint has non-finite weights")
+    }
+}
