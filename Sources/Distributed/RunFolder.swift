@@ -72,6 +72,9 @@ public struct RunFolder: Sendable {
         try Checkpoint.save(network, to: last, extraMetadata: metadata)
     }
 
+    /// The global scale factor the saved run was trained with.
+    func savedGSF() throws -> Double { try readLatest().trainer.gsf }
+
     private func readLatest() throws -> Latest {
         do {
             return try JSONDecoder().decode(Latest.self, from: Data(contentsOf: URL(fileURLWithPath: latest)))

@@ -91,7 +91,9 @@ public final class Trainer {
         if resume && !canResume { self.events(.note("no saved state in \(config.out); starting fresh")) }
 
         var gsf = 0.0
-        if !canResume {
+        if canResume {
+            gsf = try agreeing(communicator) { try folder.savedGSF() }
+        } else {
             if case .value(let v) = config.gsf {
                 gsf = v
             } else {

@@ -34,11 +34,15 @@ struct Refine: ParsableCommand {
     @Flag(help: "Write a Cloud-Optimized GeoTIFF.")
     var cog = false
 
-    @Flag(help: "Replace an existing output.")
+    @Option(help: "Also write a hillshade of the refined DSM to this PNG.")
+    var hillshade: String?
+
+    @Flag(help: "Replace existing outputs.")
     var overwrite = false
 
     func run() {
         guarded {
+            if let hillshade { try RasterWriter.checkDestination(hillshade, overwrite: overwrite) }
             BLAS.setThreads(threads ?? ProcessInfo.processInfo.activeProcessorCount)
             let config = try Checkpoint.readConfig(checkpoint)
             let network = try makeNetwork(config)
@@ -64,6 +68,10 @@ struct Refine: ParsableCommand {
             Console.line(String(format: "refined %@ (%d×%d, %.1f Mpx) in %.1f s (%.2f Mpx/s, OpenBLAS %@ × %d) → %@",
                                 data, scene.grid.width, scene.grid.height, mpix, seconds, mpix / seconds,
                                 BLAS.coreName, BLAS.threads, out))
+            if let hillshade {
+                let size = try Hillshade.write(dem: out, png: hillshade, overwrite: overwrite)
+                Console.line("hillshade (\(size.width)×\(size.height)) → \(hillshade)")
+            }
         }
     }
 }

@@ -67,6 +67,8 @@ extension TrainingTests {
         _ = try train(config, ranks: 2)
         let r = try train(config, ranks: 2, ["--resume", "--max-steps", "6"])
         XCTAssertTrue(r.stdout.contains("resuming at step 3"), r.stdout)
+        XCTAssertEqual(try Checkpoint.readConfig(split + "/last.safetensors"), try Checkpoint.readConfig(straight + "/last.safetensors"),
+                       "a resumed run's checkpoint describes a different model (gsf, bands…)")
         let a = try TrainingRun.weights(straight + "/last.safetensors"), b = try TrainingRun.weights(split + "/last.safetensors")
         XCTAssertEqual(Set(a.keys), Set(b.keys))
         let differing = a.keys.filter { a[$0] != b[$0] }.sorted()
