@@ -1,5 +1,8 @@
 # The README's two commands. Each installs what is missing first, then builds.
 APT_PACKAGES := pkg-config libopenmpi-dev openmpi-bin libopenblas-dev libgdal-dev gdal-bin
+# The tests also run a real (throwaway) Slurm cluster on this machine; without recommends,
+# since Slurm's would pull in dozens of unneeded packages.
+TEST_PACKAGES := slurmctld slurmd slurm-client munge
 SWIFT ?= swift
 # NATIVE=1 compiles the hot loops for this machine's CPU (about 2.5x on plain loops); the
 # default build runs on any x86-64.
@@ -10,14 +13,22 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 export OMPI_ALLOW_RUN_AS_ROOT := 1
 export OMPI_ALLOW_RUN_AS_ROOT_CONFIRM := 1
 
-.PHONY: demo test deps build clean
+.PHONY: demo test deps test-deps build clean
 
-deps:
-	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+# Installs whichever of the listed Debian packages are missing, with extra apt-get flags.
+define install-missing
+	@missing=""; for p in $(1); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 		echo "installing:$$missing"; \
-		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
+		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $(2) $$missing; \
 	fi
+endef
+
+deps:
+	$(call install-missing,$(APT_PACKAGES))
+
+test-deps: deps
+	$(call install-missing,$(TEST_PACKAGES),--no-install-recommends)
 
 build: deps
 	$(SWIFT) build -c release $(SWIFT_FLAGS)
@@ -25,7 +36,7 @@ build: deps
 demo: build
 	bash tools/demo.sh
 
-test: deps
+test: test-deps
 	$(SWIFT) build -c release $(SWIFT_FLAGS)
 	$(SWIFT) test -c release $(SWIFT_FLAGS)
 
