@@ -1,7 +1,6 @@
 import ArgumentParser
 import Data
 import Foundation
-import Yams
 
 struct Prepare: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -91,14 +90,7 @@ struct Prepare: ParsableCommand {
     func settings() throws -> ScenePreparation {
         var file: [String: Any] = [:]
         if let config {
-            guard let text = try? String(contentsOfFile: config, encoding: .utf8) else {
-                throw CLIError("\(config): cannot read the configuration file")
-            }
-            let parsed: Any?
-            do { parsed = try Yams.load(yaml: text) } catch { throw CLIError("\(config): not valid YAML or JSON: \(error)") }
-            guard let mapping = plain(parsed) as? [String: Any] else {
-                throw CLIError("\(config): the configuration must be a mapping of keys to values")
-            }
+            let mapping = try readConfigMapping(config)
             if let unknown = mapping.keys.sorted().first(where: { !Prepare.keys.contains($0) }) {
                 throw CLIError("\(config): unknown key '\(unknown)' (known: \(Prepare.keys.joined(separator: ", ")))")
             }

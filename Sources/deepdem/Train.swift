@@ -92,17 +92,7 @@ struct Train: ParsableCommand {
     /// The config file's mapping with the flags applied over it.
     func loadSettings() throws -> [String: Any] {
         var object: [String: Any] = [:]
-        if let config {
-            guard let text = try? String(contentsOfFile: config, encoding: .utf8) else {
-                throw CLIError("\(config): cannot read the configuration file")
-            }
-            let parsed: Any?
-            do { parsed = try Yams.load(yaml: text) } catch { throw CLIError("\(config): not valid YAML or JSON: \(error)") }
-            guard let mapping = plain(parsed) as? [String: Any] else {
-                throw CLIError("\(config): the configuration must be a mapping of keys to values")
-            }
-            object = mapping
-        }
+        if let config { object = try readConfigMapping(config) }
         var i = 0
         while i < overrides.count {
             let flag = overrides[i]
@@ -130,22 +120,6 @@ struct Train: ParsableCommand {
             i += 1
         }
         return object
-    }
-}
-
-/// YAML's values as JSONSerialization's (string keys, NSNull for null).
-func plain(_ value: Any?) -> Any? {
-    switch value {
-    case let m as [AnyHashable: Any]:
-        var out: [String: Any] = [:]
-        for (k, v) in m { out["\(k)"] = plain(v) ?? NSNull() }
-        return out
-    case let a as [Any]:
-        return a.map { plain($0) ?? NSNull() }
-    case nil:
-        return nil
-    default:
-        return value
     }
 }
 

@@ -99,16 +99,8 @@ extension TrainingTests {
         let out = TrainingRun.folder("signal") + "/run"
         let config = try TrainingRun.config(scene: scene, out: out, ["max_steps": 4000, "samples_per_epoch": 6000])
         let (p, outPipe, errPipe) = try TrainingRun.start(["train", "--config", config], ranks: 2)
-        // Wait until training is under way, then signal one rank (not mpirun).
-        var ranks: [Int32] = []
-        let deadline = Date().addingTimeInterval(60)
-        while Date() < deadline {
-            if FileManager.default.fileExists(atPath: out + "/metrics.jsonl") {
-                ranks = childPIDs(of: p.processIdentifier)
-                if ranks.count == 2 { break }
-            }
-            usleep(100_000)
-        }
+        // Signal one rank (not mpirun) once training is under way.
+        let ranks = ranksOnceWritten(out + "/metrics.jsonl", by: p)
         XCTAssertEqual(ranks.count, 2, "ranks not found")
         kill(ranks[1], SIGUSR1)
         let t0 = Date()
@@ -131,15 +123,7 @@ extension TrainingTests {
         let config = try TrainingRun.config(scene: scene, out: out, ["max_steps": 4000, "samples_per_epoch": 6000,
                                                                      "checkpoint_every": 2])
         let (p, _, _) = try TrainingRun.start(["train", "--config", config], ranks: 2)
-        var ranks: [Int32] = []
-        let deadline = Date().addingTimeInterval(60)
-        while Date() < deadline {
-            if FileManager.default.fileExists(atPath: out + "/last.safetensors") {
-                ranks = childPIDs(of: p.processIdentifier)
-                if ranks.count == 2 { break }
-            }
-            usleep(100_000)
-        }
+        let ranks = ranksOnceWritten(out + "/last.safetensors", by: p)
         XCTAssertEqual(ranks.count, 2, "ranks not found")
         kill(ranks[1], SIGKILL)
         let t0 = Date()
@@ -178,6 +162,19 @@ extension TrainingTests {
         return text.split(separator: "\n").compactMap {
             (try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any])?["step"] as? Int
         }.max() ?? 0
+    }
+
+    /// mpirun's two deepdem ranks, once `file` exists (so training is under way); waits up to 60 s.
+    func ranksOnceWritten(_ file: String, by mpirun: Process) -> [Int32] {
+        let deadline = Date().addingTimeInterval(60)
+        while Date() < deadline {
+            if FileManager.default.fileExists(atPath: file) {
+                let ranks = childPIDs(of: mpirun.processIdentifier)
+                if ranks.count == 2 { return ranks }
+            }
+            usleep(100_000)
+        }
+        return []
     }
 
     /// The deepdem processes mpirun started (its children).

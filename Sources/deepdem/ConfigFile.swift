@@ -1,0 +1,31 @@
+import Foundation
+import Yams
+
+/// A YAML or JSON configuration file's top-level mapping, in JSONSerialization's types.
+func readConfigMapping(_ path: String) throws -> [String: Any] {
+    guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
+        throw CLIError("\(path): cannot read the configuration file")
+    }
+    let parsed: Any?
+    do { parsed = try Yams.load(yaml: text) } catch { throw CLIError("\(path): not valid YAML or JSON: \(error)") }
+    guard let mapping = plain(parsed) as? [String: Any] else {
+        throw CLIError("\(path): the configuration must be a mapping of keys to values")
+    }
+    return mapping
+}
+
+/// YAML's values as JSONSerialization's (string keys, NSNull for null).
+func plain(_ value: Any?) -> Any? {
+    switch value {
+    case let m as [AnyHashable: Any]:
+        var out: [String: Any] = [:]
+        for (k, v) in m { out["\(k)"] = plain(v) ?? NSNull() }
+        return out
+    case let a as [Any]:
+        return a.map { plain($0) ?? NSNull() }
+    case nil:
+        return nil
+    default:
+        return value
+    }
+}
