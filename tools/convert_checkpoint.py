@@ -257,7 +257,7 @@ def resolve_config(source, args):
         if "--gsf" in missing:
             gsf_hint = (" (ResDepth: the DSM std of its normalization file)" if source.kind == "resdepth"
                         else f" (for {config['chip_size']}-pixel chips)" if config.get("chip_size") else "")
-        raise Refusal(f"{path}: a {source.description} that does not record {', '.join(m[2:] for m in missing)}: "
+        raise Refusal(f"{path}: a {source.description} that does not record {', '.join(m[2:].replace('-', ' ') for m in missing)}: "
                       f"give {' '.join(missing)}{gsf_hint}")
     check_config(config, path)
     if source.kind == "lightning" and "left_ortho_mean" in hp:
