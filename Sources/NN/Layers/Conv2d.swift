@@ -44,6 +44,11 @@ public final class Conv2d: Layer {
         return ConvGeometry(channels: inChannels, height: x.h, width: x.w, kernel: kernel, stride: stride, padding: padding)
     }
 
+    func winograd(_ x: Tensor) -> WinogradConv? {
+        guard WinogradConv.applies(kernel: kernel, stride: stride, padding: padding) else { return nil }
+        return WinogradConv(cin: inChannels, cout: outChannels, n: x.n, h: x.h, w: x.w)
+    }
+
     func shifted(_ x: Tensor) -> ShiftedConv? {
         guard ShiftedConv.applies(kernel: kernel, stride: stride, padding: padding) else { return nil }
         return ShiftedConv(cin: inChannels, cout: outChannels, k: kernel, pad: padding, n: x.n, h: x.h, w: x.w)
@@ -53,6 +58,11 @@ public final class Conv2d: Layer {
         let g = geometry(x)
         let y = out.get([x.n, outChannels, g.outHeight, g.outWidth])
         input = x
+        if let wg = winograd(x) {
+            wg.forward(x.data, weight: weight.value.data, bias: bias.map { UnsafePointer($0.value.data) }, into: y.data,
+                       workspace: workspace)
+            return y
+        }
         if let s = shifted(x) {
             if tapWeights.count != weight.count { tapWeights = [Float](repeating: 0, count: weight.count) }
             let p = workspace.buffer(s.cin * s.stride, slot: 0), o = workspace.buffer(s.cout * s.length, slot: 1)
@@ -94,6 +104,11 @@ public final class Conv2d: Layer {
         // Without an input gradient the input itself is returned, unchanged, and callers ignore it.
         let dxT = computesInputGradient ? dx.get(x.shape) : x
         if let bias { accumulateBiasGradient(dy, bias.grad) }
+        if let wg = winograd(x) {
+            wg.backward(x.data, dy: dy.data, weight: weight.value.data, weightGradient: weight.grad.data,
+                        dx: computesInputGradient ? dxT.data : nil, workspace: workspace)
+            return dxT
+        }
         if let s = shifted(x) {
             if tapGradients.count != weight.count { tapGradients = [Float](repeating: 0, count: weight.count) }
             let p = workspace.buffer(s.cin * s.stride, slot: 0), gr = workspace.buffer(s.cout * s.length, slot: 1)

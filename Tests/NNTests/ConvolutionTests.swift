@@ -1,0 +1,68 @@
+import NN
+import XCTest
+
+/// Conv2d's fast paths against the definition, computed directly in Double: forward, weight, bias
+/// and input gradients. Sizes are chosen so that the 3×3 'same' path meets odd heights and widths
+/// and splits the batch into several chunks (which accumulate the weight gradient across chunks).
+final class ConvolutionTests: XCTestCase {
+    func testSame3x3MatchesDefinition() {
+        check(cin: 5, cout: 7, kernel: 3, stride: 1, padding: 1, shape: [3, 5, 9, 6])
+        check(cin: 3, cout: 2, kernel: 3, stride: 1, padding: 1, shape: [2, 3, 66, 67])
+        check(cin: 16, cout: 1, kernel: 3, stride: 1, padding: 1, shape: [2, 16, 4, 4], bias: false)
+    }
+
+    func check(cin: Int, cout: Int, kernel k: Int, stride s: Int, padding p: Int, shape: [Int], bias: Bool = true,
+               file: StaticString = #filePath, line: UInt = #line) {
+        var rng = SplitMix64(seed: 5)
+        let conv = Conv2d(cin, cout, kernel: k, stride: s, padding: p, bias: bias, workspace: Workspace())
+        for i in 0..<conv.weight.count { conv.weight.value[i] = rng.normal() }
+        if let b = conv.bias { for i in 0..<b.count { b.value[i] = rng.normal() } }
+        let x = Tensor(shape)
+        for i in 0..<x.count { x[i] = rng.normal() }
+        let (n, h, w) = (shape[0], shape[2], shape[3])
+        let oh = (h + 2 * p - k) / s + 1, ow = (w + 2 * p - k) / s + 1
+        let dy = Tensor([n, cout, oh, ow])
+        for i in 0..<dy.count { dy[i] = rng.normal() }
+
+        var y = [Double](repeating: 0, count: dy.count), dx = [Double](repeating: 0, count: x.count)
+        var dw = [Double](repeating: 0, count: conv.weight.count), db = [Double](repeating: 0, count: cout)
+        for b in 0..<n {
+            for o in 0..<cout {
+                for oy in 0..<oh {
+                    for ox in 0..<ow {
+                        let at = ((b * cout + o) * oh + oy) * ow + ox
+                        var sum = Double(conv.bias?.value[o] ?? 0)
+                        let g = Double(dy[at])
+                        db[o] += g
+                        for c in 0..<cin {
+                            for ky in 0..<k {
+                                for kx in 0..<k {
+                                    let iy = oy * s - p + ky, ix = ox * s - p + kx
+                                    guard iy >= 0, iy < h, ix >= 0, ix < w else { continue }
+                                    let xi = ((b * cin + c) * h + iy) * w + ix, wi = ((o * cin + c) * k + ky) * k + kx
+                                    sum += Double(conv.weight.value[wi]) * Double(x[xi])
+                                    dw[wi] += g * Double(x[xi])
+                                    dx[xi] += g * Double(conv.weight.value[wi])
+                                }
+                            }
+                        }
+                        y[at] = sum
+                    }
+                }
+            }
+        }
+        let out = conv.forward(x, training: true).array
+        conv.weight.grad.zero()
+        conv.bias?.grad.zero()
+        let din = conv.backward(dy).array
+        func compare(_ actual: [Float], _ expected: [Double], _ what: String) {
+            let scale = expected.map(abs).max()!
+            let worst = zip(actual, expected).map { abs(Double($0) - $1) }.max()!
+            XCTAssertLessThan(worst, 1e-5 * scale, "\(what) of \(shape): worst error \(worst), scale \(scale)", file: file, line: line)
+        }
+        compare(out, y, "output")
+        compare(din, dx, "input gradient")
+        compare(conv.weight.grad.array, dw, "weight gradient")
+        if let b = conv.bias { compare(b.grad.array, db, "bias gradient") }
+    }
+}
