@@ -86,6 +86,23 @@ public final class ValidityMap: @unchecked Sendable {
         self.table = table
     }
 
+    /// The summed-area table, to hand a map built once to other processes (see `init(scene:cell:table:)`).
+    public var summedTable: [Int64] { table }
+
+    /// A map built elsewhere from the same scene (its `summedTable`), so that only one process of
+    /// a training job has to read the whole scene.
+    public init(scene: Scene, cell: Int, table: [Int64]) throws {
+        let columns = (scene.grid.width + cell - 1) / cell, rows = (scene.grid.height + cell - 1) / cell
+        guard cell > 0, table.count == (rows + 1) * (columns + 1) else {
+            throw DataError(scene.folder, "validity map of \(table.count) entries does not fit a \(scene.grid.width)×\(scene.grid.height) scene")
+        }
+        self.scene = scene
+        self.cell = cell
+        self.columns = columns
+        self.rows = rows
+        self.table = table
+    }
+
     /// Usable pixels in the whole cells inside the window: exact for windows on cell boundaries,
     /// a lower bound otherwise.
     public func usablePixels(x: Int, y: Int, width: Int, height: Int) -> Int {

@@ -66,12 +66,23 @@ public final class Trainer {
 
         // Setup runs in phases that every rank completes or fails together (see `agreeing`),
         // so a bad file on one rank cannot leave the others waiting in a collective.
-        let (scenes, train, val, canResume) = try agreeing(communicator) {
+        let (scenes, rank0Maps) = try agreeing(communicator) {
             try config.validate(ranks: communicator.size)
             BLAS.setThreads(config.threads)
             GDAL.setCacheBudget(bytes: config.cacheMB << 20)
             let scenes = try config.data.map { try Scene(folder: $0, bands: config.bands, target: config.target) }
-            let maps = try scenes.map { try ValidityMap(scene: $0) }
+            return (scenes, rank0 ? try scenes.map { try ValidityMap(scene: $0, cell: Trainer.validityCell) } : [])
+        }
+        // Only rank 0 reads whole scenes (for the validity maps); the others read chip windows.
+        let maps = try scenes.enumerated().map { i, scene in
+            var table = rank0 ? rank0Maps[i].summedTable : []
+            var count = Int64(table.count)
+            try withUnsafeMutableBytes(of: &count) { try communicator.broadcast($0, root: 0) }
+            if !rank0 { table = [Int64](repeating: 0, count: Int(count)) }
+            try table.withUnsafeMutableBytes { try communicator.broadcast($0, root: 0) }
+            return rank0 ? rank0Maps[i] : try ValidityMap(scene: scene, cell: Trainer.validityCell, table: table)
+        }
+        let (train, val, canResume) = try agreeing(communicator) {
             let train = try ChipSampler(maps: maps, region: .train, chipSize: config.chipSize, trainSplit: config.trainSplit,
                                         minValidFraction: config.minValidFraction, seed: seed, channelSwap: config.channelSwap)
             let val = config.valSamples > 0
@@ -82,7 +93,7 @@ public final class Trainer {
             if canResume, !resumeAnyway, let saved = try folder.savedConfig() {
                 try Trainer.checkResumable(saved: saved, now: config)
             }
-            return (scenes, train, val, canResume)
+            return (train, val, canResume)
         }
         trainSampler = train
         valSampler = val
@@ -142,6 +153,9 @@ public final class Trainer {
         }
         network.gradientReady = { [reducer] in reducer.gradientReady($0) }
     }
+
+    /// Chip positions lie on this lattice (pixels); see `ValidityMap`.
+    static let validityCell = 4
 
     public var totalSteps: Int { min(config.maxSteps ?? Int.max, config.maxEpochs * config.stepsPerEpoch) }
 
