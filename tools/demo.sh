@@ -62,7 +62,10 @@ mv "$out/evaluation.json.tmp" "$out/evaluation.json"
 
 if "$bin" --help | grep -q "^  figure"; then
     echo "== drawing figures"
-    "$bin" figure --data "$scene" --refined "$out/refined.tif" --out "$out/figure.png"
+    "$bin" figure --data "$scene" --refined "$out/refined.tif" --out "$out/figure.png" --overwrite
+    # A close-up of the held-out part.
+    "$bin" figure --data "$scene" --refined "$out/refined.tif" --out "$out/figure_heldout.png" --overwrite \
+        --window "$x0,$(( width * 4 / 10 )),$(( width - x0 )),$(( width - x0 ))"
 fi
 
-echo "demo done: everything is in $out/ (evaluation.json, refined.tif, run/ with checkpoints, metrics.jsonl and loss.svg$( [ -f "$out/figure.png" ] && echo ", figure.png" ))"
+echo "demo done: everything is in $out/ (evaluation.json, refined.tif, run/ with checkpoints, metrics.jsonl and loss.svg$( [ -f "$out/figure.png" ] && echo ", figure.png, figure_heldout.png" ))"
