@@ -1,4 +1,4 @@
-// Forward+backward throughput of the two architectures at the sizes the performance issue
+// Training-step (forward, backward, Adam) throughput of the two architectures at the sizes the performance issue
 // names, with the achieved GFLOPS and the sgemm peak of the same cores for scale.
 //   swift run -c release train-bench [--threads 1,2] [--steps N] [--arch unet,resnet18-unet]
 import CBLAS
@@ -70,11 +70,13 @@ for threads in threadCounts {
         for i in 0..<x.count { x[i] = rng.normal() }
         let target = Tensor([c.batch, 1, c.chip, c.chip]), mask = Tensor(target.shape)
         for i in 0..<target.count { target[i] = rng.normal(); mask[i] = 1 }
+        let adam = Adam(net.parameters, lr: 1e-4)
         func step() {
             net.parameters.zeroGrad()
             _ = model.forward(x, training: true)
             let (_, count) = model.loss(target: target, mask: mask)
             model.backward(target: target, mask: mask, normalizer: count)
+            adam.step()
         }
         step()   // warm-up: allocates the activations
         var times: [Double] = [], cpuTimes: [Double] = []

@@ -2,10 +2,9 @@ import CBLAS
 
 /// nn.Conv2d: square kernel, stride, zero padding, optional bias. Weight [Cout, Cin, k, k].
 ///
-/// Stride-1 "same" convolutions (the 3×3s that dominate both U-Nets) run as one GEMM per kernel
-/// tap over shifted views of a padded copy of the batch (`ShiftedConv`), with no im2col. The
-/// others, per image: out = W · im2col(x) (+ bias), one sgemm of [Cout × Cin·k²] by
-/// [Cin·k² × OH·OW]; backward recomputes the columns instead of keeping them (keeping them would
+/// 3×3 stride-1 "same" convolutions (which dominate both U-Nets) run by Winograd's algorithm
+/// (`WinogradConv`). The others, per image: out = W · im2col(x) (+ bias), one sgemm of
+/// [Cout × Cin·k²] by [Cin·k² × OH·OW]; backward recomputes the columns instead of keeping them (keeping them would
 /// multiply the activation memory by k²).
 public final class Conv2d: Layer {
     public let inChannels: Int, outChannels: Int, kernel: Int, stride: Int, padding: Int
@@ -16,8 +15,6 @@ public final class Conv2d: Layer {
     private let workspace: Workspace
     private var input: Tensor?
     private var out = Slot(), dx = Slot()
-    /// The weights as taps × [Cout × Cin] for the shifted path, and their gradient.
-    private var tapWeights: [Float] = [], tapGradients: [Float] = []
 
     public init(_ inChannels: Int, _ outChannels: Int, kernel: Int, stride: Int = 1, padding: Int = 0,
                 bias: Bool = true, workspace: Workspace) {
@@ -49,11 +46,6 @@ public final class Conv2d: Layer {
         return WinogradConv(cin: inChannels, cout: outChannels, n: x.n, h: x.h, w: x.w)
     }
 
-    func shifted(_ x: Tensor) -> ShiftedConv? {
-        guard ShiftedConv.applies(kernel: kernel, stride: stride, padding: padding) else { return nil }
-        return ShiftedConv(cin: inChannels, cout: outChannels, k: kernel, pad: padding, n: x.n, h: x.h, w: x.w)
-    }
-
     public func forward(_ x: Tensor, training: Bool) -> Tensor {
         let g = geometry(x)
         let y = out.get([x.n, outChannels, g.outHeight, g.outWidth])
@@ -61,17 +53,6 @@ public final class Conv2d: Layer {
         if let wg = winograd(x) {
             wg.forward(x.data, weight: weight.value.data, bias: bias.map { UnsafePointer($0.value.data) }, into: y.data,
                        workspace: workspace)
-            return y
-        }
-        if let s = shifted(x) {
-            if tapWeights.count != weight.count { tapWeights = [Float](repeating: 0, count: weight.count) }
-            let p = workspace.buffer(s.cin * s.stride, slot: 0), o = workspace.buffer(s.cout * s.length, slot: 1)
-            s.pack(x.data, into: p)
-            tapWeights.withUnsafeMutableBufferPointer { r in
-                s.packWeights(weight.value.data, into: r.baseAddress!)
-                s.forward(packed: p, weights: r.baseAddress!, bias: bias.map { UnsafePointer($0.value.data) }, out: o)
-            }
-            s.unpackOutput(o, into: y.data)
             return y
         }
         let m = Int32(outChannels), n = Int32(g.colCols), k = Int32(g.colRows)
@@ -107,23 +88,6 @@ public final class Conv2d: Layer {
         if let wg = winograd(x) {
             wg.backward(x.data, dy: dy.data, weight: weight.value.data, weightGradient: weight.grad.data,
                         dx: computesInputGradient ? dxT.data : nil, workspace: workspace)
-            return dxT
-        }
-        if let s = shifted(x) {
-            if tapGradients.count != weight.count { tapGradients = [Float](repeating: 0, count: weight.count) }
-            let p = workspace.buffer(s.cin * s.stride, slot: 0), gr = workspace.buffer(s.cout * s.length, slot: 1)
-            s.pack(x.data, into: p)
-            s.packGradient(dy.data, into: gr)
-            tapGradients.withUnsafeMutableBufferPointer { dr in
-                s.weightGradient(packed: p, gradient: gr, into: dr.baseAddress!)
-                s.accumulateWeightGradient(dr.baseAddress!, into: weight.grad.data)
-            }
-            if computesInputGradient {
-                let dp = workspace.buffer(s.cin * s.stride, slot: 2)
-                tapWeights.withUnsafeBufferPointer { r in
-                    s.inputGradient(weights: r.baseAddress!, gradient: gr, scratch: dp, into: dxT.data)
-                }
-            }
             return dxT
         }
         // The column buffer doubles as the input-gradient columns once dW has used it.

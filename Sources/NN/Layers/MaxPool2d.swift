@@ -26,6 +26,10 @@ public final class MaxPool2d: Layer {
                 let src = x.data + plane &* h &* w
                 let dst = y.data + plane &* oh &* ow
                 let arg = am.baseAddress! + plane &* oh &* ow
+                if k == 2 && s == 2 && p == 0 {
+                    Self.pool2x2(src, w: w, oh: oh, ow: ow, into: dst, argmax: arg)
+                    continue
+                }
                 for oy in 0..<oh {
                     let y0 = max(oy &* s &- p, 0), y1 = min(oy &* s &- p &+ k, h)
                     for ox in 0..<ow {
@@ -44,6 +48,27 @@ public final class MaxPool2d: Layer {
             }
         }
         return y
+    }
+
+    /// The U-Net's 2×2/2 pooling without the general window bounds; same order of comparisons.
+    private static func pool2x2(_ src: UnsafePointer<Float>, w: Int, oh: Int, ow: Int,
+                                into dst: UnsafeMutablePointer<Float>, argmax arg: UnsafeMutablePointer<Int32>) {
+        for oy in 0..<oh {
+            let top = 2 &* oy &* w
+            let r0 = src + top, r1 = r0 + w
+            for ox in 0..<ow {
+                let i = 2 &* ox
+                var best = r0[i], at = top &+ i
+                var v = r0[i &+ 1]
+                if v > best || v.isNaN { best = v; at = top &+ i &+ 1 }
+                v = r1[i]
+                if v > best || v.isNaN { best = v; at = top &+ w &+ i }
+                v = r1[i &+ 1]
+                if v > best || v.isNaN { best = v; at = top &+ w &+ i &+ 1 }
+                dst[oy &* ow &+ ox] = best
+                arg[oy &* ow &+ ox] = Int32(truncatingIfNeeded: at)
+            }
+        }
     }
 
     public func backward(_ dy: Tensor) -> Tensor {

@@ -11,7 +11,11 @@ public final class ReLU: Layer {
 
     public func forward(_ x: Tensor, training: Bool) -> Tensor {
         let p = x.data
-        for i in 0..<x.count where p[i] < 0 { p[i] = 0 }
+        // A select rather than a branch, so that the loop vectorizes; NaN passes through as in PyTorch.
+        for i in 0..<x.count {
+            let v = p[i]
+            p[i] = v < 0 ? 0 : v
+        }
         output = x
         return x
     }
@@ -19,7 +23,7 @@ public final class ReLU: Layer {
     public func backward(_ dy: Tensor) -> Tensor {
         guard let y = output else { preconditionFailure("ReLU.backward before forward") }
         let g = dy.data, p = y.data
-        for i in 0..<dy.count where !(p[i] > 0) { g[i] = 0 }
+        for i in 0..<dy.count { g[i] = p[i] > 0 ? g[i] : 0 }
         return dy
     }
 }
