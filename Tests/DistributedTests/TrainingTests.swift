@@ -31,9 +31,13 @@ final class TrainingTests: XCTestCase {
 
     /// With synchronized BatchNorm the statistics are those of the global batch on every rank, so
     /// a BatchNorm model also trains identically on 1, 2 and 3 ranks (running statistics included).
+    /// Training-mode BatchNorm gradients are badly conditioned in float32, and Adam's normalized
+    /// step turns ulp-level differences of summation order in small gradients into whole
+    /// fractions of the learning rate; a smaller rate keeps six steps in the regime where the
+    /// 1e-5 bound measures the reduction order, not that amplification.
     func testRanksTrainAsOneWithSyncBatchNorm() throws {
         try checkRanksTrainAsOne(["unet": ["depth": 3, "start_kernel": 8, "max_filter_depth": 32, "do_BN": true],
-                                  "sync_batchnorm": true])
+                                  "sync_batchnorm": true, "lr": 1e-4])
     }
 
     func checkRanksTrainAsOne(_ extra: [String: Any], file: StaticString = #filePath, line: UInt = #line) throws {
