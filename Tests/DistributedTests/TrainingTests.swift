@@ -206,3 +206,22 @@ extension TrainingTests {
         XCTAssertTrue(weights.values.allSatisfy { $0.allSatisfy(\.isFinite) }, "the kept checkpoint has non-finite weights")
     }
 }
+
+extension TrainingTests {
+    /// keep_last keeps the K latest step checkpoints; the run folder holds what DESIGN.md lists.
+    func testRunFolderContents() throws {
+        let scene = try TrainingRun.scene()
+        let out = TrainingRun.folder("folder") + "/run"
+        _ = try train(TrainingRun.config(scene: scene, out: out, ["checkpoint_every": 1, "keep_last": 2, "max_steps": 4]), ranks: 0)
+        let kept = try FileManager.default.contentsOfDirectory(atPath: out + "/checkpoints").sorted()
+        XCTAssertEqual(kept, ["step-000000003.safetensors", "step-000000004.safetensors"])
+        for file in ["last.safetensors", "best.safetensors", "config.json", "metrics.jsonl", "loss.svg", "state/latest.json"] {
+            XCTAssertTrue(FileManager.default.fileExists(atPath: out + "/" + file), file)
+        }
+        let lines = try String(contentsOfFile: out + "/metrics.jsonl", encoding: .utf8).split(separator: "\n")
+        let objects = lines.compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
+        XCTAssertEqual(objects.count, lines.count, "every metrics line is JSON")
+        XCTAssertTrue(objects.contains { Set($0.keys) == ["step", "epoch", "train_loss", "lr", "tiles_per_s"] })
+        XCTAssertTrue(objects.contains { Set($0.keys) == ["step", "epoch", "val_loss"] })
+    }
+}
