@@ -34,8 +34,8 @@ let package = Package(
         // Blocking vs bucketed gradient all-reduce on the models' layouts (bench/allreduce/run.sh).
         .executableTarget(name: "allreduce-bench", dependencies: ["Distributed", "NN"], path: "bench/allreduce",
                           exclude: ["run.sh"]),
-        // Forward+backward tiles/s and GFLOPS of both architectures (bench/README.md).
-        .executableTarget(name: "train-bench", dependencies: ["NN", "CBLAS"], path: "bench/train-step"),
+        // Training-step tiles/s and GFLOPS of both architectures, 1 process or under mpirun (bench/README.md).
+        .executableTarget(name: "train-bench", dependencies: ["NN", "CBLAS", "Distributed"], path: "bench/train-step"),
         .testTarget(name: "NNTests", dependencies: ["NN"], resources: [.copy("Fixtures")]),
         .testTarget(name: "DataTests", dependencies: ["Data"]),
         .testTarget(name: "DistributedTests", dependencies: ["Distributed", "NN", "Data"]),
