@@ -1,46 +1,91 @@
-// Training-step (forward, backward, Adam) throughput of the two architectures at the sizes the performance issue
-// names, with the achieved GFLOPS and the sgemm peak of the same cores for scale.
-//   swift run -c release train-bench [--threads 1,2] [--steps N] [--arch unet,resnet18-unet]
+// Training-step throughput (forward, masked-L1 backward, Adam) of both architectures at the
+// performance issue's sizes, with the achieved GFLOPS against the sgemm peak of the same cores.
+//
+//   train-bench [--arch unet,resnet18-unet] [--threads 1,2] [--steps N] [--warmup N] [--batch 4] [--json]
+//
+// Under mpirun the global batch is split over the ranks and gradients are all-reduced in buckets
+// while backward runs, as in `deepdem train`; the output then adds the all-reduce time that
+// backward did not hide (left in finish) against a bare MPI_Allreduce of the same bytes.
+// Peak RSS is the process's (summed over ranks), so run one architecture per process to read it.
 import CBLAS
+import Distributed
 import Foundation
 import NN
 
 struct Case {
-    let name: String
     let config: ModelConfig
-    let chip: Int, batch: Int
+    let chip: Int
     /// Forward+backward FLOPs of one tile (the performance issue's figures).
     let gflopPerTile: Double
 }
 
-let unet = ModelConfig(arch: "unet", bands: ["asp_dsm", "ortho_channel1", "ortho_channel2", "ndvi", "nodata_mask"],
-                       chipSize: 128, gsf: 20,
-                       unet: UNetConfig(nInputChannels: 5, depth: 5, startKernel: 64, maxFilterDepth: 512, doBN: false))
-let resnet = ModelConfig(arch: "resnet18-unet", bands: ["asp_dsm", "ortho_channel1", "ortho_channel2", "ndvi", "nodata_mask",
-                                                        "triangulation_error"],
-                         chipSize: 256, gsf: 35, encoder: EncoderConfig(name: "resnet18", inChannels: 6))
-let cases = [Case(name: "unet (chip 128, batch 4, 5 bands)", config: unet, chip: 128, batch: 4, gflopPerTile: 14.9),
-             Case(name: "resnet18-unet (chip 256, batch 4, 6 bands)", config: resnet, chip: 256, batch: 4, gflopPerTile: 32.7)]
+let cases = [
+    Case(config: ModelConfig(arch: "unet", bands: ["asp_dsm", "ortho_channel1", "ortho_channel2", "ndvi", "nodata_mask"],
+                             chipSize: 128, gsf: 20,
+                             unet: UNetConfig(nInputChannels: 5, depth: 5, startKernel: 64, maxFilterDepth: 512, doBN: false)),
+         chip: 128, gflopPerTile: 14.9),
+    Case(config: ModelConfig(arch: "resnet18-unet", bands: ["asp_dsm", "ortho_channel1", "ortho_channel2", "ndvi", "nodata_mask",
+                                                            "triangulation_error"],
+                             chipSize: 256, gsf: 35, encoder: EncoderConfig(name: "resnet18", inChannels: 6)),
+         chip: 256, gflopPerTile: 32.7),
+]
 
+func fail(_ message: String) -> Never {
+    FileHandle.standardError.write(Data("train-bench: \(message)\n".utf8))
+    exit(2)
+}
+
+var archs = cases.map(\.config.arch)
 var threadCounts = [1, 2]
-var steps = 5
-var archs = ["unet", "resnet18-unet"]
+var steps = 5, warmup = 1, batch = 4
+var json = false
 var args = CommandLine.arguments.dropFirst()
 while let a = args.popFirst() {
-    switch a {
-    case "--threads": threadCounts = (args.popFirst() ?? "1").split(separator: ",").compactMap { Int($0) }
-    case "--steps": steps = Int(args.popFirst() ?? "5") ?? 5
-    case "--arch": archs = (args.popFirst() ?? "").split(separator: ",").map(String.init)
-    default: FileHandle.standardError.write(Data("usage: train-bench [--threads 1,2] [--steps N] [--arch unet,resnet18-unet]\n".utf8)); exit(2)
+    func int() -> Int {
+        guard let v = args.popFirst().flatMap({ Int($0) }), v > 0 else { fail("\(a) needs a positive integer") }
+        return v
     }
+    switch a {
+    case "--arch": archs = (args.popFirst() ?? "").split(separator: ",").map(String.init)
+    case "--threads": threadCounts = (args.popFirst() ?? "").split(separator: ",").compactMap { Int($0) }
+    case "--steps": steps = int()
+    case "--warmup": warmup = int()
+    case "--batch": batch = int()
+    case "--json": json = true
+    default: fail("usage: train-bench [--arch unet,resnet18-unet] [--threads 1,2] [--steps N] [--warmup N] [--batch N] [--json]")
+    }
+}
+if let unknown = archs.first(where: { a in !cases.contains { $0.config.arch == a } }) { fail("unknown --arch \(unknown)") }
+
+/// CPU seconds of the whole process (all threads): on a machine shared with other jobs this,
+/// unlike the wall clock, compares two builds run one after the other.
+func cpuSeconds() -> Double {
+    var t = timespec()
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t)
+    return Double(t.tv_sec) + Double(t.tv_nsec) * 1e-9
+}
+
+func peakRSSMegabytes() -> Double {
+    var usage = rusage()
+    getrusage(RUSAGE_SELF.rawValue, &usage)
+    return Double(usage.ru_maxrss) / 1024
+}
+
+func median(_ xs: [Double]) -> Double { xs.sorted()[xs.count / 2] }
+
+/// Wall seconds of `body` on the slowest rank (every rank starts together).
+func timed(_ comm: Communicator, _ body: () throws -> Void) throws -> Double {
+    try comm.barrier()
+    let t0 = Date()
+    try body()
+    return try comm.allGather([Date().timeIntervalSince(t0)]).max()!
 }
 
 func sgemmGFLOPS(_ n: Int) -> Double {
     let a = [Float](repeating: 1, count: n * n), b = a
     var c = [Float](repeating: 0, count: n * n)
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(n), Int32(n), Int32(n), 1, a, Int32(n), b, Int32(n), 0, &c, Int32(n))
     var best = Double.infinity
-    for _ in 0..<5 {
+    for _ in 0..<6 {
         let t0 = Date()
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(n), Int32(n), Int32(n), 1, a, Int32(n), b, Int32(n), 0, &c, Int32(n))
         best = min(best, Date().timeIntervalSince(t0))
@@ -48,48 +93,82 @@ func sgemmGFLOPS(_ n: Int) -> Double {
     return 2 * Double(n * n * n) / best / 1e9
 }
 
-/// CPU seconds of the whole process (all threads): on a machine shared with other jobs this, not
-/// the wall clock, is what compares two builds run one after the other.
-func cpuSeconds() -> Double {
-    var t = timespec()
-    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t)
-    return Double(t.tv_sec) + Double(t.tv_nsec) * 1e-9
+let comm: Communicator
+do { comm = try MPICommunicator() } catch { fail("\(error)") }
+guard batch % comm.size == 0 else { fail("--batch \(batch) does not split over \(comm.size) ranks") }
+func say(_ line: String) {
+    if comm.rank == 0 { print(line); fflush(nil) }
 }
 
-print("OpenBLAS kernel: \(BLAS.coreName)")
-for threads in threadCounts {
-    BLAS.setThreads(threads)
-    let peak = sgemmGFLOPS(1024)
-    print(String(format: "threads %d: sgemm 1024³ peak %.0f GFLOPS", threads, peak))
-    for c in cases where archs.contains(c.config.arch) {
-        let net = try makeNetwork(c.config, seed: 1)
-        let model = ResidualModel(network: net, gsf: Float(c.config.gsf))
-        var rng = SplitMix64(seed: 2)
-        let channels = c.config.bands.count
-        let x = Tensor([c.batch, channels, c.chip, c.chip])
-        for i in 0..<x.count { x[i] = rng.normal() }
-        let target = Tensor([c.batch, 1, c.chip, c.chip]), mask = Tensor(target.shape)
-        for i in 0..<target.count { target[i] = rng.normal(); mask[i] = 1 }
-        let adam = Adam(net.parameters, lr: 1e-4)
-        func step() {
-            net.parameters.zeroGrad()
-            _ = model.forward(x, training: true)
-            let (_, count) = model.loss(target: target, mask: mask)
-            model.backward(target: target, mask: mask, normalizer: count)
-            adam.step()
+do {
+    say("OpenBLAS kernel: \(BLAS.coreName), \(comm.size) rank(s)")
+    for threads in threadCounts {
+        BLAS.setThreads(threads)
+        try comm.barrier()
+        // Ranks measure at the same time, so the sum is the peak of the cores the job uses.
+        let peak = try comm.allGather([sgemmGFLOPS(1024)]).reduce(0, +)
+        say(String(format: "%d rank(s) × %d thread(s): sgemm 1024³ peak %.0f GFLOPS", comm.size, threads, peak))
+        for c in cases where archs.contains(c.config.arch) {
+            let local = batch / comm.size
+            let net = try makeNetwork(c.config, seed: 1)
+            let model = ResidualModel(network: net, gsf: Float(c.config.gsf))
+            var rng = SplitMix64(seed: 2 &+ UInt64(comm.rank))
+            let x = Tensor([local, c.config.bands.count, c.chip, c.chip])
+            for i in 0..<x.count { x[i] = rng.normal() }
+            let target = Tensor([local, 1, c.chip, c.chip]), mask = Tensor(target.shape)
+            for i in 0..<target.count { target[i] = rng.normal(); mask[i] = 1 }
+            let reducer = comm.size > 1 ? GradientReducer(parameters: net.parameters, communicator: comm) : nil
+            net.gradientReady = reducer.map { r in { r.gradientReady($0) } }
+            let adam = Adam(net.parameters, lr: 1e-4)
+            func step() throws {
+                net.parameters.zeroGrad()
+                _ = model.forward(x, training: true)
+                var sums = [0.0]
+                (_, sums[0]) = model.loss(target: target, mask: mask)
+                if comm.size > 1 { try sums.withUnsafeMutableBufferPointer { try comm.allReduceSum($0) } }
+                model.backward(target: target, mask: mask, normalizer: sums[0])
+                try reducer?.finish()
+                adam.step()
+            }
+            for _ in 0..<warmup { try step() }   // allocates the activations and workspaces
+            reducer?.resetStats()
+            var times: [Double] = []
+            let cpu0 = cpuSeconds()
+            for _ in 0..<steps { times.append(try timed(comm, step)) }
+            let cpu = try comm.allGather([(cpuSeconds() - cpu0) / Double(steps)]).reduce(0, +)
+            let stepSeconds = median(times)
+            let tiles = Double(batch) / stepSeconds
+            let gflops = tiles * c.gflopPerTile
+            var exposed = 0.0, bare = 0.0
+            if let reducer {
+                exposed = try comm.allGather([reducer.stats.secondsInFinish / Double(reducer.stats.steps)]).max()!
+                var bares: [Double] = []
+                for _ in 0..<5 { bares.append(try timed(comm) { try comm.allReduceSum(net.parameters.gradBuffer) }) }
+                bare = median(bares)
+            }
+            let rss = try comm.allGather([peakRSSMegabytes()]).reduce(0, +)
+            var line = String(format: "  %@ (chip %d, batch %d): %.2f tiles/s, %.0f GFLOPS (%.0f %% of peak), median of %d steps; %.3f CPU s/step; peak RSS %.0f MB",
+                              c.config.arch, c.chip, batch, tiles, gflops, 100 * gflops / peak, steps, cpu, rss)
+            if reducer != nil {
+                line += String(format: "; all-reduce of %.0f MB: %.1f ms bare, %.1f ms left after backward",
+                               Double(net.parameters.count * 4) / 1e6, bare * 1000, exposed * 1000)
+            }
+            say(line)
+            if json {
+                let fields: [String: Any] = [
+                    "side": "swift", "arch": c.config.arch, "chip": c.chip, "batch": batch, "ranks": comm.size,
+                    "threads": threads, "kernel": BLAS.coreName, "steps": steps, "step_s": stepSeconds,
+                    "tiles_per_s": tiles, "gflops": gflops, "sgemm_peak_gflops": peak, "cpu_s_per_step": cpu,
+                    "peak_rss_mb": rss, "gradient_mb": Double(net.parameters.count * 4) / 1e6,
+                    "allreduce_bare_s": bare, "allreduce_exposed_s": exposed,
+                ]
+                let data = try JSONSerialization.data(withJSONObject: fields, options: [.sortedKeys])
+                say("JSON " + String(decoding: data, as: UTF8.self))
+            }
         }
-        step()   // warm-up: allocates the activations
-        var times: [Double] = [], cpuTimes: [Double] = []
-        for _ in 0..<steps {
-            let t0 = Date(), c0 = cpuSeconds()
-            step()
-            times.append(Date().timeIntervalSince(t0))
-            cpuTimes.append(cpuSeconds() - c0)
-        }
-        let median = times.sorted()[times.count / 2]
-        let tiles = Double(c.batch) / median
-        let gflops = tiles * c.gflopPerTile
-        print(String(format: "  %@: %.2f tiles/s, %.0f GFLOPS (%.0f %% of sgemm peak), median of %d steps; %.3f CPU s/step",
-                     c.name, tiles, gflops, 100 * gflops / peak, steps, cpuTimes.sorted()[steps / 2]))
     }
+    try comm.finalize()
+} catch {
+    FileHandle.standardError.write(Data("train-bench: \(error)\n".utf8))
+    comm.abort(code: 1)
 }
