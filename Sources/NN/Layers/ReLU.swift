@@ -23,7 +23,10 @@ public final class ReLU: Layer {
     public func backward(_ dy: Tensor) -> Tensor {
         guard let y = output else { preconditionFailure("ReLU.backward before forward") }
         let g = dy.data, p = y.data
-        for i in 0..<dy.count { g[i] = p[i] > 0 ? g[i] : 0 }
+        for i in 0..<dy.count {
+            let v = g[i]
+            g[i] = p[i] > 0 ? v : 0
+        }
         return dy
     }
 }
