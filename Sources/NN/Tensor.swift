@@ -1,3 +1,18 @@
+/// Zero-filled, 64-byte aligned floats that tensors view; freed with the last tensor that uses them.
+final class Storage {
+    let data: UnsafeMutablePointer<Float>
+    let capacity: Int
+
+    init(capacity: Int) {
+        self.capacity = capacity
+        data = UnsafeMutableRawPointer.allocate(byteCount: max(capacity, 1) * 4, alignment: 64)
+            .bindMemory(to: Float.self, capacity: max(capacity, 1))
+        data.initialize(repeating: 0, count: max(capacity, 1))
+    }
+
+    deinit { UnsafeMutableRawPointer(data).deallocate() }
+}
+
 /// A contiguous Float32 array with an NCHW (or any) shape.
 ///
 /// A tensor either owns its memory (64-byte aligned, zero-filled) or views a slice of a larger
@@ -7,15 +22,15 @@ public final class Tensor {
     public let shape: [Int]
     public let count: Int
     public let data: UnsafeMutablePointer<Float>
-    private let owned: Bool
+    /// The memory this tensor keeps alive; nil for views of memory someone else owns.
+    private let storage: Storage?
 
     public init(_ shape: [Int]) {
         self.shape = shape
         count = shape.reduce(1, *)
-        let raw = UnsafeMutableRawPointer.allocate(byteCount: max(count, 1) * 4, alignment: 64)
-        data = raw.bindMemory(to: Float.self, capacity: max(count, 1))
-        data.initialize(repeating: 0, count: max(count, 1))
-        owned = true
+        let s = Storage(capacity: count)
+        storage = s
+        data = s.data
     }
 
     /// A view of `count(shape)` floats at `data`; the caller keeps that memory alive.
@@ -23,17 +38,22 @@ public final class Tensor {
         self.shape = shape
         count = shape.reduce(1, *)
         self.data = data
-        owned = false
+        storage = nil
+    }
+
+    /// The first `count(shape)` floats of `storage`, kept alive by this tensor.
+    init(_ shape: [Int], storage: Storage) {
+        self.shape = shape
+        count = shape.reduce(1, *)
+        precondition(count <= storage.capacity, "Tensor: \(shape) does not fit \(storage.capacity) floats")
+        data = storage.data
+        self.storage = storage
     }
 
     public convenience init(_ shape: [Int], _ values: [Float]) {
         self.init(shape)
         precondition(values.count == count, "Tensor: \(values.count) values for shape \(shape)")
         values.withUnsafeBufferPointer { data.update(from: $0.baseAddress!, count: count) }
-    }
-
-    deinit {
-        if owned { UnsafeMutableRawPointer(data).deallocate() }
     }
 
     public var buffer: UnsafeMutableBufferPointer<Float> { UnsafeMutableBufferPointer(start: data, count: count) }
@@ -58,14 +78,18 @@ public final class Tensor {
     public var w: Int { shape[3] }
 }
 
-/// A preallocated tensor that is reallocated only when the requested shape changes, which is
-/// how layers keep their activations across steps without allocating in the training loop.
+/// A preallocated tensor, which is how layers keep their activations across steps without
+/// allocating in the training loop. A new shape that fits the memory already held reuses it (a
+/// refinement's last, smaller batch of a row does not reallocate every layer's output twice per row).
 struct Slot {
     private(set) var tensor: Tensor?
+    private var storage: Storage?
 
     mutating func get(_ shape: [Int]) -> Tensor {
         if let t = tensor, t.shape == shape { return t }
-        let t = Tensor(shape)
+        let count = shape.reduce(1, *)
+        if storage.map({ $0.capacity < count }) ?? true { storage = Storage(capacity: count) }
+        let t = Tensor(shape, storage: storage!)
         tensor = t
         return t
     }
