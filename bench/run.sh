@@ -1,0 +1,151 @@
+#!/usr/bin/env bash
+# This project against PyTorch on the same work, side by side (performance issue 6):
+# training tiles/s of unet (chip 128) and resnet18-unet (chip 256), batch 4; refinement of a
+# synthetic scene in Mpx/s with each model; peak RSS of each; the gradient all-reduce of 2 ranks.
+# The two sides run alternately, several rounds, and the table reports medians; it is printed and
+# written to bench/RESULTS.md.
+#
+#   bench/run.sh [--rounds 3] [--size 4096] [--steps 10] [--quick]
+#
+# --quick is a smoke run (1 round, 1024² scene, 3 steps). PYTHON=/path/to/python uses an existing
+# interpreter with torch and segmentation-models-pytorch instead of making bench/.venv (once).
+# SCRATCH=dir builds there instead of .build-bench. NATIVE=1 compiles for this machine's CPU (see the Makefile). This script alone lets OpenBLAS pick
+# its kernel for this CPU: it unsets OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE for the Swift side,
+# and the report names the kernel that ran.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+rounds=3 size=4096 steps=10
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --rounds) rounds=$2; shift 2 ;;
+        --size) size=$2; shift 2 ;;
+        --steps) steps=$2; shift 2 ;;
+        --quick) rounds=1 size=1024 steps=3; shift ;;
+        *) echo "usage: bench/run.sh [--rounds N] [--size N] [--steps N] [--quick]" >&2; exit 2 ;;
+    esac
+done
+
+scratch=${SCRATCH:-.build-bench}
+data=$scratch/data
+log=$data/results.jsonl
+mkdir -p "$data"
+: > "$log"
+
+flags=()
+if [ "${NATIVE:-0}" = 1 ]; then
+    cpu=$(gcc -march=native -Q --help=target 2>/dev/null | awk '$1=="-march=" {print $2}')
+    flags=(-Xswiftc -target-cpu -Xswiftc "$cpu")
+fi
+echo "== building (release${flags[*]:+, ${flags[*]}})" >&2
+swift build -c release --scratch-path "$scratch" "${flags[@]}" >&2
+bin=$(swift build -c release --scratch-path "$scratch" "${flags[@]}" --show-bin-path)
+
+python=${PYTHON:-bench/.venv/bin/python}
+if [ ! -x "$python" ]; then
+    echo "== making bench/.venv (torch, segmentation-models-pytorch; once)" >&2
+    python3 -m venv bench/.venv
+    bench/.venv/bin/pip install --quiet torch segmentation-models-pytorch
+    python=bench/.venv/bin/python
+fi
+
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+swift_env=(env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE)
+archs=(unet resnet18-unet)
+scene=$data/scene$size
+
+if [ ! -f "$scene/final_asp_dsm.tif" ]; then
+    echo "== synthetic ${size}² scene" >&2
+    "$bin/deepdem" synth --out "$scene" --size "$size" >&2
+fi
+for arch in "${archs[@]}"; do
+    [ -f "$data/$arch.safetensors" ] || "$python" bench/pytorch_bench.py checkpoint --arch "$arch" --out "$data/$arch.safetensors"
+done
+
+# Appends a run's JSON line with the round and the command that produced it.
+record() {  # record ROUND COMMAND-STRING JSON
+    "$python" -c 'import json,sys; d=json.loads(sys.argv[3]); d.update(round=int(sys.argv[1]), command=sys.argv[2]); print(json.dumps(d, sort_keys=True))' \
+        "$1" "$2" "$3" >> "$log"
+}
+
+# Runs a command under /usr/bin/time; prints its output's JSON line with peak_rss_mb from time
+# when the command does not report its own (the Swift refinement prints a sentence instead).
+timed_json() {
+    local out
+    out=$(/usr/bin/time -f "RSS_KB %M" "$@" 2>&1) || { echo "$out" >&2; return 1; }
+    local rss=$(echo "$out" | awk '/^RSS_KB/ {print $2}')
+    local json=$(echo "$out" | sed -n 's/^JSON //p' | tail -1)
+    if [ -z "$json" ]; then
+        local line=$(echo "$out" | grep '^refined ')
+        local seconds=$(echo "$line" | sed -E 's/.* in ([0-9.]+) s .*/\1/')
+        local kernel=$(echo "$line" | sed -E 's/.*OpenBLAS ([^ ]+) × ([0-9]+).*/\1/')
+        local threads=$(echo "$line" | sed -E 's/.*OpenBLAS ([^ ]+) × ([0-9]+).*/\2/')
+        json="{\"side\": \"swift\", \"mode\": \"refine\", \"seconds\": $seconds, \"kernel\": \"$kernel\", \"threads\": $threads, \"width\": $size, \"height\": $size}"
+    fi
+    "$python" -c 'import json,sys; d=json.loads(sys.argv[1]); d["peak_rss_mb"]=int(sys.argv[2])/1024; print(json.dumps(d))' "$json" "$rss"
+}
+
+torch_train() {  # ROUND ARCH THREADS
+    local cmd=("$python" bench/pytorch_bench.py train --arch "$2" --threads "$3" --steps "$steps")
+    echo "   PyTorch train $2, $3 thread(s)" >&2
+    record "$1" "${cmd[*]}" "$(timed_json "${cmd[@]}")"
+}
+
+swift_train() {  # ROUND ARCH RANKS THREADS
+    local cmd=("$bin/train-bench" --arch "$2" --threads "$4" --steps "$steps" --json)
+    [ "$3" -gt 1 ] && cmd=(mpirun -np "$3" "${cmd[@]}")
+    echo "   Swift train $2, $3 rank(s) × $4 thread(s)" >&2
+    local out
+    out=$("${swift_env[@]}" "${cmd[@]}")
+    record "$1" "${cmd[*]}" "$(echo "$out" | sed -n 's/^JSON //p')"
+}
+
+torch_refine() {  # ROUND ARCH THREADS
+    local cmd=("$python" bench/pytorch_bench.py refine --checkpoint "$data/$2.safetensors" --scene "$scene"
+               --raw-dir "$data/raw$size" --out "$data/torch_$2.f32" --threads "$3")
+    echo "   PyTorch refine $2, $3 thread(s)" >&2
+    record "$1" "${cmd[*]}" "$(timed_json "${cmd[@]}")"
+}
+
+swift_refine() {  # ROUND ARCH
+    local cmd=("$bin/deepdem" refine --checkpoint "$data/$2.safetensors" --data "$scene" --out "$data/swift_$2.tif"
+               --threads 2 --overwrite)
+    echo "   Swift refine $2, 2 threads" >&2
+    local json
+    json=$(DEEPDEM_PROGRESS=plain timed_json "${swift_env[@]}" "${cmd[@]}")
+    record "$1" "${cmd[*]}" "$("$python" -c 'import json,sys; d=json.loads(sys.argv[1]); d["arch"]=sys.argv[2]; print(json.dumps(d))' "$json" "$2")"
+}
+
+declare -A refine_threads
+for arch in "${archs[@]}"; do
+    refine_threads[$arch]=$("$python" bench/pytorch_bench.py probe-refine --arch "$arch" | sed -n 's/^JSON //p' |
+        "$python" -c 'import json,sys; print(json.load(sys.stdin)["threads"])')
+done
+
+for round in $(seq 1 "$rounds"); do
+    echo "== round $round of $rounds ($(uptime | sed 's/.*load/load/'))" >&2
+    for arch in "${archs[@]}"; do
+        if [ $((round % 2)) = 1 ]; then
+            torch_train "$round" "$arch" 1; torch_train "$round" "$arch" 2
+            swift_train "$round" "$arch" 1 2; swift_train "$round" "$arch" 2 1
+        else
+            swift_train "$round" "$arch" 1 2; swift_train "$round" "$arch" 2 1
+            torch_train "$round" "$arch" 1; torch_train "$round" "$arch" 2
+        fi
+    done
+    for arch in "${archs[@]}"; do
+        if [ $((round % 2)) = 1 ]; then
+            torch_refine "$round" "$arch" "${refine_threads[$arch]}"; swift_refine "$round" "$arch"
+        else
+            swift_refine "$round" "$arch"; torch_refine "$round" "$arch" "${refine_threads[$arch]}"
+        fi
+    done
+done
+
+for arch in "${archs[@]}"; do
+    gdal_translate -q -of ENVI -ot Float32 "$data/swift_$arch.tif" "$data/swift_$arch.f32"
+done
+"$python" bench/summarize.py "$log" --data "$data" --out bench/RESULTS.md \
+    --machine "$(lscpu | sed -n 's/^Model name: *//p' | head -1), $(nproc) cores, $(free -g | awk '/^Mem:/ {print $2}') GB" \
+    --swift "$(swift --version 2>&1 | head -1)" --build "swift build -c release${flags[*]:+ ${flags[*]}}" \
+    --invocation "bench/run.sh --rounds $rounds --size $size --steps $steps${NATIVE:+ (NATIVE=$NATIVE)}"
