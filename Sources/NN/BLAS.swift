@@ -1,8 +1,11 @@
 import CBLAS
 
-/// The process's OpenBLAS: thread count and the kernel family it picked for this CPU.
+/// The process's compute threads and the OpenBLAS kernel family picked for this CPU.
+///
+/// `threads` are the layers' threads (see `Parallel`): OpenBLAS runs single-threaded inside
+/// them, so its own thread count stays 1 once a network has run or `setThreads` was called.
 public enum BLAS {
-    public static func setThreads(_ n: Int) { openblas_set_num_threads(Int32(max(1, n))) }
-    public static var threads: Int { Int(openblas_get_num_threads()) }
+    public static func setThreads(_ n: Int) { Parallel.setWorkers(n) }
+    public static var threads: Int { Parallel.workers }
     public static var coreName: String { String(cString: openblas_get_corename()) }
 }

@@ -102,12 +102,14 @@ public final class Adam: Optimizer {
         m.withUnsafeMutableBufferPointer { mp in
             v.withUnsafeMutableBufferPointer { vp in
                 let m = mp.baseAddress!, v = vp.baseAddress!
-                for i in 0..<n {
-                    let gi = wd != 0 ? g[i] + wd * w[i] : g[i]
-                    m[i] = m[i] + oneMinusB1 * (gi - m[i])
-                    v[i] = v[i] * b2 + oneMinusB2 * gi * gi
-                    let denom = v[i].squareRoot() / bc2Sqrt + e
-                    w[i] = w[i] - stepSize * (m[i] / denom)
+                Parallel.forEachElement(n) { range in
+                    for i in range {
+                        let gi = wd != 0 ? g[i] + wd * w[i] : g[i]
+                        m[i] = m[i] + oneMinusB1 * (gi - m[i])
+                        v[i] = v[i] * b2 + oneMinusB2 * gi * gi
+                        let denom = v[i].squareRoot() / bc2Sqrt + e
+                        w[i] = w[i] - stepSize * (m[i] / denom)
+                    }
                 }
             }
         }
@@ -152,19 +154,23 @@ public final class SGD: Optimizer {
         let w = parameters.values, g = parameters.grads
         let rate = Float(lr), wd = Float(weightDecay), mu = Float(momentum), keep = Float(1 - dampening)
         guard momentum != 0 else {
-            for i in 0..<n {
-                let gi = wd != 0 ? g[i] + wd * w[i] : g[i]
-                w[i] = w[i] - rate * gi
+            Parallel.forEachElement(n) { range in
+                for i in range {
+                    let gi = wd != 0 ? g[i] + wd * w[i] : g[i]
+                    w[i] = w[i] - rate * gi
+                }
             }
             return
         }
         buffer.withUnsafeMutableBufferPointer { bp in
-            let b = bp.baseAddress!
-            for i in 0..<n {
-                var gi = wd != 0 ? g[i] + wd * w[i] : g[i]
-                b[i] = first ? gi : b[i] * mu + keep * gi
-                gi = nesterov ? gi + mu * b[i] : b[i]
-                w[i] = w[i] - rate * gi
+            let b = bp.baseAddress!, nesterov = self.nesterov
+            Parallel.forEachElement(n) { range in
+                for i in range {
+                    var gi = wd != 0 ? g[i] + wd * w[i] : g[i]
+                    b[i] = first ? gi : b[i] * mu + keep * gi
+                    gi = nesterov ? gi + mu * b[i] : b[i]
+                    w[i] = w[i] - rate * gi
+                }
             }
         }
     }

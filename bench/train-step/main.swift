@@ -103,10 +103,13 @@ func say(_ line: String) {
 do {
     say("OpenBLAS kernel: \(BLAS.coreName), \(comm.size) rank(s)")
     for threads in threadCounts {
-        BLAS.setThreads(threads)
         try comm.barrier()
+        // OpenBLAS's own threads for the peak; the layers then split work over `threads` themselves.
         // Ranks measure at the same time, so the sum is the peak of the cores the job uses.
+        BLAS.setThreads(threads)
+        openblas_set_num_threads(Int32(threads))
         let peak = try comm.allGather([sgemmGFLOPS(1024)]).reduce(0, +)
+        BLAS.setThreads(threads)
         say(String(format: "%d rank(s) × %d thread(s): sgemm 1024³ peak %.0f GFLOPS", comm.size, threads, peak))
         for c in cases where archs.contains(c.config.arch) {
             let local = batch / comm.size

@@ -60,18 +60,26 @@ public final class BatchNorm2d: Layer {
         let n = x.n, hw = x.h &* x.w
         let y = out.get(x.shape)
         if training {
-            for i in stats.indices { stats[i] = 0 }
-            for b in 0..<n {
-                for c in 0..<channels {
-                    let p = x.data + (b &* channels &+ c) &* hw
-                    var s = 0.0, q = 0.0
-                    for i in 0..<hw {
-                        let v = Double(p[i])
-                        s += v
-                        q += v * v
+            let channels = self.channels
+            stats.withUnsafeMutableBufferPointer { st in
+                let sums = st.baseAddress!
+                Parallel.forEach(channels) { range, _ in
+                    for c in range {
+                        var sum = 0.0, squares = 0.0
+                        for b in 0..<n {
+                            let p = x.data + (b &* channels &+ c) &* hw
+                            var s = 0.0, q = 0.0
+                            for i in 0..<hw {
+                                let v = Double(p[i])
+                                s += v
+                                q += v * v
+                            }
+                            sum += s
+                            squares += q
+                        }
+                        sums[c] = sum
+                        sums[channels &+ c] = squares
                     }
-                    stats[c] += s
-                    stats[channels &+ c] += q
                 }
             }
             stats[2 &* channels] = Double(n &* hw)
@@ -93,13 +101,21 @@ public final class BatchNorm2d: Layer {
                 invStd[c] = 1 / (runningVar[c] + eps).squareRoot()
             }
         }
-        for b in 0..<n {
-            for c in 0..<channels {
-                let off = (b &* channels &+ c) &* hw
-                let p = x.data + off, q = y.data + off
-                let scale = weight.value[c] * invStd[c]
-                let shift = bias.value[c] - mean[c] * scale
-                for i in 0..<hw { q[i] = p[i] * scale + shift }
+        let scale = weight.value.data, shift = bias.value.data, channels = self.channels
+        mean.withUnsafeBufferPointer { mp in
+            invStd.withUnsafeBufferPointer { sp in
+                let mean = mp.baseAddress!, invStd = sp.baseAddress!
+                Parallel.forEach(channels) { range, _ in
+                    for c in range {
+                        let a = scale[c] * invStd[c]
+                        let b0 = shift[c] - mean[c] * a
+                        for b in 0..<n {
+                            let off = (b &* channels &+ c) &* hw
+                            let p = x.data + off, q = y.data + off
+                            for i in 0..<hw { q[i] = p[i] * a + b0 }
+                        }
+                    }
+                }
             }
         }
         return y
@@ -111,38 +127,61 @@ public final class BatchNorm2d: Layer {
         let n = x.n, hw = x.h &* x.w
         let dxT = dx.get(x.shape)
         // stats[c] = Σ dy, stats[C + c] = Σ dy·x̂ over the (global) batch.
-        for i in stats.indices { stats[i] = 0 }
-        for b in 0..<n {
-            for c in 0..<channels {
-                let off = (b &* channels &+ c) &* hw
-                let p = x.data + off, g = dy.data + off
-                let m = mean[c], s = invStd[c]
-                var sg = 0.0, sgx = 0.0
-                for i in 0..<hw {
-                    let gi = Double(g[i])
-                    sg += gi
-                    sgx += gi * Double((p[i] - m) * s)
+        let channels = self.channels
+        stats.withUnsafeMutableBufferPointer { st in
+            mean.withUnsafeBufferPointer { mp in
+                invStd.withUnsafeBufferPointer { sp in
+                    let sums = st.baseAddress!, mean = mp.baseAddress!, invStd = sp.baseAddress!
+                    Parallel.forEach(channels) { range, _ in
+                        for c in range {
+                            let m = mean[c], s = invStd[c]
+                            var sumG = 0.0, sumGX = 0.0
+                            for b in 0..<n {
+                                let off = (b &* channels &+ c) &* hw
+                                let p = x.data + off, g = dy.data + off
+                                var sg = 0.0, sgx = 0.0
+                                for i in 0..<hw {
+                                    let gi = Double(g[i])
+                                    sg += gi
+                                    sgx += gi * Double((p[i] - m) * s)
+                                }
+                                sumG += sg
+                                sumGX += sgx
+                            }
+                            sums[c] = sumG
+                            sums[channels &+ c] = sumGX
+                        }
+                    }
                 }
-                stats[c] += sg
-                stats[channels &+ c] += sgx
             }
         }
+        stats[2 &* channels] = 0
         // The parameter gradients take this process's share only: the gradient all-reduce sums them.
         for c in 0..<channels {
             bias.grad[c] += Float(stats[c])
             weight.grad[c] += Float(stats[channels &+ c])
         }
         if let reducer { stats.withUnsafeMutableBufferPointer { reducer($0) } }
-        for c in 0..<channels {
-            let m = mean[c], s = invStd[c]
-            let k = weight.value[c] * s
-            let meanG = Float(stats[c] / count), meanGX = Float(stats[channels &+ c] / count)
-            for b in 0..<n {
-                let off = (b &* channels &+ c) &* hw
-                let p = x.data + off, g = dy.data + off, d = dxT.data + off
-                for i in 0..<hw {
-                    let xh = (p[i] - m) * s
-                    d[i] = k * (g[i] - meanG - xh * meanGX)
+        let gamma = weight.value.data, count = self.count
+        stats.withUnsafeBufferPointer { st in
+            mean.withUnsafeBufferPointer { mp in
+                invStd.withUnsafeBufferPointer { sp in
+                    let sums = st.baseAddress!, mean = mp.baseAddress!, invStd = sp.baseAddress!
+                    Parallel.forEach(channels) { range, _ in
+                        for c in range {
+                            let m = mean[c], s = invStd[c]
+                            let k = gamma[c] * s
+                            let meanG = Float(sums[c] / count), meanGX = Float(sums[channels &+ c] / count)
+                            for b in 0..<n {
+                                let off = (b &* channels &+ c) &* hw
+                                let p = x.data + off, g = dy.data + off, d = dxT.data + off
+                                for i in 0..<hw {
+                                    let xh = (p[i] - m) * s
+                                    d[i] = k * (g[i] - meanG - xh * meanGX)
+                                }
+                            }
+                        }
+                    }
                 }
             }
         }

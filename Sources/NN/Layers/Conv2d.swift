@@ -1,5 +1,3 @@
-import CBLAS
-
 /// nn.Conv2d: square kernel, stride, zero padding, optional bias. Weight [Cout, Cin, k, k].
 ///
 /// 3×3 stride-1 "same" convolutions (which dominate both U-Nets) run by Winograd's algorithm
@@ -55,7 +53,6 @@ public final class Conv2d: Layer {
                        workspace: workspace)
             return y
         }
-        let m = Int32(outChannels), n = Int32(g.colCols), k = Int32(g.colRows)
         let col = g.isPointwise ? nil : workspace.buffer(g.colRows * g.colCols)
         for b in 0..<x.n {
             let xb = x.data + b &* inChannels &* g.height &* g.width
@@ -72,8 +69,8 @@ public final class Conv2d: Layer {
                     (yb + o &* g.colCols).update(repeating: bias.value[o], count: g.colCols)
                 }
             }
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, n, k,
-                        1, weight.value.data, k, src, n, bias == nil ? 0 : 1, yb, n)
+            gemm(false, false, outChannels, g.colCols, g.colRows, 1, weight.value.data, g.colRows, src, g.colCols,
+                 bias == nil ? 0 : 1, yb, g.colCols)
         }
         return y
     }
@@ -81,7 +78,6 @@ public final class Conv2d: Layer {
     public func backward(_ dy: Tensor) -> Tensor {
         guard let x = input else { preconditionFailure("Conv2d.backward before forward") }
         let g = geometry(x)
-        let m = Int32(outChannels), n = Int32(g.colCols), k = Int32(g.colRows)
         // Without an input gradient the input itself is returned, unchanged, and callers ignore it.
         let dxT = computesInputGradient ? dx.get(x.shape) : x
         if let bias { accumulateBiasGradient(dy, bias.grad) }
@@ -103,32 +99,33 @@ public final class Conv2d: Layer {
                 src = UnsafePointer(xb)
             }
             // dW[Cout × K] += dy[Cout × HW] · colᵀ[HW × K]
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, k, n,
-                        1, dyb, n, src, n, 1, weight.grad.data, k)
+            gemm(false, true, outChannels, g.colRows, g.colCols, 1, dyb, g.colCols, src, g.colCols, 1, weight.grad.data, g.colRows)
             guard computesInputGradient else { continue }
             let dxb = dxT.data + b &* inChannels &* g.height &* g.width
             if let col {
                 // dcol[K × HW] = Wᵀ[K × Cout] · dy[Cout × HW], then scatter back.
-                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, k, n, m,
-                            1, weight.value.data, k, dyb, n, 0, col, n)
+                gemm(true, false, g.colRows, g.colCols, outChannels, 1, weight.value.data, g.colRows, dyb, g.colCols, 0, col, g.colCols)
                 dxb.update(repeating: 0, count: inChannels &* g.height &* g.width)
                 col2im(col, g, dxb)
             } else {
-                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, k, n, m,
-                            1, weight.value.data, k, dyb, n, 0, dxb, n)
+                gemm(true, false, g.colRows, g.colCols, outChannels, 1, weight.value.data, g.colRows, dyb, g.colCols, 0, dxb, g.colCols)
             }
         }
         return dxT
     }
 
     private func accumulateBiasGradient(_ dy: Tensor, _ grad: Tensor) {
-        let hw = dy.h &* dy.w
-        for b in 0..<dy.n {
-            for o in 0..<outChannels {
-                let row = dy.data + (b &* outChannels &+ o) &* hw
-                var s: Float = 0
-                for i in 0..<hw { s += row[i] }
-                grad[o] += s
+        let hw = dy.h &* dy.w, n = dy.n, cout = outChannels
+        Parallel.forEach(cout) { range, _ in
+            for o in range {
+                var total = grad[o]
+                for b in 0..<n {
+                    let row = dy.data + (b &* cout &+ o) &* hw
+                    var s: Float = 0
+                    for i in 0..<hw { s += row[i] }
+                    total += s
+                }
+                grad[o] = total
             }
         }
     }

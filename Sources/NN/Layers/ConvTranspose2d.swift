@@ -35,22 +35,23 @@ public final class ConvTranspose2d: Layer {
         let y = out.get([x.n, outChannels, h &* k, w &* k])
         let rows = outChannels &* kk
         let p = workspace.buffer(rows &* hw)
+        let biases = bias.map { UnsafePointer($0.value.data) }, ow = w &* k
         for b in 0..<x.n {
             let xb = x.data + b &* inChannels &* hw
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Int32(rows), Int32(hw), Int32(inChannels),
-                        1, weight.value.data, Int32(rows), xb, Int32(hw), 0, p, Int32(hw))
+            gemm(true, false, rows, hw, inChannels, 1, weight.value.data, rows, xb, hw, 0, p, hw)
             let yb = y.data + b &* outChannels &* hw &* kk
-            let ow = w &* k
-            for o in 0..<outChannels {
-                let bo = bias?.value[o] ?? 0
-                let plane = yb + o &* hw &* kk
-                for ky in 0..<k {
-                    for kx in 0..<k {
-                        let src = p + ((o &* k &+ ky) &* k &+ kx) &* hw
-                        for i in 0..<h {
-                            let dst = plane + ((i &* k &+ ky) &* ow &+ kx)
-                            let s = src + i &* w
-                            for j in 0..<w { dst[j &* k] = s[j] + bo }
+            Parallel.forEach(outChannels) { range, _ in
+                for o in range {
+                    let bo = biases?[o] ?? 0
+                    let plane = yb + o &* hw &* kk
+                    for ky in 0..<k {
+                        for kx in 0..<k {
+                            let src = p + ((o &* k &+ ky) &* k &+ kx) &* hw
+                            for i in 0..<h {
+                                let dst = plane + ((i &* k &+ ky) &* ow &+ kx)
+                                let s = src + i &* w
+                                for j in 0..<w { dst[j &* k] = s[j] + bo }
+                            }
                         }
                     }
                 }
@@ -65,35 +66,36 @@ public final class ConvTranspose2d: Layer {
         let rows = outChannels &* kk
         let dxT = dx.get(x.shape)
         let p = workspace.buffer(rows &* hw)
+        let biasGrad = bias.map { $0.grad.data }
         for b in 0..<x.n {
             let dyb = dy.data + b &* outChannels &* hw &* kk
             // Gather dy into P's layout: the adjoint of the scatter in forward.
-            for o in 0..<outChannels {
-                let plane = dyb + o &* hw &* kk
-                var sum: Float = 0
-                for ky in 0..<k {
-                    for kx in 0..<k {
-                        let dst = p + ((o &* k &+ ky) &* k &+ kx) &* hw
-                        for i in 0..<h {
-                            let src = plane + ((i &* k &+ ky) &* ow &+ kx)
-                            let d = dst + i &* w
-                            for j in 0..<w {
-                                let v = src[j &* k]
-                                d[j] = v
-                                sum += v
+            Parallel.forEach(outChannels) { range, _ in
+                for o in range {
+                    let plane = dyb + o &* hw &* kk
+                    var sum: Float = 0
+                    for ky in 0..<k {
+                        for kx in 0..<k {
+                            let dst = p + ((o &* k &+ ky) &* k &+ kx) &* hw
+                            for i in 0..<h {
+                                let src = plane + ((i &* k &+ ky) &* ow &+ kx)
+                                let d = dst + i &* w
+                                for j in 0..<w {
+                                    let v = src[j &* k]
+                                    d[j] = v
+                                    sum += v
+                                }
                             }
                         }
                     }
+                    biasGrad?[o] += sum
                 }
-                if let bias { bias.grad[o] += sum }
             }
             let xb = x.data + b &* inChannels &* hw
             // dW[Cin × Cout·k²] += x[Cin × HW] · Pᵀ
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(inChannels), Int32(rows), Int32(hw),
-                        1, xb, Int32(hw), p, Int32(hw), 1, weight.grad.data, Int32(rows))
+            gemm(false, true, inChannels, rows, hw, 1, xb, hw, p, hw, 1, weight.grad.data, rows)
             // dx[Cin × HW] = W[Cin × Cout·k²] · P
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(inChannels), Int32(hw), Int32(rows),
-                        1, weight.value.data, Int32(rows), p, Int32(hw), 0, dxT.data + b &* inChannels &* hw, Int32(hw))
+            gemm(false, false, inChannels, hw, rows, 1, weight.value.data, rows, p, hw, 0, dxT.data + b &* inChannels &* hw, hw)
         }
         return dxT
     }

@@ -11,12 +11,17 @@ struct ConvGeometry: Equatable {
     var isPointwise: Bool { kernel == 1 && stride == 1 && padding == 0 }
 }
 
-/// col[(c·k + ky)·k + kx, oy·OW + ox] = x[c, oy·s − p + ky, ox·s − p + kx] (0 outside the image).
+/// col[(c·k + ky)·k + kx, oy·OW + ox] = x[c, oy·s − p + ky, ox·s − p + kx] (0 outside the image),
+/// split over the workers by channel.
 func im2col(_ x: UnsafePointer<Float>, _ g: ConvGeometry, _ col: UnsafeMutablePointer<Float>) {
+    Parallel.forEach(g.channels) { channels, _ in im2col(x, g, col, channels: channels) }
+}
+
+private func im2col(_ x: UnsafePointer<Float>, _ g: ConvGeometry, _ col: UnsafeMutablePointer<Float>, channels: Range<Int>) {
     let oh = g.outHeight, ow = g.outWidth, k = g.kernel, s = g.stride, p = g.padding
     let h = g.height, w = g.width
-    var row = 0
-    for c in 0..<g.channels {
+    var row = channels.lowerBound &* k &* k
+    for c in channels {
         let plane = x + c &* h &* w
         for ky in 0..<k {
             for kx in 0..<k {
@@ -51,10 +56,14 @@ func im2col(_ x: UnsafePointer<Float>, _ g: ConvGeometry, _ col: UnsafeMutablePo
 
 /// The adjoint of im2col: dx[c, iy, ix] += Σ over the column entries that read it.
 func col2im(_ col: UnsafePointer<Float>, _ g: ConvGeometry, _ dx: UnsafeMutablePointer<Float>) {
+    Parallel.forEach(g.channels) { channels, _ in col2im(col, g, dx, channels: channels) }
+}
+
+private func col2im(_ col: UnsafePointer<Float>, _ g: ConvGeometry, _ dx: UnsafeMutablePointer<Float>, channels: Range<Int>) {
     let oh = g.outHeight, ow = g.outWidth, k = g.kernel, s = g.stride, p = g.padding
     let h = g.height, w = g.width
-    var row = 0
-    for c in 0..<g.channels {
+    var row = channels.lowerBound &* k &* k
+    for c in channels {
         let plane = dx + c &* h &* w
         for ky in 0..<k {
             for kx in 0..<k {

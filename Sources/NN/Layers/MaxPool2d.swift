@@ -22,27 +22,30 @@ public final class MaxPool2d: Layer {
         inputShape = x.shape
         if argmax.count != y.count { argmax = [Int32](repeating: 0, count: y.count) }
         argmax.withUnsafeMutableBufferPointer { am in
-            for plane in 0..<(x.n &* x.c) {
-                let src = x.data + plane &* h &* w
-                let dst = y.data + plane &* oh &* ow
-                let arg = am.baseAddress! + plane &* oh &* ow
-                if k == 2 && s == 2 && p == 0 {
-                    Self.pool2x2(src, w: w, oh: oh, ow: ow, into: dst, argmax: arg)
-                    continue
-                }
-                for oy in 0..<oh {
-                    let y0 = max(oy &* s &- p, 0), y1 = min(oy &* s &- p &+ k, h)
-                    for ox in 0..<ow {
-                        let x0 = max(ox &* s &- p, 0), x1 = min(ox &* s &- p &+ k, w)
-                        var best = -Float.infinity, at = y0 &* w &+ x0
-                        for iy in y0..<y1 {
-                            for ix in x0..<x1 {
-                                let v = src[iy &* w &+ ix]
-                                if v > best || v.isNaN { best = v; at = iy &* w &+ ix }
+            let args = am.baseAddress!
+            Parallel.forEach(x.n &* x.c) { planes, _ in
+                for plane in planes {
+                    let src = x.data + plane &* h &* w
+                    let dst = y.data + plane &* oh &* ow
+                    let arg = args + plane &* oh &* ow
+                    if k == 2 && s == 2 && p == 0 {
+                        Self.pool2x2(src, w: w, oh: oh, ow: ow, into: dst, argmax: arg)
+                        continue
+                    }
+                    for oy in 0..<oh {
+                        let y0 = max(oy &* s &- p, 0), y1 = min(oy &* s &- p &+ k, h)
+                        for ox in 0..<ow {
+                            let x0 = max(ox &* s &- p, 0), x1 = min(ox &* s &- p &+ k, w)
+                            var best = -Float.infinity, at = y0 &* w &+ x0
+                            for iy in y0..<y1 {
+                                for ix in x0..<x1 {
+                                    let v = src[iy &* w &+ ix]
+                                    if v > best || v.isNaN { best = v; at = iy &* w &+ ix }
+                                }
                             }
+                            dst[oy &* ow &+ ox] = best
+                            arg[oy &* ow &+ ox] = Int32(at)
                         }
-                        dst[oy &* ow &+ ox] = best
-                        arg[oy &* ow &+ ox] = Int32(at)
                     }
                 }
             }
@@ -73,14 +76,17 @@ public final class MaxPool2d: Layer {
 
     public func backward(_ dy: Tensor) -> Tensor {
         let dxT = dx.get(inputShape)
-        dxT.zero()
         let hw = inputShape[2] &* inputShape[3], ohw = dy.h &* dy.w
         argmax.withUnsafeBufferPointer { am in
-            for plane in 0..<(dy.n &* dy.c) {
-                let d = dxT.data + plane &* hw
-                let g = dy.data + plane &* ohw
-                let arg = am.baseAddress! + plane &* ohw
-                for i in 0..<ohw { d[Int(arg[i])] += g[i] }
+            let args = am.baseAddress!
+            Parallel.forEach(dy.n &* dy.c) { planes, _ in
+                for plane in planes {
+                    let d = dxT.data + plane &* hw
+                    let g = dy.data + plane &* ohw
+                    let arg = args + plane &* ohw
+                    d.update(repeating: 0, count: hw)
+                    for i in 0..<ohw { d[Int(arg[i])] += g[i] }
+                }
             }
         }
         return dxT

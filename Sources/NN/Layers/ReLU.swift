@@ -12,9 +12,11 @@ public final class ReLU: Layer {
     public func forward(_ x: Tensor, training: Bool) -> Tensor {
         let p = x.data
         // A select rather than a branch, so that the loop vectorizes; NaN passes through as in PyTorch.
-        for i in 0..<x.count {
-            let v = p[i]
-            p[i] = v < 0 ? 0 : v
+        Parallel.forEachElement(x.count) { range in
+            for i in range {
+                let v = p[i]
+                p[i] = v < 0 ? 0 : v
+            }
         }
         output = x
         return x
@@ -23,9 +25,11 @@ public final class ReLU: Layer {
     public func backward(_ dy: Tensor) -> Tensor {
         guard let y = output else { preconditionFailure("ReLU.backward before forward") }
         let g = dy.data, p = y.data
-        for i in 0..<dy.count {
-            let v = g[i]
-            g[i] = p[i] > 0 ? v : 0
+        Parallel.forEachElement(dy.count) { range in
+            for i in range {
+                let v = g[i]
+                g[i] = p[i] > 0 ? v : 0
+            }
         }
         return dy
     }

@@ -2,14 +2,18 @@
 func add(_ a: Tensor, _ b: Tensor, into out: Tensor) {
     precondition(a.shape == b.shape && a.count == out.count, "add: \(a.shape) + \(b.shape)")
     let p = a.data, q = b.data, o = out.data
-    for i in 0..<a.count { o[i] = p[i] + q[i] }
+    Parallel.forEachElement(a.count) { range in
+        for i in range { o[i] = p[i] + q[i] }
+    }
 }
 
 /// a += b (elementwise).
 func accumulate(_ a: Tensor, _ b: Tensor) {
     precondition(a.count == b.count, "accumulate: \(a.shape) += \(b.shape)")
     let p = a.data, q = b.data
-    for i in 0..<a.count { p[i] += q[i] }
+    Parallel.forEachElement(a.count) { range in
+        for i in range { p[i] += q[i] }
+    }
 }
 
 /// Channel concatenation [N, Ca + Cb, H, W] of a and b (torch.cat(dim=1)).

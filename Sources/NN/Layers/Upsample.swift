@@ -13,17 +13,19 @@ public final class Upsample: Layer {
         let f = factor, h = x.h, w = x.w, ow = w &* f
         let y = out.get([x.n, x.c, h &* f, ow])
         inputShape = x.shape
-        for plane in 0..<(x.n &* x.c) {
-            let src = x.data + plane &* h &* w
-            let dst = y.data + plane &* h &* w &* f &* f
-            for i in 0..<h {
-                let row = dst + i &* f &* ow
-                let s = src + i &* w
-                for j in 0..<w {
-                    let v = s[j]
-                    for r in 0..<f { row[j &* f &+ r] = v }
+        Parallel.forEach(x.n &* x.c) { planes, _ in
+            for plane in planes {
+                let src = x.data + plane &* h &* w
+                let dst = y.data + plane &* h &* w &* f &* f
+                for i in 0..<h {
+                    let row = dst + i &* f &* ow
+                    let s = src + i &* w
+                    for j in 0..<w {
+                        let v = s[j]
+                        for r in 0..<f { row[j &* f &+ r] = v }
+                    }
+                    for r in 1..<f { (row + r &* ow).update(from: row, count: ow) }
                 }
-                for r in 1..<f { (row + r &* ow).update(from: row, count: ow) }
             }
         }
         return y
@@ -32,18 +34,20 @@ public final class Upsample: Layer {
     public func backward(_ dy: Tensor) -> Tensor {
         let f = factor, h = inputShape[2], w = inputShape[3], ow = w &* f
         let dxT = dx.get(inputShape)
-        for plane in 0..<(dy.n &* dy.c) {
-            let g = dy.data + plane &* h &* w &* f &* f
-            let d = dxT.data + plane &* h &* w
-            for i in 0..<h {
-                for j in 0..<w {
-                    var s: Float = 0
-                    for r in 0..<f {
-                        let y: Int = i &* f &+ r
-                        let row = g + (y &* ow &+ j &* f)
-                        for c in 0..<f { s += row[c] }
+        Parallel.forEach(dy.n &* dy.c) { planes, _ in
+            for plane in planes {
+                let g = dy.data + plane &* h &* w &* f &* f
+                let d = dxT.data + plane &* h &* w
+                for i in 0..<h {
+                    for j in 0..<w {
+                        var s: Float = 0
+                        for r in 0..<f {
+                            let y: Int = i &* f &+ r
+                            let row = g + (y &* ow &+ j &* f)
+                            for c in 0..<f { s += row[c] }
+                        }
+                        d[i &* w &+ j] = s
                     }
-                    d[i &* w &+ j] = s
                 }
             }
         }

@@ -40,53 +40,54 @@ struct WinogradConv {
     /// size is a multiple of 4 KB would put all 16 streams of a transform into the same cache sets.
     static func slab(_ count: Int) -> Int { count + 16 }
 
-    // Workspace slots: 0 V (and dV), 1 M (and dM), 2 U, 3 dU, 4 a padded plane.
+    // Workspace slots: 0 V (and dV), 1 M (and dM), 2 U, 3 dU, 8… one padded plane per worker.
     func buffers(_ ws: Workspace) -> (v: UnsafeMutablePointer<Float>, m: UnsafeMutablePointer<Float>,
-                                      u: UnsafeMutablePointer<Float>, plane: UnsafeMutablePointer<Float>) {
+                                      u: UnsafeMutablePointer<Float>, planes: [UnsafeMutablePointer<Float>]) {
         (ws.buffer(16 * Self.slab(cin * maxTiles), slot: 0), ws.buffer(16 * Self.slab(cout * maxTiles), slot: 1),
-         ws.buffer(16 * Self.slab(cout * cin), slot: 2), ws.buffer(ph * pw, slot: 4))
+         ws.buffer(16 * Self.slab(cout * cin), slot: 2), (0..<Parallel.workers).map { ws.buffer(ph * pw, slot: 8 + $0) })
     }
 
     /// y = conv(x) (+ bias), NCHW.
     func forward(_ x: UnsafePointer<Float>, weight: UnsafePointer<Float>, bias: UnsafePointer<Float>?,
                  into y: UnsafeMutablePointer<Float>, workspace ws: Workspace) {
-        let (v, m, u, plane) = buffers(ws)
-        transformWeights(weight, into: u)
+        let (v, m, u, planes) = buffers(ws)
+        Parallel.forEach(cout * cin, grain: 256) { range, _ in transformWeights(weight, range, into: u) }
+        let us = Self.slab(cout &* cin)
         for images in chunks {
-            let t = images.count * tilesPerImage
-            transformInput(x, images: images, into: v, plane: plane)
-            for xi in 0..<16 {
+            let t = images.count * tilesPerImage, vs = Self.slab(cin &* t), ms = Self.slab(cout &* t)
+            Parallel.forEach(cin) { c, w in transformInput(x, images: images, channels: c, into: v, plane: planes[w]) }
+            gemmBatch(16) { xi in
                 cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(cout), Int32(t), Int32(cin),
-                            1, u + xi &* Self.slab(cout &* cin), Int32(cin), v + xi &* Self.slab(cin &* t), Int32(t), 0, m + xi &* Self.slab(cout &* t), Int32(t))
+                            1, u + xi &* us, Int32(cin), v + xi &* vs, Int32(t), 0, m + xi &* ms, Int32(t))
             }
-            transformOutput(m, images: images, bias: bias, into: y, plane: plane)
+            Parallel.forEach(cout) { o, w in transformOutput(m, images: images, channels: o, bias: bias, into: y, plane: planes[w]) }
         }
     }
 
     /// dW += conv-weight-gradient(x, dy); dx = conv-input-gradient(dy) when `dx` is given.
     func backward(_ x: UnsafePointer<Float>, dy: UnsafePointer<Float>, weight: UnsafePointer<Float>,
                   weightGradient dw: UnsafeMutablePointer<Float>, dx: UnsafeMutablePointer<Float>?, workspace ws: Workspace) {
-        let (v, dm, u, plane) = buffers(ws)
+        let (v, dm, u, planes) = buffers(ws)
         let du = ws.buffer(16 * Self.slab(cout * cin), slot: 3)
-        if dx != nil { transformWeights(weight, into: u) }
+        let us = Self.slab(cout &* cin)
+        if dx != nil { Parallel.forEach(cout * cin, grain: 256) { range, _ in transformWeights(weight, range, into: u) } }
         for (k, images) in chunks.enumerated() {
-            let t = images.count * tilesPerImage
-            transformInput(x, images: images, into: v, plane: plane)
-            transformOutputGradient(dy, images: images, into: dm, plane: plane)
-            for xi in 0..<16 {
+            let t = images.count * tilesPerImage, vs = Self.slab(cin &* t), ms = Self.slab(cout &* t)
+            Parallel.forEach(cin) { c, w in transformInput(x, images: images, channels: c, into: v, plane: planes[w]) }
+            Parallel.forEach(cout) { o, w in transformOutputGradient(dy, images: images, channels: o, into: dm, plane: planes[w]) }
+            gemmBatch(16) { xi in
                 cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(cout), Int32(cin), Int32(t),
-                            1, dm + xi &* Self.slab(cout &* t), Int32(t), v + xi &* Self.slab(cin &* t), Int32(t), k == 0 ? 0 : 1,
-                            du + xi &* Self.slab(cout &* cin), Int32(cin))
+                            1, dm + xi &* ms, Int32(t), v + xi &* vs, Int32(t), k == 0 ? 0 : 1, du + xi &* us, Int32(cin))
             }
             guard let dx else { continue }
             // V is spent: dV takes its place.
-            for xi in 0..<16 {
+            gemmBatch(16) { xi in
                 cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Int32(cin), Int32(t), Int32(cout),
-                            1, u + xi &* Self.slab(cout &* cin), Int32(cin), dm + xi &* Self.slab(cout &* t), Int32(t), 0, v + xi &* Self.slab(cin &* t), Int32(t))
+                            1, u + xi &* us, Int32(cin), dm + xi &* ms, Int32(t), 0, v + xi &* vs, Int32(t))
             }
-            transformInputGradient(v, images: images, into: dx, plane: plane)
+            Parallel.forEach(cin) { c, w in transformInputGradient(v, images: images, channels: c, into: dx, plane: planes[w]) }
         }
-        accumulateWeightGradient(du, into: dw)
+        Parallel.forEach(cout * cin, grain: 256) { range, _ in accumulateWeightGradient(du, range, into: dw) }
     }
 
     /// (a, (a + b + c)/2, (a − b + c)/2, c): G applied to one column (or row) of a 3×3 kernel.
@@ -101,9 +102,9 @@ struct WinogradConv {
     }
 
     /// U[ξ][o][c] = (G g Gᵀ)[ξ] for each 3×3 kernel g = weight[o][c].
-    func transformWeights(_ wt: UnsafePointer<Float>, into u: UnsafeMutablePointer<Float>) {
+    func transformWeights(_ wt: UnsafePointer<Float>, _ kernels: Range<Int>, into u: UnsafeMutablePointer<Float>) {
         let plane = Self.slab(cout &* cin)
-        for at in 0..<(cout &* cin) {
+        for at in kernels {
             let k = wt + at &* 9
             // G on the columns of g gives rows t_r (4 × 3), then G on each row.
             let c0 = Self.g(k[0], k[3], k[6]), c1 = Self.g(k[1], k[4], k[7]), c2 = Self.g(k[2], k[5], k[8])
@@ -120,9 +121,9 @@ struct WinogradConv {
     }
 
     /// dW[o][c] += Gᵀ dU[·][o][c] G, the adjoint of `transformWeights`.
-    func accumulateWeightGradient(_ du: UnsafePointer<Float>, into dw: UnsafeMutablePointer<Float>) {
+    func accumulateWeightGradient(_ du: UnsafePointer<Float>, _ kernels: Range<Int>, into dw: UnsafeMutablePointer<Float>) {
         let plane = Self.slab(cout &* cin)
-        for at in 0..<(cout &* cin) {
+        for at in kernels {
             // Gᵀ on each row of dU (4 × 4 → 4 × 3), then on each of the 3 columns.
             let d = du + at
             let q0 = Self.gT(d[0], d[plane], d[2 &* plane], d[3 &* plane])
@@ -147,10 +148,10 @@ struct WinogradConv {
     }
 
     /// V[ξ][c][t] = (Bᵀ d B)[ξ] for the 4×4 input patch d of every tile t of the chunk.
-    func transformInput(_ x: UnsafePointer<Float>, images: Range<Int>, into v: UnsafeMutablePointer<Float>,
-                        plane: UnsafeMutablePointer<Float>) {
+    func transformInput(_ x: UnsafePointer<Float>, images: Range<Int>, channels: Range<Int>,
+                        into v: UnsafeMutablePointer<Float>, plane: UnsafeMutablePointer<Float>) {
         let t = images.count &* tilesPerImage, xiStride = Self.slab(cin &* t), tw = self.tw
-        for c in 0..<cin {
+        for c in channels {
             for b in images {
                 pad(x + (b &* cin &+ c) &* h &* w, at: 1, into: plane)
                 let base = v + (c &* t &+ (b &- images.lowerBound) &* tilesPerImage)
@@ -176,12 +177,12 @@ struct WinogradConv {
     }
 
     /// y tiles = Aᵀ M A (+ bias) for every tile of the chunk.
-    func transformOutput(_ m: UnsafePointer<Float>, images: Range<Int>, bias: UnsafePointer<Float>?,
+    func transformOutput(_ m: UnsafePointer<Float>, images: Range<Int>, channels: Range<Int>, bias: UnsafePointer<Float>?,
                          into y: UnsafeMutablePointer<Float>, plane: UnsafeMutablePointer<Float>) {
         let t = images.count &* tilesPerImage, xiStride = Self.slab(cout &* t), tw = self.tw
         let direct = h % 2 == 0 && w % 2 == 0
         let ow = direct ? w : pw
-        for o in 0..<cout {
+        for o in channels {
             let bo = bias?[o] ?? 0
             for b in images {
                 let dst = y + (b &* cout &+ o) &* h &* w
@@ -213,12 +214,12 @@ struct WinogradConv {
     }
 
     /// dM[ξ][o][t] = (A dY Aᵀ)[ξ] for the 2×2 output-gradient tile (zero past the image).
-    func transformOutputGradient(_ dy: UnsafePointer<Float>, images: Range<Int>, into dm: UnsafeMutablePointer<Float>,
-                                 plane: UnsafeMutablePointer<Float>) {
+    func transformOutputGradient(_ dy: UnsafePointer<Float>, images: Range<Int>, channels: Range<Int>,
+                                 into dm: UnsafeMutablePointer<Float>, plane: UnsafeMutablePointer<Float>) {
         let t = images.count &* tilesPerImage, xiStride = Self.slab(cout &* t), tw = self.tw
         let direct = h % 2 == 0 && w % 2 == 0
         let iw = direct ? w : pw
-        for o in 0..<cout {
+        for o in channels {
             for b in images {
                 let src = dy + (b &* cout &+ o) &* h &* w
                 if !direct { pad(src, at: 0, into: plane) }
@@ -252,10 +253,10 @@ struct WinogradConv {
     }
 
     /// dx = Σ over tiles of B dV Bᵀ added into each tile's 4×4 input patch (patches overlap).
-    func transformInputGradient(_ dv: UnsafePointer<Float>, images: Range<Int>, into dx: UnsafeMutablePointer<Float>,
-                                plane: UnsafeMutablePointer<Float>) {
+    func transformInputGradient(_ dv: UnsafePointer<Float>, images: Range<Int>, channels: Range<Int>,
+                                into dx: UnsafeMutablePointer<Float>, plane: UnsafeMutablePointer<Float>) {
         let t = images.count &* tilesPerImage, xiStride = Self.slab(cin &* t), tw = self.tw
-        for c in 0..<cin {
+        for c in channels {
             for b in images {
                 plane.update(repeating: 0, count: ph &* pw)
                 let base = dv + (c &* t &+ (b &- images.lowerBound) &* tilesPerImage)

@@ -1,0 +1,80 @@
+import CBLAS
+import Dispatch
+
+/// The threads the layers compute on. OpenBLAS itself runs single-threaded: the layers hand whole
+/// GEMMs (Winograd's 16 per convolution) or column blocks of one GEMM to these threads, and split
+/// their own loops (transforms, BatchNorm, ReLU, pooling, the optimizer) the same way. OpenBLAS's
+/// threading would leave those loops on one core, and its idle workers spin in the meantime.
+enum Parallel {
+    /// Starts as OpenBLAS's own default (OPENBLAS_NUM_THREADS, or one per core; one per rank under
+    /// mpirun's core binding), which it then stops using. `BLAS.setThreads` changes it.
+    nonisolated(unsafe) static var workers: Int = {
+        let n = Int(openblas_get_num_threads())
+        openblas_set_num_threads(1)
+        return max(1, n)
+    }()
+
+    static func setWorkers(_ n: Int) {
+        _ = workers   // the first access takes OpenBLAS's threads over
+        workers = max(1, n)
+        openblas_set_num_threads(1)
+    }
+
+    /// `body(part)` for each part in 0..<parts, concurrently when there is more than one.
+    static func run(_ parts: Int, _ body: (Int) -> Void) {
+        if parts <= 1 {
+            body(0)
+        } else {
+            // The parts touch disjoint memory through raw pointers, which Swift cannot see.
+            withoutActuallyEscaping(body) { body in
+                let work = Unchecked(body)
+                DispatchQueue.concurrentPerform(iterations: parts) { work.value($0) }
+            }
+        }
+    }
+
+    private struct Unchecked<T>: @unchecked Sendable {
+        let value: T
+        init(_ value: T) { self.value = value }
+    }
+
+    /// Splits 0..<count into one contiguous range per worker (fewer when a range would hold less
+    /// than `grain` items) and runs `body(range, worker)` on each.
+    static func forEach(_ count: Int, grain: Int = 1, _ body: (Range<Int>, Int) -> Void) {
+        let parts = max(1, min(workers, count / max(grain, 1)))
+        run(parts) { p in
+            let lo = count * p / parts, hi = count * (p + 1) / parts
+            if lo < hi { body(lo..<hi, p) }
+        }
+    }
+
+    /// Elementwise loops split over the workers in blocks of at least 16k floats.
+    static func forEachElement(_ count: Int, _ body: (Range<Int>) -> Void) {
+        forEach(count, grain: 1 << 14) { range, _ in body(range) }
+    }
+}
+
+/// Row-major C[M × N] = α·op(A)·op(B) + β·C, split into column blocks over the workers when it is
+/// big enough to be worth it (each block is an independent single-threaded sgemm).
+func gemm(_ transA: Bool, _ transB: Bool, _ m: Int, _ n: Int, _ k: Int, _ alpha: Float,
+          _ a: UnsafePointer<Float>, _ lda: Int, _ b: UnsafePointer<Float>, _ ldb: Int,
+          _ beta: Float, _ c: UnsafeMutablePointer<Float>, _ ldc: Int) {
+    let ta = transA ? CblasTrans : CblasNoTrans, tb = transB ? CblasTrans : CblasNoTrans
+    // Blocks of at least 64 columns and about 4 MFLOP each.
+    let blocks = max(1, min(Parallel.workers, n / 64, m * n * k / (1 << 21)))
+    Parallel.run(blocks) { p in
+        let lo = (n * p / blocks) & ~15, hi = p == blocks - 1 ? n : (n * (p + 1) / blocks) & ~15
+        guard lo < hi else { return }
+        // Column j of op(B) starts at b + j·ldb when B is transposed (stored N × K), else at b + j.
+        let bj = transB ? b + lo * ldb : b + lo
+        cblas_sgemm(CblasRowMajor, ta, tb, Int32(m), Int32(hi - lo), Int32(k), alpha, a, Int32(lda),
+                    bj, Int32(ldb), beta, c + lo, Int32(ldc))
+    }
+}
+
+/// `count` independent GEMMs (or other work) spread over the workers, each on one thread.
+func gemmBatch(_ count: Int, _ body: (Int) -> Void) {
+    Parallel.forEach(count) { range, _ in
+        for i in range { body(i) }
+    }
+}
