@@ -1,3 +1,4 @@
+import CBLAS
 import Foundation
 
 /// What an optimizer must carry over a restart: its step count and its per-element buffers
@@ -103,12 +104,17 @@ public final class Adam: Optimizer {
             v.withUnsafeMutableBufferPointer { vp in
                 let m = mp.baseAddress!, v = vp.baseAddress!
                 Parallel.forEachElement(n) { range in
+                    // Loads, then stores; deepdem_sqrtf rather than squareRoot(), which is a libm call
+                    // on Linux: the loop vectorizes.
                     for i in range {
-                        let gi = wd != 0 ? g[i] + wd * w[i] : g[i]
-                        m[i] = m[i] + oneMinusB1 * (gi - m[i])
-                        v[i] = v[i] * b2 + oneMinusB2 * gi * gi
-                        let denom = v[i].squareRoot() / bc2Sqrt + e
-                        w[i] = w[i] - stepSize * (m[i] / denom)
+                        let wi = w[i], g0 = g[i], mi = m[i], vi = v[i]
+                        let gi = wd != 0 ? g0 + wd * wi : g0
+                        let mn = mi + oneMinusB1 * (gi - mi)
+                        let vn = vi * b2 + oneMinusB2 * gi * gi
+                        let denom = deepdem_sqrtf(vn) / bc2Sqrt + e
+                        m[i] = mn
+                        v[i] = vn
+                        w[i] = wi - stepSize * (mn / denom)
                     }
                 }
             }
@@ -175,3 +181,4 @@ public final class SGD: Optimizer {
         }
     }
 }
+

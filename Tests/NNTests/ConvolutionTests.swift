@@ -3,10 +3,12 @@ import XCTest
 
 /// Conv2d's fast paths against the definition, computed directly in Double: forward, weight, bias
 /// and input gradients. Sizes are chosen so that the 3×3 'same' path meets odd heights and widths
-/// and splits the batch into several chunks (which accumulate the weight gradient across chunks).
+/// and splits the batch into several chunks (which accumulate the weight gradient across chunks),
+/// and also sizes whose tiles cover the image exactly (written straight into the output).
 final class ConvolutionTests: XCTestCase {
     func testSame3x3MatchesDefinition() {
         check(cin: 5, cout: 7, kernel: 3, stride: 1, padding: 1, shape: [3, 5, 9, 6])
+        check(cin: 4, cout: 6, kernel: 3, stride: 1, padding: 1, shape: [2, 4, 16, 8])
         check(cin: 3, cout: 2, kernel: 3, stride: 1, padding: 1, shape: [2, 3, 66, 67])
         check(cin: 16, cout: 1, kernel: 3, stride: 1, padding: 1, shape: [2, 16, 4, 4], bias: false)
     }

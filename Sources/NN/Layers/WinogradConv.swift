@@ -22,15 +22,22 @@ struct WinogradConv {
         kernel == 3 && stride == 1 && padding == 1
     }
 
-    /// Tile rows and columns of one image, and tiles per image.
+    /// Tile rows and columns of one image, and tiles per image. Rows of tiles are padded to a
+    /// multiple of 4, the width of the vector loops; the extra tiles see zeros, give zeros to the
+    /// weight gradient and are never written out.
     var th: Int { (h + 1) / 2 }
-    var tw: Int { (w + 1) / 2 }
+    var tw: Int { ((w + 1) / 2 + 3) & ~3 }
     var tilesPerImage: Int { th * tw }
     var imagesPerChunk: Int { min(n, max(1, (Self.minimumTiles + tilesPerImage - 1) / tilesPerImage)) }
     var maxTiles: Int { imagesPerChunk * tilesPerImage }
-    /// The padded plane every input patch reads from: one zero row/column before, enough after.
+    /// The padded planes the transforms read and accumulate: 2·th + 2 rows, each split into its even
+    /// and odd columns (`half` each), so that the 4×4 patches of neighbouring tiles are unit-stride
+    /// vectors: tile j's patch columns are even[j], odd[j], even[j + 1], odd[j + 1].
     var ph: Int { 2 * th + 2 }
-    var pw: Int { 2 * tw + 2 }
+    var half: Int { tw + 4 }
+    var pw: Int { 2 * half }
+    /// Output tiles can be written straight into the image when they cover it exactly.
+    var exact: Bool { h % 2 == 0 && w == 2 * tw }
 
     var chunks: [Range<Int>] {
         stride(from: 0, to: n, by: imagesPerChunk).map { $0..<min($0 + imagesPerChunk, n) }
@@ -140,74 +147,90 @@ struct WinogradConv {
         }
     }
 
-    /// Copies one h × w plane into the padded plane at row/column offset `at` (1 for inputs, whose
-    /// patches start one pixel before their tile; 0 for output gradients), zeros elsewhere.
-    private func pad(_ src: UnsafePointer<Float>, at: Int, into plane: UnsafeMutablePointer<Float>) {
+    /// One h × w plane into the split, zero-padded plane, shifted by `at` rows and columns (1 for
+    /// inputs, whose patches start one pixel before their tile; 0 for output gradients).
+    private func split(_ src: UnsafePointer<Float>, at: Int, into plane: UnsafeMutablePointer<Float>) {
         plane.update(repeating: 0, count: ph &* pw)
-        for y in 0..<h { (plane + ((y &+ at) &* pw &+ at)).update(from: src + y &* w, count: w) }
+        for y in 0..<h {
+            let even = plane + (y &+ at) &* pw, odd = even + half, row = src + y &* w
+            for x in 0..<w {
+                let q = x &+ at
+                (q & 1 == 0 ? even : odd)[q >> 1] = row[x]
+            }
+        }
     }
 
     /// V[ξ][c][t] = (Bᵀ d B)[ξ] for the 4×4 input patch d of every tile t of the chunk.
     func transformInput(_ x: UnsafePointer<Float>, images: Range<Int>, channels: Range<Int>,
                         into v: UnsafeMutablePointer<Float>, plane: UnsafeMutablePointer<Float>) {
-        let t = images.count &* tilesPerImage, xiStride = Self.slab(cin &* t), tw = self.tw
+        let t = images.count &* tilesPerImage, xs = Self.slab(cin &* t), tw = self.tw, half = self.half
         for c in channels {
             for b in images {
-                pad(x + (b &* cin &+ c) &* h &* w, at: 1, into: plane)
+                split(x + (b &* cin &+ c) &* h &* w, at: 1, into: plane)
                 let base = v + (c &* t &+ (b &- images.lowerBound) &* tilesPerImage)
                 for i in 0..<th {
-                    let r0 = UnsafePointer(plane + 2 &* i &* pw), r1 = r0 + pw, r2 = r1 + pw, r3 = r2 + pw
+                    let e0 = UnsafePointer(plane + 2 &* i &* pw), e1 = e0 + pw, e2 = e1 + pw, e3 = e2 + pw
                     let out = base + i &* tw
-                    for j in 0..<tw {
-                        let x0 = 2 &* j
-                        // Bᵀ on the rows, then on the columns: e_r = (d_r0 − d_r2, d_r1 + d_r2, d_r2 − d_r1, d_r1 − d_r3).
-                        let a0 = r0[x0] - r2[x0], a1 = r0[x0 &+ 1] - r2[x0 &+ 1], a2 = r0[x0 &+ 2] - r2[x0 &+ 2], a3 = r0[x0 &+ 3] - r2[x0 &+ 3]
-                        let b0 = r1[x0] + r2[x0], b1 = r1[x0 &+ 1] + r2[x0 &+ 1], b2 = r1[x0 &+ 2] + r2[x0 &+ 2], b3 = r1[x0 &+ 3] + r2[x0 &+ 3]
-                        let c0 = r2[x0] - r1[x0], c1 = r2[x0 &+ 1] - r1[x0 &+ 1], c2 = r2[x0 &+ 2] - r1[x0 &+ 2], c3 = r2[x0 &+ 3] - r1[x0 &+ 3]
-                        let d0 = r1[x0] - r3[x0], d1 = r1[x0 &+ 1] - r3[x0 &+ 1], d2 = r1[x0 &+ 2] - r3[x0 &+ 2], d3 = r1[x0 &+ 3] - r3[x0 &+ 3]
+                    for j in stride(from: 0, to: tw, by: 4) {
+                        // Bᵀ on the rows: a = d0 − d2, b = d1 + d2, c = d2 − d1, d = d1 − d3, per patch column k.
+                        let d00 = load4(e0 + j), d01 = load4(e0 + (j &+ half)), d02 = load4(e0 + (j &+ 1)), d03 = load4(e0 + (j &+ half &+ 1))
+                        let d10 = load4(e1 + j), d11 = load4(e1 + (j &+ half)), d12 = load4(e1 + (j &+ 1)), d13 = load4(e1 + (j &+ half &+ 1))
+                        let d20 = load4(e2 + j), d21 = load4(e2 + (j &+ half)), d22 = load4(e2 + (j &+ 1)), d23 = load4(e2 + (j &+ half &+ 1))
+                        let d30 = load4(e3 + j), d31 = load4(e3 + (j &+ half)), d32 = load4(e3 + (j &+ 1)), d33 = load4(e3 + (j &+ half &+ 1))
                         let o = out + j
-                        o[0] = a0 - a2; o[xiStride] = a1 + a2; o[2 &* xiStride] = a2 - a1; o[3 &* xiStride] = a1 - a3
-                        o[4 &* xiStride] = b0 - b2; o[5 &* xiStride] = b1 + b2; o[6 &* xiStride] = b2 - b1; o[7 &* xiStride] = b1 - b3
-                        o[8 &* xiStride] = c0 - c2; o[9 &* xiStride] = c1 + c2; o[10 &* xiStride] = c2 - c1; o[11 &* xiStride] = c1 - c3
-                        o[12 &* xiStride] = d0 - d2; o[13 &* xiStride] = d1 + d2; o[14 &* xiStride] = d2 - d1; o[15 &* xiStride] = d1 - d3
+                        Self.bTRow(d00 - d20, d01 - d21, d02 - d22, d03 - d23, o, xs)
+                        Self.bTRow(d10 + d20, d11 + d21, d12 + d22, d13 + d23, o + 4 &* xs, xs)
+                        Self.bTRow(d20 - d10, d21 - d11, d22 - d12, d23 - d13, o + 8 &* xs, xs)
+                        Self.bTRow(d10 - d30, d11 - d31, d12 - d32, d13 - d33, o + 12 &* xs, xs)
                     }
                 }
             }
         }
     }
 
+    /// Bᵀ on the columns of one row (a0, a1, a2, a3) of four tiles, stored at ξ = 4r…4r + 3.
+    @inline(__always) static func bTRow(_ a0: SIMD4<Float>, _ a1: SIMD4<Float>, _ a2: SIMD4<Float>, _ a3: SIMD4<Float>,
+                                        _ o: UnsafeMutablePointer<Float>, _ xs: Int) {
+        store4(a0 - a2, o)
+        store4(a1 + a2, o + xs)
+        store4(a2 - a1, o + 2 &* xs)
+        store4(a1 - a3, o + 3 &* xs)
+    }
+
     /// y tiles = Aᵀ M A (+ bias) for every tile of the chunk.
     func transformOutput(_ m: UnsafePointer<Float>, images: Range<Int>, channels: Range<Int>, bias: UnsafePointer<Float>?,
                          into y: UnsafeMutablePointer<Float>, plane: UnsafeMutablePointer<Float>) {
-        let t = images.count &* tilesPerImage, xiStride = Self.slab(cout &* t), tw = self.tw
-        let direct = h % 2 == 0 && w % 2 == 0
-        let ow = direct ? w : pw
+        let t = images.count &* tilesPerImage, xs = Self.slab(cout &* t), tw = self.tw, exact = self.exact
+        // Rows of 2·tw outputs, straight into y or into the scratch plane.
+        let ow = 2 &* tw
         for o in channels {
-            let bo = bias?[o] ?? 0
+            let bo = SIMD4<Float>(repeating: bias?[o] ?? 0)
             for b in images {
                 let dst = y + (b &* cout &+ o) &* h &* w
-                let target = direct ? dst : plane
+                let target = exact ? dst : plane
                 let base = m + (o &* t &+ (b &- images.lowerBound) &* tilesPerImage)
                 for i in 0..<th {
                     let row0 = target + 2 &* i &* ow, row1 = row0 + ow
-                    let s = base + i &* tw
-                    for j in 0..<tw {
-                        let p = s + j
-                        let m0 = p[0], m1 = p[xiStride], m2 = p[2 &* xiStride], m3 = p[3 &* xiStride]
-                        let m4 = p[4 &* xiStride], m5 = p[5 &* xiStride], m6 = p[6 &* xiStride], m7 = p[7 &* xiStride]
-                        let m8 = p[8 &* xiStride], m9 = p[9 &* xiStride], m10 = p[10 &* xiStride], m11 = p[11 &* xiStride]
-                        let m12 = p[12 &* xiStride], m13 = p[13 &* xiStride], m14 = p[14 &* xiStride], m15 = p[15 &* xiStride]
-                        // Aᵀ on the rows: s0 = row0 + row1 + row2, s1 = row1 − row2 − row3.
-                        let s00 = m0 + m4 + m8, s01 = m1 + m5 + m9, s02 = m2 + m6 + m10, s03 = m3 + m7 + m11
-                        let s10 = m4 - m8 - m12, s11 = m5 - m9 - m13, s12 = m6 - m10 - m14, s13 = m7 - m11 - m15
-                        row0[2 &* j] = s00 + s01 + s02 + bo
-                        row0[2 &* j &+ 1] = s01 - s02 - s03 + bo
-                        row1[2 &* j] = s10 + s11 + s12 + bo
-                        row1[2 &* j &+ 1] = s11 - s12 - s13 + bo
+                    for j in stride(from: 0, to: tw, by: 4) {
+                        let p = UnsafePointer(base + (i &* tw &+ j))
+                        // Aᵀ on the rows: s0 = m0 + m1 + m2, s1 = m1 − m2 − m3 (rows of M), per column k.
+                        var s0 = (SIMD4<Float>.zero, SIMD4<Float>.zero, SIMD4<Float>.zero, SIMD4<Float>.zero)
+                        var s1 = s0
+                        s0.0 = load4(p) + load4(p + 4 &* xs) + load4(p + 8 &* xs)
+                        s0.1 = load4(p + xs) + load4(p + 5 &* xs) + load4(p + 9 &* xs)
+                        s0.2 = load4(p + 2 &* xs) + load4(p + 6 &* xs) + load4(p + 10 &* xs)
+                        s0.3 = load4(p + 3 &* xs) + load4(p + 7 &* xs) + load4(p + 11 &* xs)
+                        s1.0 = load4(p + 4 &* xs) - load4(p + 8 &* xs) - load4(p + 12 &* xs)
+                        s1.1 = load4(p + 5 &* xs) - load4(p + 9 &* xs) - load4(p + 13 &* xs)
+                        s1.2 = load4(p + 6 &* xs) - load4(p + 10 &* xs) - load4(p + 14 &* xs)
+                        s1.3 = load4(p + 7 &* xs) - load4(p + 11 &* xs) - load4(p + 15 &* xs)
+                        // Then on the columns: y_a0 = s_a0 + s_a1 + s_a2, y_a1 = s_a1 − s_a2 − s_a3.
+                        storeInterleaved(s0.0 + s0.1 + s0.2 + bo, s0.1 - s0.2 - s0.3 + bo, row0 + 2 &* j)
+                        storeInterleaved(s1.0 + s1.1 + s1.2 + bo, s1.1 - s1.2 - s1.3 + bo, row1 + 2 &* j)
                     }
                 }
-                if !direct {
-                    for yy in 0..<h { (dst + yy &* w).update(from: plane + yy &* pw, count: w) }
+                if !exact {
+                    for yy in 0..<h { (dst + yy &* w).update(from: plane + yy &* ow, count: w) }
                 }
             }
         }
@@ -216,71 +239,109 @@ struct WinogradConv {
     /// dM[ξ][o][t] = (A dY Aᵀ)[ξ] for the 2×2 output-gradient tile (zero past the image).
     func transformOutputGradient(_ dy: UnsafePointer<Float>, images: Range<Int>, channels: Range<Int>,
                                  into dm: UnsafeMutablePointer<Float>, plane: UnsafeMutablePointer<Float>) {
-        let t = images.count &* tilesPerImage, xiStride = Self.slab(cout &* t), tw = self.tw
-        let direct = h % 2 == 0 && w % 2 == 0
-        let iw = direct ? w : pw
+        let t = images.count &* tilesPerImage, xs = Self.slab(cout &* t), tw = self.tw, exact = self.exact, half = self.half
         for o in channels {
             for b in images {
                 let src = dy + (b &* cout &+ o) &* h &* w
-                if !direct { pad(src, at: 0, into: plane) }
-                let from = direct ? src : UnsafePointer(plane)
+                if !exact { split(src, at: 0, into: plane) }
                 let base = dm + (o &* t &+ (b &- images.lowerBound) &* tilesPerImage)
                 for i in 0..<th {
-                    let row0 = from + 2 &* i &* iw, row1 = row0 + iw
                     let out = base + i &* tw
-                    for j in 0..<tw {
-                        let y00 = row0[2 &* j], y01 = row0[2 &* j &+ 1], y10 = row1[2 &* j], y11 = row1[2 &* j &+ 1]
-                        // A on the columns: z_a = (y_a0, y_a0 + y_a1, y_a0 − y_a1, −y_a1), then on the rows.
+                    for j in stride(from: 0, to: tw, by: 4) {
+                        let y00: SIMD4<Float>, y01: SIMD4<Float>, y10: SIMD4<Float>, y11: SIMD4<Float>
+                        if exact {
+                            (y00, y01) = loadDeinterleaved(src + (2 &* i &* w &+ 2 &* j))
+                            (y10, y11) = loadDeinterleaved(src + ((2 &* i &+ 1) &* w &+ 2 &* j))
+                        } else {
+                            let r0 = UnsafePointer(plane + 2 &* i &* pw), r1 = r0 + pw
+                            (y00, y01, y10, y11) = (load4(r0 + j), load4(r0 + (j &+ half)), load4(r1 + j), load4(r1 + (j &+ half)))
+                        }
+                        // A on the columns: z_a = (y_a0, y_a0 + y_a1, y_a0 − y_a1, −y_a1), then on the rows:
+                        // dM rows (z_0, z_0 + z_1, z_0 − z_1, −z_1).
                         let z00 = y00, z01 = y00 + y01, z02 = y00 - y01, z03 = -y01
                         let z10 = y10, z11 = y10 + y11, z12 = y10 - y11, z13 = -y11
                         let p = out + j
-                        p[0] = z00; p[xiStride] = z01; p[2 &* xiStride] = z02; p[3 &* xiStride] = z03
-                        p[4 &* xiStride] = z00 + z10; p[5 &* xiStride] = z01 + z11
-                        p[6 &* xiStride] = z02 + z12; p[7 &* xiStride] = z03 + z13
-                        p[8 &* xiStride] = z00 - z10; p[9 &* xiStride] = z01 - z11
-                        p[10 &* xiStride] = z02 - z12; p[11 &* xiStride] = z03 - z13
-                        p[12 &* xiStride] = -z10; p[13 &* xiStride] = -z11; p[14 &* xiStride] = -z12; p[15 &* xiStride] = -z13
+                        store4(z00, p); store4(z01, p + xs); store4(z02, p + 2 &* xs); store4(z03, p + 3 &* xs)
+                        store4(z00 + z10, p + 4 &* xs); store4(z01 + z11, p + 5 &* xs)
+                        store4(z02 + z12, p + 6 &* xs); store4(z03 + z13, p + 7 &* xs)
+                        store4(z00 - z10, p + 8 &* xs); store4(z01 - z11, p + 9 &* xs)
+                        store4(z02 - z12, p + 10 &* xs); store4(z03 - z13, p + 11 &* xs)
+                        store4(-z10, p + 12 &* xs); store4(-z11, p + 13 &* xs); store4(-z12, p + 14 &* xs); store4(-z13, p + 15 &* xs)
                     }
                 }
             }
         }
     }
 
-    /// The four values at `p`, `p + stride`, … times Bᵀ on the right: one row of dV B's adjoint.
-    @inline(__always) static func bT(_ p: UnsafePointer<Float>, _ stride: Int) -> (Float, Float, Float, Float) {
-        let v0 = p[0], v1 = p[stride], v2 = p[2 &* stride], v3 = p[3 &* stride]
+    /// Row a of dV B's adjoint for four tiles: (v0, v1 − v2 + v3, v1 + v2 − v0, −v3) of the values at ξ = 4a…4a + 3.
+    @inline(__always) static func bT(_ p: UnsafePointer<Float>, _ xs: Int) -> (SIMD4<Float>, SIMD4<Float>, SIMD4<Float>, SIMD4<Float>) {
+        let v0 = load4(p), v1 = load4(p + xs), v2 = load4(p + 2 &* xs), v3 = load4(p + 3 &* xs)
         return (v0, v1 - v2 + v3, v1 + v2 - v0, -v3)
     }
 
     /// dx = Σ over tiles of B dV Bᵀ added into each tile's 4×4 input patch (patches overlap).
     func transformInputGradient(_ dv: UnsafePointer<Float>, images: Range<Int>, channels: Range<Int>,
                                 into dx: UnsafeMutablePointer<Float>, plane: UnsafeMutablePointer<Float>) {
-        let t = images.count &* tilesPerImage, xiStride = Self.slab(cin &* t), tw = self.tw
+        let t = images.count &* tilesPerImage, xs = Self.slab(cin &* t), tw = self.tw, half = self.half
         for c in channels {
             for b in images {
                 plane.update(repeating: 0, count: ph &* pw)
                 let base = dv + (c &* t &+ (b &- images.lowerBound) &* tilesPerImage)
                 for i in 0..<th {
-                    let r0 = plane + 2 &* i &* pw, r1 = r0 + pw, r2 = r1 + pw, r3 = r2 + pw
-                    let s = base + i &* tw
-                    for j in 0..<tw {
-                        let p = s + j
-                        // Columns first: w_a = (v_a0, v_a1 − v_a2 + v_a3, v_a1 + v_a2 − v_a0, −v_a3) per row a.
-                        let w0 = Self.bT(p, xiStride), w1 = Self.bT(p + 4 &* xiStride, xiStride)
-                        let w2 = Self.bT(p + 8 &* xiStride, xiStride), w3 = Self.bT(p + 12 &* xiStride, xiStride)
-                        // Then rows: dd_0 = w_0, dd_1 = w_1 − w_2 + w_3, dd_2 = w_1 + w_2 − w_0, dd_3 = −w_3.
-                        let x0 = 2 &* j
-                        r0[x0] += w0.0; r0[x0 &+ 1] += w0.1; r0[x0 &+ 2] += w0.2; r0[x0 &+ 3] += w0.3
-                        r1[x0] += w1.0 - w2.0 + w3.0; r1[x0 &+ 1] += w1.1 - w2.1 + w3.1
-                        r1[x0 &+ 2] += w1.2 - w2.2 + w3.2; r1[x0 &+ 3] += w1.3 - w2.3 + w3.3
-                        r2[x0] += w1.0 + w2.0 - w0.0; r2[x0 &+ 1] += w1.1 + w2.1 - w0.1
-                        r2[x0 &+ 2] += w1.2 + w2.2 - w0.2; r2[x0 &+ 3] += w1.3 + w2.3 - w0.3
-                        r3[x0] -= w3.0; r3[x0 &+ 1] -= w3.1; r3[x0 &+ 2] -= w3.2; r3[x0 &+ 3] -= w3.3
+                    let e0 = plane + 2 &* i &* pw, e1 = e0 + pw, e2 = e1 + pw, e3 = e2 + pw
+                    for j in stride(from: 0, to: tw, by: 4) {
+                        let p = UnsafePointer(base + (i &* tw &+ j))
+                        // Columns first (w_a per row a of dV), then rows: dd_0 = w_0, dd_1 = w_1 − w_2 + w_3,
+                        // dd_2 = w_1 + w_2 − w_0, dd_3 = −w_3; dd_r's columns go to even[j], odd[j], even[j+1], odd[j+1].
+                        let w0 = Self.bT(p, xs), w1 = Self.bT(p + 4 &* xs, xs)
+                        let w2 = Self.bT(p + 8 &* xs, xs), w3 = Self.bT(p + 12 &* xs, xs)
+                        Self.addPatchRow(w0.0, w0.1, w0.2, w0.3, e0 + j, half)
+                        Self.addPatchRow(w1.0 - w2.0 + w3.0, w1.1 - w2.1 + w3.1, w1.2 - w2.2 + w3.2, w1.3 - w2.3 + w3.3, e1 + j, half)
+                        Self.addPatchRow(w1.0 + w2.0 - w0.0, w1.1 + w2.1 - w0.1, w1.2 + w2.2 - w0.2, w1.3 + w2.3 - w0.3, e2 + j, half)
+                        Self.addPatchRow(-w3.0, -w3.1, -w3.2, -w3.3, e3 + j, half)
                     }
                 }
                 let dst = dx + (b &* cin &+ c) &* h &* w
-                for y in 0..<h { (dst + y &* w).update(from: plane + ((y &+ 1) &* pw &+ 1), count: w) }
+                for y in 0..<h {
+                    let even = UnsafePointer(plane + (y &+ 1) &* pw), odd = even + half, row = dst + y &* w
+                    for x in 0..<w {
+                        let q = x &+ 1
+                        row[x] = (q & 1 == 0 ? even : odd)[q >> 1]
+                    }
+                }
             }
         }
     }
+
+    /// Adds one patch row of four tiles (columns k = 0…3) into a split plane row at tile j.
+    @inline(__always) static func addPatchRow(_ k0: SIMD4<Float>, _ k1: SIMD4<Float>, _ k2: SIMD4<Float>, _ k3: SIMD4<Float>,
+                                              _ even: UnsafeMutablePointer<Float>, _ half: Int) {
+        let odd = even + half
+        store4(load4(even) + k0, even)
+        store4(load4(odd) + k1, odd)
+        store4(load4(even + 1) + k2, even + 1)
+        store4(load4(odd + 1) + k3, odd + 1)
+    }
+}
+
+@inline(__always) private func load4(_ p: UnsafePointer<Float>) -> SIMD4<Float> {
+    UnsafeRawPointer(p).loadUnaligned(as: SIMD4<Float>.self)
+}
+
+@inline(__always) private func load4(_ p: UnsafeMutablePointer<Float>) -> SIMD4<Float> { load4(UnsafePointer(p)) }
+
+@inline(__always) private func store4(_ v: SIMD4<Float>, _ p: UnsafeMutablePointer<Float>) {
+    UnsafeMutableRawPointer(p).storeBytes(of: v, as: SIMD4<Float>.self)
+}
+
+/// p[0], p[2], p[4], p[6] and p[1], p[3], p[5], p[7].
+@inline(__always) private func loadDeinterleaved(_ p: UnsafePointer<Float>) -> (SIMD4<Float>, SIMD4<Float>) {
+    let a = load4(p), b = load4(p + 4)
+    return (SIMD4(a[0], a[2], b[0], b[2]), SIMD4(a[1], a[3], b[1], b[3]))
+}
+
+/// a[0], b[0], a[1], b[1], … into p[0…7].
+@inline(__always) private func storeInterleaved(_ a: SIMD4<Float>, _ b: SIMD4<Float>, _ p: UnsafeMutablePointer<Float>) {
+    store4(SIMD4(a[0], b[0], a[1], b[1]), p)
+    store4(SIMD4(a[2], b[2], a[3], b[3]), p + 4)
 }
