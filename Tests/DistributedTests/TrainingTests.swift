@@ -31,16 +31,18 @@ final class TrainingTests: XCTestCase {
 
     /// With synchronized BatchNorm the statistics are those of the global batch on every rank, so
     /// a BatchNorm model also trains identically on 1, 2 and 3 ranks (running statistics included).
-    /// Training-mode BatchNorm gradients are badly conditioned in float32, and Adam's normalized
-    /// step turns ulp-level differences of summation order in small gradients into whole
-    /// fractions of the learning rate; a smaller rate keeps six steps in the regime where the
-    /// 1e-5 bound measures the reduction order, not that amplification.
     func testRanksTrainAsOneWithSyncBatchNorm() throws {
         try checkRanksTrainAsOne(["unet": ["depth": 3, "start_kernel": 8, "max_filter_depth": 32, "do_BN": true],
-                                  "sync_batchnorm": true, "lr": 1e-4])
+                                  "sync_batchnorm": true])
     }
 
+    /// Six steps on 1, 2 and 3 ranks agree within 1e-5 of each tensor's largest weight. N ranks sum
+    /// their gradients in another order than one rank does, and Adam's normalized step turns such
+    /// ulp-level differences in small gradients into fractions of the learning rate; at lr 1e-4 the
+    /// bound measures the reduction order, not that amplification. A wrong normalizer or a rank
+    /// training on the wrong chips still moves the weights by ~1e-3 of their size.
     func checkRanksTrainAsOne(_ extra: [String: Any], file: StaticString = #filePath, line: UInt = #line) throws {
+        let extra = extra.merging(["lr": 1e-4]) { old, _ in old }
         let scene = try TrainingRun.scene()
         var results: [[String: [Float]]] = []
         for ranks in [1, 2, 3] {
