@@ -11,6 +11,10 @@ final class ConvolutionTests: XCTestCase {
         check(cin: 4, cout: 6, kernel: 3, stride: 1, padding: 1, shape: [2, 4, 16, 8])
         check(cin: 3, cout: 2, kernel: 3, stride: 1, padding: 1, shape: [2, 3, 66, 67])
         check(cin: 16, cout: 1, kernel: 3, stride: 1, padding: 1, shape: [2, 16, 4, 4], bias: false)
+        // 16 and more: F(4×4, 3×3) in inference, exact and padded tiles, one and several chunks.
+        check(cin: 3, cout: 5, kernel: 3, stride: 1, padding: 1, shape: [2, 3, 16, 32])
+        check(cin: 4, cout: 3, kernel: 3, stride: 1, padding: 1, shape: [3, 4, 19, 17])
+        check(cin: 2, cout: 2, kernel: 3, stride: 1, padding: 1, shape: [2, 2, 96, 90])
     }
 
     func check(cin: Int, cout: Int, kernel k: Int, stride s: Int, padding p: Int, shape: [Int], bias: Bool = true,
@@ -53,6 +57,8 @@ final class ConvolutionTests: XCTestCase {
                 }
             }
         }
+        // Inference may take another algorithm (F(4×4, 3×3) from 16×16 up).
+        let inference = conv.forward(x, training: false).array
         let out = conv.forward(x, training: true).array
         conv.weight.grad.zero()
         conv.bias?.grad.zero()
@@ -62,6 +68,7 @@ final class ConvolutionTests: XCTestCase {
             let worst = zip(actual, expected).map { abs(Double($0) - $1) }.max()!
             XCTAssertLessThan(worst, 1e-5 * scale, "\(what) of \(shape): worst error \(worst), scale \(scale)", file: file, line: line)
         }
+        compare(inference, y, "inference output")
         compare(out, y, "output")
         compare(din, dx, "input gradient")
         compare(conv.weight.grad.array, dw, "weight gradient")

@@ -97,34 +97,33 @@ struct WinogradConv {
         Parallel.forEach(cout * cin, grain: 256) { range, _ in accumulateWeightGradient(du, range, into: dw) }
     }
 
-    /// (a, (a + b + c)/2, (a − b + c)/2, c): G applied to one column (or row) of a 3×3 kernel.
-    @inline(__always) static func g(_ a: Float, _ b: Float, _ c: Float) -> (Float, Float, Float, Float) {
-        (a, 0.5 * (a + b + c), 0.5 * (a - b + c), c)
-    }
-
     /// (d0 + (d1 + d2)/2, (d1 − d2)/2, (d1 + d2)/2 + d3): Gᵀ applied to four values, G's adjoint.
     @inline(__always) static func gT(_ d0: Float, _ d1: Float, _ d2: Float, _ d3: Float) -> (Float, Float, Float) {
         let s = 0.5 * (d1 + d2)
         return (d0 + s, 0.5 * (d1 - d2), s + d3)
     }
 
-    /// U[ξ][o][c] = (G g Gᵀ)[ξ] for each 3×3 kernel g = weight[o][c].
+    /// U[ξ][o][c] = (G g Gᵀ)[ξ] for each 3×3 kernel g = weight[o][c], four kernels at a time.
     func transformWeights(_ wt: UnsafePointer<Float>, _ kernels: Range<Int>, into u: UnsafeMutablePointer<Float>) {
         let plane = Self.slab(cout &* cin)
-        for at in kernels {
-            let k = wt + at &* 9
+        for at in stride(from: kernels.lowerBound, to: kernels.upperBound, by: 4) {
+            let lanes = min(4, kernels.upperBound &- at)
+            let k = kernelTaps(wt, at, lanes)
             // G on the columns of g gives rows t_r (4 × 3), then G on each row.
-            let c0 = Self.g(k[0], k[3], k[6]), c1 = Self.g(k[1], k[4], k[7]), c2 = Self.g(k[2], k[5], k[8])
-            let o = u + at
-            Self.store(Self.g(c0.0, c1.0, c2.0), o, plane)
-            Self.store(Self.g(c0.1, c1.1, c2.1), o + 4 &* plane, plane)
-            Self.store(Self.g(c0.2, c1.2, c2.2), o + 8 &* plane, plane)
-            Self.store(Self.g(c0.3, c1.3, c2.3), o + 12 &* plane, plane)
+            let c0 = Self.g(k.0, k.3, k.6), c1 = Self.g(k.1, k.4, k.7), c2 = Self.g(k.2, k.5, k.8)
+            func put(_ row: (V4, V4, V4, V4), _ r: Int) {
+                let o = u + ((4 &* r) &* plane &+ at)
+                store(row.0, o, lanes: lanes); store(row.1, o + plane, lanes: lanes)
+                store(row.2, o + 2 &* plane, lanes: lanes); store(row.3, o + 3 &* plane, lanes: lanes)
+            }
+            put(Self.g(c0.0, c1.0, c2.0), 0); put(Self.g(c0.1, c1.1, c2.1), 1)
+            put(Self.g(c0.2, c1.2, c2.2), 2); put(Self.g(c0.3, c1.3, c2.3), 3)
         }
     }
 
-    @inline(__always) static func store(_ v: (Float, Float, Float, Float), _ p: UnsafeMutablePointer<Float>, _ stride: Int) {
-        p[0] = v.0; p[stride] = v.1; p[2 &* stride] = v.2; p[3 &* stride] = v.3
+    /// (a, (a + b + c)/2, (a − b + c)/2, c): G applied to one column (or row) of four 3×3 kernels.
+    @inline(__always) static func g(_ a: V4, _ b: V4, _ c: V4) -> (V4, V4, V4, V4) {
+        (a, 0.5 * (a + b + c), 0.5 * (a - b + c), c)
     }
 
     /// dW[o][c] += Gᵀ dU[·][o][c] G, the adjoint of `transformWeights`.
@@ -151,13 +150,7 @@ struct WinogradConv {
     /// inputs, whose patches start one pixel before their tile; 0 for output gradients).
     private func split(_ src: UnsafePointer<Float>, at: Int, into plane: UnsafeMutablePointer<Float>) {
         plane.update(repeating: 0, count: ph &* pw)
-        for y in 0..<h {
-            let even = plane + (y &+ at) &* pw, odd = even + half, row = src + y &* w
-            for x in 0..<w {
-                let q = x &+ at
-                (q & 1 == 0 ? even : odd)[q >> 1] = row[x]
-            }
-        }
+        for y in 0..<h { splitRow(src + y &* w, count: w, at: at, phases: 2, into: plane + (y &+ at) &* pw, stride: half) }
     }
 
     /// V[ξ][c][t] = (Bᵀ d B)[ξ] for the 4×4 input patch d of every tile t of the chunk.
@@ -304,9 +297,19 @@ struct WinogradConv {
                 let dst = dx + (b &* cin &+ c) &* h &* w
                 for y in 0..<h {
                     let even = UnsafePointer(plane + (y &+ 1) &* pw), odd = even + half, row = dst + y &* w
-                    for x in 0..<w {
+                    // Column x sits at q = x + 1: even x in odd[x/2], odd x in even[x/2 + 1].
+                    var x = 0
+                    while x &+ 8 <= w {
+                        let m = x >> 1
+                        let e = load4(odd + m), o = load4(even + (m &+ 1))
+                        store4(V4(e[0], o[0], e[1], o[1]), row + x)
+                        store4(V4(e[2], o[2], e[3], o[3]), row + (x &+ 4))
+                        x &+= 8
+                    }
+                    while x < w {
                         let q = x &+ 1
                         row[x] = (q & 1 == 0 ? even : odd)[q >> 1]
+                        x &+= 1
                     }
                 }
             }
@@ -324,16 +327,6 @@ struct WinogradConv {
     }
 }
 
-@inline(__always) private func load4(_ p: UnsafePointer<Float>) -> SIMD4<Float> {
-    UnsafeRawPointer(p).loadUnaligned(as: SIMD4<Float>.self)
-}
-
-@inline(__always) private func load4(_ p: UnsafeMutablePointer<Float>) -> SIMD4<Float> { load4(UnsafePointer(p)) }
-
-@inline(__always) private func store4(_ v: SIMD4<Float>, _ p: UnsafeMutablePointer<Float>) {
-    UnsafeMutableRawPointer(p).storeBytes(of: v, as: SIMD4<Float>.self)
-}
-
 /// p[0], p[2], p[4], p[6] and p[1], p[3], p[5], p[7].
 @inline(__always) private func loadDeinterleaved(_ p: UnsafePointer<Float>) -> (SIMD4<Float>, SIMD4<Float>) {
     let a = load4(p), b = load4(p + 4)
@@ -345,3 +338,4 @@ struct WinogradConv {
     store4(SIMD4(a[0], b[0], a[1], b[1]), p)
     store4(SIMD4(a[2], b[2], a[3], b[3]), p + 4)
 }
+

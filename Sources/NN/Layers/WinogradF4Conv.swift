@@ -1,0 +1,203 @@
+import CBLAS
+
+/// The forward pass of a 3×3, stride-1, padding-1 convolution by Winograd's F(4×4, 3×3) (Lavin &
+/// Gray, 2016; interpolation points 0, ±1, ±2), for inference: each 4×4 output tile comes from the
+/// 6×6 input patch around it through 36 GEMMs  M[ξ] = U[ξ]·V[ξ]  over the tiles, with
+/// U = G g Gᵀ, V = Bᵀ d B, Y = Aᵀ M A: 36 multiplies per 16 outputs where F(2×2, 3×3) needs 64
+/// and direct convolution 144, and transformed buffers 2.25× their images (F(2×2): 4×).
+/// Layout, chunking and threading are `WinogradConv`'s. Images smaller than 16×16 would waste too
+/// many tiles on padding; `WinogradConv` takes those.
+struct WinogradF4Conv {
+    let cin: Int, cout: Int
+    let n: Int, h: Int, w: Int
+
+    static let minimumTiles = 512
+
+    static func applies(h: Int, w: Int) -> Bool { h >= 16 && w >= 16 }
+
+    /// Tile rows and columns (padded to a multiple of 4 as in `WinogradConv`) and tiles per image.
+    var th: Int { (h + 3) / 4 }
+    var tw: Int { ((w + 3) / 4 + 3) & ~3 }
+    var tilesPerImage: Int { th * tw }
+    var imagesPerChunk: Int { min(n, max(1, (Self.minimumTiles + tilesPerImage - 1) / tilesPerImage)) }
+    var maxTiles: Int { imagesPerChunk * tilesPerImage }
+    /// Padded planes of 4·th + 2 rows, each split into its 4 column phases (`quarter` each): tile j's
+    /// patch columns are phase 0…3 at j, then phases 0 and 1 at j + 1.
+    var ph: Int { 4 * th + 2 }
+    var quarter: Int { tw + 4 }
+    var pw: Int { 4 * quarter }
+    var exact: Bool { h % 4 == 0 && w == 4 * tw }
+
+    var chunks: [Range<Int>] {
+        stride(from: 0, to: n, by: imagesPerChunk).map { $0..<min($0 + imagesPerChunk, n) }
+    }
+
+    // Workspace slots: 0 V, 1 M, 2 U, 8… one padded plane per worker.
+    func buffers(_ ws: Workspace) -> (v: UnsafeMutablePointer<Float>, m: UnsafeMutablePointer<Float>,
+                                      u: UnsafeMutablePointer<Float>, planes: [UnsafeMutablePointer<Float>]) {
+        (ws.buffer(36 * WinogradConv.slab(cin * maxTiles), slot: 0), ws.buffer(36 * WinogradConv.slab(cout * maxTiles), slot: 1),
+         ws.buffer(36 * WinogradConv.slab(cout * cin), slot: 2), (0..<Parallel.workers).map { ws.buffer(ph * pw, slot: 8 + $0) })
+    }
+
+    func forward(_ x: UnsafePointer<Float>, weight: UnsafePointer<Float>, bias: UnsafePointer<Float>?,
+                 into y: UnsafeMutablePointer<Float>, workspace ws: Workspace) {
+        let (v, m, u, planes) = buffers(ws)
+        Parallel.forEach(cout * cin, grain: 256) { range, _ in transformWeights(weight, range, into: u) }
+        let us = WinogradConv.slab(cout &* cin)
+        for images in chunks {
+            let t = images.count * tilesPerImage, vs = WinogradConv.slab(cin &* t), ms = WinogradConv.slab(cout &* t)
+            Parallel.forEach(cin) { c, w in transformInput(x, images: images, channels: c, into: v, plane: planes[w]) }
+            gemmBatch(36) { xi in
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(cout), Int32(t), Int32(cin),
+                            1, u + xi &* us, Int32(cin), v + xi &* vs, Int32(t), 0, m + xi &* ms, Int32(t))
+            }
+            Parallel.forEach(cout) { o, w in transformOutput(m, images: images, channels: o, bias: bias, into: y, plane: planes[w]) }
+        }
+    }
+
+    // MARK: the 1-D transforms, each on four tiles at once
+
+    typealias Six = (V4, V4, V4, V4, V4, V4)
+    typealias Four = (V4, V4, V4, V4)
+
+    /// Bᵀ d for a patch row or column d0…d5.
+    @inline(__always) static func bT(_ d: Six) -> Six {
+        let (d0, d1, d2, d3, d4, d5) = d
+        return (4 * d0 - 5 * d2 + d4,
+                d3 + d4 - 4 * (d1 + d2),
+                d4 - d3 + 4 * (d1 - d2),
+                d4 - d2 + 2 * (d3 - d1),
+                d4 - d2 - 2 * (d3 - d1),
+                4 * d1 - 5 * d3 + d5)
+    }
+
+    /// Aᵀ m: six transformed values to four outputs.
+    @inline(__always) static func aT(_ m: Six) -> Four {
+        let (m0, m1, m2, m3, m4, m5) = m
+        let p = m1 + m2, q = m1 - m2, r = m3 + m4, s = m3 - m4
+        return (m0 + p + r, q + 2 * s, p + 4 * r, q + 8 * s + m5)
+    }
+
+    @inline(__always) static func load6(_ p: UnsafePointer<Float>, _ stride: Int) -> Six {
+        (load4(p), load4(p + stride), load4(p + 2 &* stride), load4(p + 3 &* stride), load4(p + 4 &* stride), load4(p + 5 &* stride))
+    }
+
+    @inline(__always) static func store6(_ v: Six, _ p: UnsafeMutablePointer<Float>, _ stride: Int) {
+        store4(v.0, p); store4(v.1, p + stride); store4(v.2, p + 2 &* stride)
+        store4(v.3, p + 3 &* stride); store4(v.4, p + 4 &* stride); store4(v.5, p + 5 &* stride)
+    }
+
+    // MARK: weights
+
+    /// U[ξ][o][c] = (G g Gᵀ)[ξ], ξ = 6·row + column, for each kernel g = weight[o][c], four at a time.
+    func transformWeights(_ wt: UnsafePointer<Float>, _ kernels: Range<Int>, into u: UnsafeMutablePointer<Float>) {
+        let plane = WinogradConv.slab(cout &* cin)
+        for at in stride(from: kernels.lowerBound, to: kernels.upperBound, by: 4) {
+            let lanes = min(4, kernels.upperBound &- at)
+            let k = kernelTaps(wt, at, lanes)
+            // G on the three columns of g (6 × 3), then on each of the six rows.
+            let c0 = Self.g(k.0, k.3, k.6), c1 = Self.g(k.1, k.4, k.7), c2 = Self.g(k.2, k.5, k.8)
+            func put(_ row: Six, _ r: Int) {
+                let o = u + ((6 &* r) &* plane &+ at)
+                store(row.0, o, lanes: lanes); store(row.1, o + plane, lanes: lanes); store(row.2, o + 2 &* plane, lanes: lanes)
+                store(row.3, o + 3 &* plane, lanes: lanes); store(row.4, o + 4 &* plane, lanes: lanes)
+                store(row.5, o + 5 &* plane, lanes: lanes)
+            }
+            put(Self.g(c0.0, c1.0, c2.0), 0); put(Self.g(c0.1, c1.1, c2.1), 1); put(Self.g(c0.2, c1.2, c2.2), 2)
+            put(Self.g(c0.3, c1.3, c2.3), 3); put(Self.g(c0.4, c1.4, c2.4), 4); put(Self.g(c0.5, c1.5, c2.5), 5)
+        }
+    }
+
+    /// G (g0, g1, g2): (g0/4, −(g0 + g1 + g2)/6, −(g0 − g1 + g2)/6, g0/24 + g1/12 + g2/6, g0/24 − g1/12 + g2/6, g2).
+    @inline(__always) static func g(_ g0: V4, _ g1: V4, _ g2: V4) -> Six {
+        let s = g0 + g2, t = g0 / 24 + g2 / 6
+        return (g0 / 4, -(s + g1) / 6, -(s - g1) / 6, t + g1 / 12, t - g1 / 12, g2)
+    }
+
+    // MARK: planes
+
+    /// One h × w plane into the phase-split, zero-padded plane, shifted by `at` rows and columns.
+    private func split(_ src: UnsafePointer<Float>, at: Int, into plane: UnsafeMutablePointer<Float>) {
+        plane.update(repeating: 0, count: ph &* pw)
+        for y in 0..<h { splitRow(src + y &* w, count: w, at: at, phases: 4, into: plane + (y &+ at) &* pw, stride: quarter) }
+    }
+
+    /// The six patch columns of tiles j…j + 3 in one split row.
+    @inline(__always) func patchColumns(_ row: UnsafePointer<Float>, _ j: Int) -> Six {
+        let q = quarter
+        return (load4(row + j), load4(row + (q &+ j)), load4(row + (2 &* q &+ j)), load4(row + (3 &* q &+ j)),
+                load4(row + (j &+ 1)), load4(row + (q &+ j &+ 1)))
+    }
+
+    // MARK: transforms
+
+    /// V[ξ][c][t] = (Bᵀ d B)[ξ] for the 6×6 input patch d of every tile t of the chunk.
+    func transformInput(_ x: UnsafePointer<Float>, images: Range<Int>, channels: Range<Int>,
+                        into v: UnsafeMutablePointer<Float>, plane: UnsafeMutablePointer<Float>) {
+        let t = images.count &* tilesPerImage, xs = WinogradConv.slab(cin &* t), tw = self.tw, pw = self.pw
+        for c in channels {
+            for b in images {
+                split(x + (b &* cin &+ c) &* h &* w, at: 1, into: plane)
+                let base = v + (c &* t &+ (b &- images.lowerBound) &* tilesPerImage)
+                for i in 0..<th {
+                    let top = UnsafePointer(plane + 4 &* i &* pw)
+                    for j in stride(from: 0, to: tw, by: 4) {
+                        // Bᵀ on each patch row's columns, then Bᵀ down each of the six columns.
+                        let r0 = Self.bT(patchColumns(top, j)), r1 = Self.bT(patchColumns(top + pw, j))
+                        let r2 = Self.bT(patchColumns(top + 2 &* pw, j)), r3 = Self.bT(patchColumns(top + 3 &* pw, j))
+                        let r4 = Self.bT(patchColumns(top + 4 &* pw, j)), r5 = Self.bT(patchColumns(top + 5 &* pw, j))
+                        let o = base + (i &* tw &+ j)
+                        // Row a of the result goes to ξ = 6a + column.
+                        let c0 = Self.bT((r0.0, r1.0, r2.0, r3.0, r4.0, r5.0)), c1 = Self.bT((r0.1, r1.1, r2.1, r3.1, r4.1, r5.1))
+                        let c2 = Self.bT((r0.2, r1.2, r2.2, r3.2, r4.2, r5.2)), c3 = Self.bT((r0.3, r1.3, r2.3, r3.3, r4.3, r5.3))
+                        let c4 = Self.bT((r0.4, r1.4, r2.4, r3.4, r4.4, r5.4)), c5 = Self.bT((r0.5, r1.5, r2.5, r3.5, r4.5, r5.5))
+                        Self.store6(c0, o, 6 &* xs); Self.store6(c1, o + xs, 6 &* xs); Self.store6(c2, o + 2 &* xs, 6 &* xs)
+                        Self.store6(c3, o + 3 &* xs, 6 &* xs); Self.store6(c4, o + 4 &* xs, 6 &* xs); Self.store6(c5, o + 5 &* xs, 6 &* xs)
+                    }
+                }
+            }
+        }
+    }
+
+    /// y tiles = Aᵀ M A (+ bias) for every tile of the chunk.
+    func transformOutput(_ m: UnsafePointer<Float>, images: Range<Int>, channels: Range<Int>, bias: UnsafePointer<Float>?,
+                         into y: UnsafeMutablePointer<Float>, plane: UnsafeMutablePointer<Float>) {
+        let t = images.count &* tilesPerImage, xs = WinogradConv.slab(cout &* t), tw = self.tw, exact = self.exact
+        let ow = 4 &* tw
+        for o in channels {
+            let bo = V4(repeating: bias?[o] ?? 0)
+            for b in images {
+                let dst = y + (b &* cout &+ o) &* h &* w
+                let target = exact ? dst : plane
+                let base = m + (o &* t &+ (b &- images.lowerBound) &* tilesPerImage)
+                for i in 0..<th {
+                    for j in stride(from: 0, to: tw, by: 4) {
+                        let p = UnsafePointer(base + (i &* tw &+ j))
+                        // Aᵀ along each row of M (ξ = 6a + k), then along each of the four columns.
+                        let s0 = Self.aT(Self.load6(p, xs)), s1 = Self.aT(Self.load6(p + 6 &* xs, xs))
+                        let s2 = Self.aT(Self.load6(p + 12 &* xs, xs)), s3 = Self.aT(Self.load6(p + 18 &* xs, xs))
+                        let s4 = Self.aT(Self.load6(p + 24 &* xs, xs)), s5 = Self.aT(Self.load6(p + 30 &* xs, xs))
+                        let y0 = Self.aT((s0.0, s1.0, s2.0, s3.0, s4.0, s5.0)), y1 = Self.aT((s0.1, s1.1, s2.1, s3.1, s4.1, s5.1))
+                        let y2 = Self.aT((s0.2, s1.2, s2.2, s3.2, s4.2, s5.2)), y3 = Self.aT((s0.3, s1.3, s2.3, s3.3, s4.3, s5.3))
+                        // y_k.r is output row r, column k of the four tiles; a transpose makes each
+                        // tile's four columns contiguous.
+                        let row = target + (4 &* i &* ow &+ 4 &* j)
+                        Self.storeOutputRow(y0.0, y1.0, y2.0, y3.0, bo, row)
+                        Self.storeOutputRow(y0.1, y1.1, y2.1, y3.1, bo, row + ow)
+                        Self.storeOutputRow(y0.2, y1.2, y2.2, y3.2, bo, row + 2 &* ow)
+                        Self.storeOutputRow(y0.3, y1.3, y2.3, y3.3, bo, row + 3 &* ow)
+                    }
+                }
+                if !exact {
+                    for yy in 0..<h { (dst + yy &* w).update(from: plane + yy &* ow, count: w) }
+                }
+            }
+        }
+    }
+
+    /// Output row r of four tiles (its columns as vectors over the tiles) plus bias, tile by tile.
+    @inline(__always) static func storeOutputRow(_ c0: V4, _ c1: V4, _ c2: V4, _ c3: V4, _ bias: V4, _ row: UnsafeMutablePointer<Float>) {
+        let (t0, t1, t2, t3) = transpose4(c0 + bias, c1 + bias, c2 + bias, c3 + bias)
+        store4(t0, row); store4(t1, row + 4); store4(t2, row + 8); store4(t3, row + 12)
+    }
+}
