@@ -1,3 +1,5 @@
+import Foundation
+
 /// Zero-filled, 64-byte aligned floats that tensors view; freed with the last tensor that uses them.
 final class Storage {
     let data: UnsafeMutablePointer<Float>
@@ -92,5 +94,39 @@ struct Slot {
         let t = Tensor(shape, storage: storage!)
         tensor = t
         return t
+    }
+
+    /// For an inference pass: the slot's own memory when it has some (a network that trains and
+    /// validates keeps one set of activations), else a tensor from `TensorPool`, which the slot
+    /// does not hold, so that a network that only infers keeps only what is live.
+    mutating func transient(_ shape: [Int]) -> Tensor {
+        storage == nil ? TensorPool.shared.tensor(shape) : get(shape)
+    }
+}
+
+/// Memory for tensors that live only as long as someone holds them: gradients flowing backward
+/// through the layers, and activations of inference passes. A storage whose only owner is the pool
+/// is free; the smallest free one that fits is reused. After the first step or batch the pool
+/// holds about the largest set of such tensors alive at once, instead of one buffer per layer.
+final class TensorPool: @unchecked Sendable {
+    static let shared = TensorPool()
+    private var storages: [Storage] = []
+    private let lock = NSLock()
+
+    /// A tensor of `shape`, contents undefined.
+    func tensor(_ shape: [Int]) -> Tensor {
+        let count = shape.reduce(1, *)
+        lock.lock()
+        defer { lock.unlock() }
+        var best = -1
+        for i in storages.indices where storages[i].capacity >= count
+            && (best < 0 || storages[i].capacity < storages[best].capacity) && isKnownUniquelyReferenced(&storages[i]) {
+            best = i
+        }
+        if best < 0 {
+            storages.append(Storage(capacity: count))
+            best = storages.count - 1
+        }
+        return Tensor(shape, storage: storages[best])
     }
 }

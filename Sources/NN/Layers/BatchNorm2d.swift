@@ -19,7 +19,7 @@ public final class BatchNorm2d: Layer {
     private var trainingMode = true
     private var mean: [Float], invStd: [Float], count = 0.0
     private var stats: [Double]
-    private var out = Slot(), dx = Slot()
+    private var out = Slot()
 
     public init(_ channels: Int) {
         self.channels = channels
@@ -55,10 +55,10 @@ public final class BatchNorm2d: Layer {
 
     public func forward(_ x: Tensor, training: Bool) -> Tensor {
         precondition(x.c == channels, "BatchNorm2d: input has \(x.c) channels, expected \(channels)")
-        input = x
+        input = training ? x : nil
         trainingMode = training
         let n = x.n, hw = x.h &* x.w
-        let y = out.get(x.shape)
+        let y = training ? out.get(x.shape) : out.transient(x.shape)
         if training {
             let channels = self.channels
             stats.withUnsafeMutableBufferPointer { st in
@@ -125,7 +125,7 @@ public final class BatchNorm2d: Layer {
         guard let x = input else { preconditionFailure("BatchNorm2d.backward before forward") }
         precondition(trainingMode, "BatchNorm2d.backward after an eval-mode forward")
         let n = x.n, hw = x.h &* x.w
-        let dxT = dx.get(x.shape)
+        let dxT = TensorPool.shared.tensor(x.shape)
         // stats[c] = Σ dy, stats[C + c] = Σ dy·x̂ over the (global) batch.
         let channels = self.channels
         stats.withUnsafeMutableBufferPointer { st in

@@ -12,7 +12,7 @@ public final class Conv2d: Layer {
     public var computesInputGradient = true
     private let workspace: Workspace
     private var input: Tensor?
-    private var out = Slot(), dx = Slot()
+    private var out = Slot()
 
     public init(_ inChannels: Int, _ outChannels: Int, kernel: Int, stride: Int = 1, padding: Int = 0,
                 bias: Bool = true, workspace: Workspace) {
@@ -56,8 +56,9 @@ public final class Conv2d: Layer {
 
     public func forward(_ x: Tensor, training: Bool) -> Tensor {
         let g = geometry(x)
-        let y = out.get([x.n, outChannels, g.outHeight, g.outWidth])
-        input = x
+        let shape = [x.n, outChannels, g.outHeight, g.outWidth]
+        let y = training ? out.get(shape) : out.transient(shape)
+        input = training ? x : nil
         let b = bias.map { UnsafePointer($0.value.data) }
         if !training, let wg = winogradF4(x) {
             wg.forward(x.data, weight: weight.value.data, bias: b, into: y.data, workspace: workspace)
@@ -93,7 +94,7 @@ public final class Conv2d: Layer {
         guard let x = input else { preconditionFailure("Conv2d.backward before forward") }
         let g = geometry(x)
         // Without an input gradient the input itself is returned, unchanged, and callers ignore it.
-        let dxT = computesInputGradient ? dx.get(x.shape) : x
+        let dxT = computesInputGradient ? TensorPool.shared.tensor(x.shape) : x
         if let bias { accumulateBiasGradient(dy, bias.grad) }
         if let wg = winograd(x) {
             wg.backward(x.data, dy: dy.data, weight: weight.value.data, weightGradient: weight.grad.data,

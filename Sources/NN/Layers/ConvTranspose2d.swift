@@ -10,7 +10,7 @@ public final class ConvTranspose2d: Layer {
     public let bias: Parameter?
     private let workspace: Workspace
     private var input: Tensor?
-    private var out = Slot(), dx = Slot()
+    private var out = Slot()
 
     public init(_ inChannels: Int, _ outChannels: Int, kernel: Int = 2, bias: Bool = true, workspace: Workspace) {
         self.inChannels = inChannels
@@ -30,9 +30,10 @@ public final class ConvTranspose2d: Layer {
 
     public func forward(_ x: Tensor, training: Bool) -> Tensor {
         precondition(x.c == inChannels, "ConvTranspose2d: input has \(x.c) channels, expected \(inChannels)")
-        input = x
+        input = training ? x : nil
         let k = kernel, h = x.h, w = x.w, hw = h &* w, kk = k &* k
-        let y = out.get([x.n, outChannels, h &* k, w &* k])
+        let shape = [x.n, outChannels, h &* k, w &* k]
+        let y = training ? out.get(shape) : out.transient(shape)
         let rows = outChannels &* kk
         let p = workspace.buffer(rows &* hw)
         let biases = bias.map { UnsafePointer($0.value.data) }, ow = w &* k
@@ -64,7 +65,7 @@ public final class ConvTranspose2d: Layer {
         guard let x = input else { preconditionFailure("ConvTranspose2d.backward before forward") }
         let k = kernel, h = x.h, w = x.w, hw = h &* w, kk = k &* k, ow = w &* k
         let rows = outChannels &* kk
-        let dxT = dx.get(x.shape)
+        let dxT = TensorPool.shared.tensor(x.shape)
         let p = workspace.buffer(rows &* hw)
         let biasGrad = bias.map { $0.grad.data }
         for b in 0..<x.n {

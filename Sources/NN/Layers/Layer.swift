@@ -1,9 +1,10 @@
 /// A layer with an explicit forward and backward over preallocated buffers (llm.c style).
 ///
-/// `forward` returns a tensor the layer owns (reused by the next call of the same shape) and
-/// keeps what backward needs. `backward` takes d(loss)/d(output), accumulates into the layer's
-/// parameter gradients and returns d(loss)/d(input), again a tensor the layer owns (or, for
-/// layers that work in place, the tensor it was given).
+/// `forward` returns a tensor that stays valid while the caller holds it; in training the layer
+/// keeps it (and reuses it in the next call of the same shape) with what backward needs, in
+/// inference it keeps nothing. `backward` takes d(loss)/d(output), accumulates into the layer's
+/// parameter gradients and returns d(loss)/d(input): a tensor from `TensorPool` that is the
+/// caller's while it holds it (or, for layers that work in place, the tensor it was given).
 public protocol Layer: StateModule {
     var parameterList: [Parameter] { get }
     func forward(_ x: Tensor, training: Bool) -> Tensor

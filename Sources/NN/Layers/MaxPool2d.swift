@@ -4,7 +4,7 @@ public final class MaxPool2d: Layer {
     public let kernel: Int, stride: Int, padding: Int
     private var inputShape: [Int] = []
     private var argmax: [Int32] = []
-    private var out = Slot(), dx = Slot()
+    private var out = Slot()
 
     public init(kernel: Int, stride: Int, padding: Int = 0) {
         self.kernel = kernel
@@ -18,7 +18,7 @@ public final class MaxPool2d: Layer {
     public func forward(_ x: Tensor, training: Bool) -> Tensor {
         let h = x.h, w = x.w, k = kernel, s = stride, p = padding
         let oh = (h + 2 * p - k) / s + 1, ow = (w + 2 * p - k) / s + 1
-        let y = out.get([x.n, x.c, oh, ow])
+        let y = training ? out.get([x.n, x.c, oh, ow]) : out.transient([x.n, x.c, oh, ow])
         inputShape = x.shape
         if argmax.count != y.count { argmax = [Int32](repeating: 0, count: y.count) }
         argmax.withUnsafeMutableBufferPointer { am in
@@ -75,7 +75,7 @@ public final class MaxPool2d: Layer {
     }
 
     public func backward(_ dy: Tensor) -> Tensor {
-        let dxT = dx.get(inputShape)
+        let dxT = TensorPool.shared.tensor(inputShape)
         let hw = inputShape[2] &* inputShape[3], ohw = dy.h &* dy.w
         argmax.withUnsafeBufferPointer { am in
             let args = am.baseAddress!

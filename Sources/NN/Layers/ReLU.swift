@@ -18,7 +18,7 @@ public final class ReLU: Layer {
                 p[i] = v < 0 ? 0 : v
             }
         }
-        output = x
+        output = training ? x : nil
         return x
     }
 

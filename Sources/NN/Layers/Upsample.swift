@@ -2,7 +2,7 @@
 public final class Upsample: Layer {
     public let factor: Int
     private var inputShape: [Int] = []
-    private var out = Slot(), dx = Slot()
+    private var out = Slot()
 
     public init(factor: Int = 2) { self.factor = factor }
 
@@ -11,7 +11,7 @@ public final class Upsample: Layer {
 
     public func forward(_ x: Tensor, training: Bool) -> Tensor {
         let f = factor, h = x.h, w = x.w, ow = w &* f
-        let y = out.get([x.n, x.c, h &* f, ow])
+        let y = training ? out.get([x.n, x.c, h &* f, ow]) : out.transient([x.n, x.c, h &* f, ow])
         inputShape = x.shape
         Parallel.forEach(x.n &* x.c) { planes, _ in
             for plane in planes {
@@ -33,7 +33,7 @@ public final class Upsample: Layer {
 
     public func backward(_ dy: Tensor) -> Tensor {
         let f = factor, h = inputShape[2], w = inputShape[3], ow = w &* f
-        let dxT = dx.get(inputShape)
+        let dxT = TensorPool.shared.tensor(inputShape)
         Parallel.forEach(dy.n &* dy.c) { planes, _ in
             for plane in planes {
                 let g = dy.data + plane &* h &* w &* f &* f
