@@ -67,13 +67,7 @@ public final class BatchNorm2d: Layer {
                     for c in range {
                         var sum = 0.0, squares = 0.0
                         for b in 0..<n {
-                            let p = x.data + (b &* channels &+ c) &* hw
-                            var s = 0.0, q = 0.0
-                            for i in 0..<hw {
-                                let v = Double(p[i])
-                                s += v
-                                q += v * v
-                            }
+                            let (s, q) = sumAndSquares(x.data + (b &* channels &+ c) &* hw, hw)
                             sum += s
                             squares += q
                         }
@@ -138,13 +132,7 @@ public final class BatchNorm2d: Layer {
                             var sumG = 0.0, sumGX = 0.0
                             for b in 0..<n {
                                 let off = (b &* channels &+ c) &* hw
-                                let p = x.data + off, g = dy.data + off
-                                var sg = 0.0, sgx = 0.0
-                                for i in 0..<hw {
-                                    let gi = Double(g[i])
-                                    sg += gi
-                                    sgx += gi * Double((p[i] - m) * s)
-                                }
+                                let (sg, sgx) = Self.gradientSums(dy.data + off, x.data + off, hw, mean: m, invStd: s)
                                 sumG += sg
                                 sumGX += sgx
                             }
@@ -186,5 +174,27 @@ public final class BatchNorm2d: Layer {
             }
         }
         return dxT
+    }
+
+    /// Σ g and Σ g·x̂ (x̂ = (x − mean)·invStd) in Double, four partial sums each.
+    private static func gradientSums(_ g: UnsafePointer<Float>, _ x: UnsafePointer<Float>, _ n: Int,
+                                     mean m: Float, invStd s: Float) -> (Double, Double) {
+        var a = SIMD4<Double>.zero, b = SIMD4<Double>.zero, i = 0
+        let mv = V4(repeating: m), sv = V4(repeating: s)
+        while i &+ 4 <= n {
+            let gv = load4(g + i), xh = (load4(x + i) - mv) * sv
+            let gd = SIMD4<Double>(Double(gv[0]), Double(gv[1]), Double(gv[2]), Double(gv[3]))
+            a += gd
+            b += gd * SIMD4<Double>(Double(xh[0]), Double(xh[1]), Double(xh[2]), Double(xh[3]))
+            i &+= 4
+        }
+        var sg = a.sum(), sgx = b.sum()
+        while i < n {
+            let gi = Double(g[i])
+            sg += gi
+            sgx += gi * Double((x[i] - m) * s)
+            i &+= 1
+        }
+        return (sg, sgx)
     }
 }

@@ -134,12 +134,7 @@ public final class Conv2d: Layer {
         Parallel.forEach(cout) { range, _ in
             for o in range {
                 var total = grad[o]
-                for b in 0..<n {
-                    let row = dy.data + (b &* cout &+ o) &* hw
-                    var s: Float = 0
-                    for i in 0..<hw { s += row[i] }
-                    total += s
-                }
+                for b in 0..<n { total += sum(dy.data + (b &* cout &+ o) &* hw, hw) }
                 grad[o] = total
             }
         }

@@ -72,3 +72,38 @@ typealias V4 = SIMD4<Float>
         x &+= 1
     }
 }
+
+/// Σ p[0..<n] with eight partial sums (a single running sum is bound by the add's latency).
+@inline(__always) func sum(_ p: UnsafePointer<Float>, _ n: Int) -> Float {
+    var a = V4.zero, b = V4.zero, i = 0
+    while i &+ 8 <= n {
+        a += load4(p + i)
+        b += load4(p + (i &+ 4))
+        i &+= 8
+    }
+    var s = (a + b).sum()
+    while i < n {
+        s += p[i]
+        i &+= 1
+    }
+    return s
+}
+
+/// Σ p[i] and Σ p[i]² in Double, four partial sums each.
+@inline(__always) func sumAndSquares(_ p: UnsafePointer<Float>, _ n: Int) -> (Double, Double) {
+    var s = SIMD4<Double>.zero, q = SIMD4<Double>.zero, i = 0
+    while i &+ 4 <= n {
+        let v = SIMD4<Double>(Double(p[i]), Double(p[i &+ 1]), Double(p[i &+ 2]), Double(p[i &+ 3]))
+        s += v
+        q += v * v
+        i &+= 4
+    }
+    var ss = s.sum(), qq = q.sum()
+    while i < n {
+        let v = Double(p[i])
+        ss += v
+        qq += v * v
+        i &+= 1
+    }
+    return (ss, qq)
+}
