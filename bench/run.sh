@@ -11,7 +11,8 @@
 # interpreter with torch and segmentation-models-pytorch instead of making bench/.venv (once).
 # SCRATCH=dir builds there instead of .build-bench. NATIVE=1 compiles for this machine's CPU (see the Makefile). This script alone lets OpenBLAS pick
 # its kernel for this CPU: it unsets OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE for the Swift side,
-# and the report names the kernel that ran.
+# and the report names the kernel that ran. With Linux perf installed, bench/profile.py adds where
+# the time goes by layer type.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -54,10 +55,12 @@ swift_env=(env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE)
 archs=(unet resnet18-unet)
 scene=$data/scene$size
 
-if [ ! -f "$scene/final_asp_dsm.tif" ]; then
-    echo "== synthetic ${size}² scene" >&2
-    "$bin/deepdem" synth --out "$scene" --size "$size" >&2
-fi
+for n in "$size" 1024; do   # the profile refines a 1024² scene
+    if [ ! -f "$data/scene$n/final_asp_dsm.tif" ]; then
+        echo "== synthetic ${n}² scene" >&2
+        "$bin/deepdem" synth --out "$data/scene$n" --size "$n" >&2
+    fi
+done
 for arch in "${archs[@]}"; do
     [ -f "$data/$arch.safetensors" ] || "$python" bench/pytorch_bench.py checkpoint --arch "$arch" --out "$data/$arch.safetensors"
 done
@@ -145,7 +148,13 @@ done
 for arch in "${archs[@]}"; do
     gdal_translate -q -of ENVI -ot Float32 "$data/swift_$arch.tif" "$data/swift_$arch.f32"
 done
-"$python" bench/summarize.py "$log" --data "$data" --out bench/RESULTS.md \
+rm -f "$data/profile.md"
+if perf stat -e task-clock true >/dev/null 2>&1; then
+    echo "== profile by layer type (perf)" >&2
+    "$python" bench/profile.py --bin "$bin" --scene "$data/scene1024" --checkpoints "$data" > "$data/profile.md" ||
+        rm -f "$data/profile.md"
+fi
+"$python" bench/summarize.py "$log" --data "$data" --out bench/RESULTS.md --profile "$data/profile.md" \
     --machine "$(lscpu | sed -n 's/^Model name: *//p' | head -1), $(nproc) cores, $(free -g | awk '/^Mem:/ {print $2}') GB" \
     --swift "$(swift --version 2>&1 | head -1)" --build "swift build -c release${flags[*]:+ ${flags[*]}}" \
     --invocation "bench/run.sh --rounds $rounds --size $size --steps $steps${NATIVE:+ (NATIVE=$NATIVE)}"

@@ -67,6 +67,7 @@ def main():
     p.add_argument("--swift", default="")
     p.add_argument("--build", default="")
     p.add_argument("--invocation", default="")
+    p.add_argument("--profile", default="", help="markdown from bench/profile.py to append")
     a = p.parse_args()
     runs = load(a.log)
     rounds = max(r["round"] for r in runs)
@@ -147,6 +148,18 @@ def main():
     for name, t, s, ratio, target in summary:
         emit(f"| {name} | {t} | {s} | {ratio:.2f}× | {target} |")
     emit("")
+    emit("## Notes")
+    emit("")
+    emit("- GFLOPS count the direct convolutions' work (14.9 GFLOP per unet tile, 32.7 per resnet18-unet tile, "
+         "forward and backward), so they measure throughput, not arithmetic: this project's 3×3 convolutions "
+         "run by Winograd's algorithm (F(2×2, 3×3) in training, F(4×4, 3×3) in inference), which needs "
+         "fewer multiplications, and can exceed the sgemm peak.")
+    emit("- This project: 1 rank × 2 threads means one process whose layers split their work over 2 threads "
+         "(OpenBLAS single-threaded inside them); 2 ranks × 1 thread means `mpirun -np 2`, each rank half of "
+         "the batch, gradients all-reduced in buckets during backward. Peak RSS of 2 ranks is their sum.")
+    emit("- Refinement: both sides tile the same synthetic scene with the same weights (written by PyTorch), "
+         "chips every half chip, batches of 8, the same blending; the last column compares the outputs.")
+    emit("")
     emit("## Commands")
     emit("")
     emit("```")
@@ -157,6 +170,9 @@ def main():
             emit(r["command"])
     emit("```")
     text = "\n".join(lines) + "\n"
+    if a.profile and os.path.exists(a.profile):
+        with open(a.profile) as f:
+            text += "\n" + f.read()
     with open(a.out, "w") as f:
         f.write(text)
     print(text)
