@@ -11,7 +11,7 @@
 # interpreter with torch and segmentation-models-pytorch instead of making bench/.venv (once).
 # SCRATCH=dir builds there instead of .build-bench. NATIVE=1 compiles for this machine's CPU (see the Makefile). This script alone lets OpenBLAS pick
 # its kernel for this CPU: it unsets OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE for the Swift side,
-# and the report names the kernel that ran. With Linux perf installed, bench/profile.py adds where
+# and the report names the kernel that ran. With Linux perf installed, bench/layer_profile.py adds where
 # the time goes by layer type.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -151,7 +151,7 @@ done
 rm -f "$data/profile.md"
 if perf stat -e task-clock true >/dev/null 2>&1; then
     echo "== profile by layer type (perf)" >&2
-    "$python" bench/profile.py --bin "$bin" --scene "$data/scene1024" --checkpoints "$data" > "$data/profile.md" ||
+    "$python" bench/layer_profile.py --bin "$bin" --scene "$data/scene1024" --checkpoints "$data" > "$data/profile.md" ||
         rm -f "$data/profile.md"
 fi
 "$python" bench/summarize.py "$log" --data "$data" --out bench/RESULTS.md --profile "$data/profile.md" \

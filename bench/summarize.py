@@ -67,7 +67,7 @@ def main():
     p.add_argument("--swift", default="")
     p.add_argument("--build", default="")
     p.add_argument("--invocation", default="")
-    p.add_argument("--profile", default="", help="markdown from bench/profile.py to append")
+    p.add_argument("--profile", default="", help="markdown from bench/layer_profile.py to append")
     a = p.parse_args()
     runs = load(a.log)
     rounds = max(r["round"] for r in runs)

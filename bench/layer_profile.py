@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Where the time of a training step and of a refinement goes, by layer type (Linux perf).
 
-    profile.py --bin BUILD_BIN_DIR --scene SCENE_DIR --checkpoints DIR [--steps 3] > profile.md
+    layer_profile.py --bin BUILD_BIN_DIR --scene SCENE_DIR --checkpoints DIR [--steps 3] > profile.md
 
 Runs train-bench (1 thread, so that every sample's call stack runs from the step down to the
 instruction) and `deepdem refine` under `perf record --call-graph dwarf`, and charges each
@@ -79,7 +79,7 @@ def main():
     a = p.parse_args()
     out = ["## Where the time goes, by layer type", "",
            "`perf record --call-graph dwarf` at 499 Hz, 1 thread (so that each sample's stack is whole), "
-           "each sample charged to the innermost layer on its stack (bench/profile.py).", ""]
+           "each sample charged to the innermost layer on its stack (bench/layer_profile.py).", ""]
     with tempfile.TemporaryDirectory() as tmp:
         data = os.path.join(tmp, "perf.data")
         for arch in ("unet", "resnet18-unet"):
