@@ -20,9 +20,19 @@ public final class Upsample: Layer {
                 for i in 0..<h {
                     let row = dst + i &* f &* ow
                     let s = src + i &* w
-                    for j in 0..<w {
+                    var j = 0
+                    if f == 2 {
+                        while j &+ 4 <= w {
+                            let v = load4(s + j)
+                            store4(V4(v[0], v[0], v[1], v[1]), row + 2 &* j)
+                            store4(V4(v[2], v[2], v[3], v[3]), row + (2 &* j &+ 4))
+                            j &+= 4
+                        }
+                    }
+                    while j < w {
                         let v = s[j]
                         for r in 0..<f { row[j &* f &+ r] = v }
+                        j &+= 1
                     }
                     for r in 1..<f { (row + r &* ow).update(from: row, count: ow) }
                 }
@@ -39,7 +49,20 @@ public final class Upsample: Layer {
                 let g = dy.data + plane &* h &* w &* f &* f
                 let d = dxT.data + plane &* h &* w
                 for i in 0..<h {
-                    for j in 0..<w {
+                    var j = 0
+                    if f == 2 {
+                        // The four inputs of each output, added in the general loop's order.
+                        let r0 = g + 2 &* i &* ow, r1 = r0 + ow
+                        while j &+ 4 <= w {
+                            let a = load4(r0 + 2 &* j), b = load4(r0 + (2 &* j &+ 4))
+                            let c = load4(r1 + 2 &* j), e = load4(r1 + (2 &* j &+ 4))
+                            let s = V4(a[0], a[2], b[0], b[2]) + V4(a[1], a[3], b[1], b[3])
+                                + V4(c[0], c[2], e[0], e[2]) + V4(c[1], c[3], e[1], e[3])
+                            store4(s, d + (i &* w &+ j))
+                            j &+= 4
+                        }
+                    }
+                    while j < w {
                         var s: Float = 0
                         for r in 0..<f {
                             let y: Int = i &* f &+ r
@@ -47,6 +70,7 @@ public final class Upsample: Layer {
                             for c in 0..<f { s += row[c] }
                         }
                         d[i &* w &+ j] = s
+                        j &+= 1
                     }
                 }
             }
