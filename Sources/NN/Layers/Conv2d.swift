@@ -44,10 +44,12 @@ public final class Conv2d: Layer {
         return WinogradConv(cin: inChannels, cout: outChannels, n: x.n, h: x.h, w: x.w)
     }
 
-    /// Inference takes F(4×4, 3×3) where the image has room for its tiles. It rounds about seven
-    /// times more than F(2×2) (2e-6 against 3e-7 of the output's magnitude), which training-mode
-    /// BatchNorm in small batches amplifies past what the golden tests allow on some OpenBLAS
-    /// kernels; inference outputs keep well within them.
+    /// F(4×4, 3×3) where the image has room for its tiles, for inference and for the weight gradient.
+    /// It rounds about seven times more than F(2×2) (2e-6 against 3e-7 of the output's magnitude).
+    /// Training's forward keeps F(2×2): its activations decide ReLU masks, the masked L1's signs and
+    /// the statistics of training-mode BatchNorm over small batches, which amplify rounding past
+    /// what the golden tests allow. Input gradients keep it too: with both gradients from F(4×4),
+    /// runs on 1, 2 and 3 ranks drift apart by more than the rank-equivalence tests allow.
     func winogradF4(_ x: Tensor) -> WinogradF4Conv? {
         guard WinogradConv.applies(kernel: kernel, stride: stride, padding: padding), WinogradF4Conv.applies(h: x.h, w: x.w)
         else { return nil }
@@ -97,8 +99,12 @@ public final class Conv2d: Layer {
         let dxT = computesInputGradient ? TensorPool.shared.tensor(x.shape) : x
         if let bias { accumulateBiasGradient(dy, bias.grad) }
         if let wg = winograd(x) {
-            wg.backward(x.data, dy: dy.data, weight: weight.value.data, weightGradient: weight.grad.data,
-                        dx: computesInputGradient ? dxT.data : nil, workspace: workspace)
+            let f4 = winogradF4(x)
+            f4?.weightGradient(x.data, dy: dy.data, into: weight.grad.data, workspace: workspace)
+            if f4 == nil || computesInputGradient {
+                wg.backward(x.data, dy: dy.data, weight: weight.value.data, weightGradient: f4 == nil ? weight.grad.data : nil,
+                            dx: computesInputGradient ? dxT.data : nil, workspace: workspace)
+            }
             return dxT
         }
         // The column buffer doubles as the input-gradient columns once dW has used it.

@@ -71,20 +71,22 @@ struct WinogradConv {
         }
     }
 
-    /// dW += conv-weight-gradient(x, dy); dx = conv-input-gradient(dy) when `dx` is given.
+    /// dW += conv-weight-gradient(x, dy) when `dw` is given; dx = conv-input-gradient(dy) when `dx` is.
     func backward(_ x: UnsafePointer<Float>, dy: UnsafePointer<Float>, weight: UnsafePointer<Float>,
-                  weightGradient dw: UnsafeMutablePointer<Float>, dx: UnsafeMutablePointer<Float>?, workspace ws: Workspace) {
+                  weightGradient dw: UnsafeMutablePointer<Float>?, dx: UnsafeMutablePointer<Float>?, workspace ws: Workspace) {
         let (v, dm, u, planes) = buffers(ws)
         let du = ws.buffer(16 * Self.slab(cout * cin), slot: 3)
         let us = Self.slab(cout &* cin)
         if dx != nil { Parallel.forEach(cout * cin, grain: 256) { range, _ in transformWeights(weight, range, into: u) } }
         for (k, images) in chunks.enumerated() {
             let t = images.count * tilesPerImage, vs = Self.slab(cin &* t), ms = Self.slab(cout &* t)
-            Parallel.forEach(cin) { c, w in transformInput(x, images: images, channels: c, into: v, plane: planes[w]) }
             Parallel.forEach(cout) { o, w in transformOutputGradient(dy, images: images, channels: o, into: dm, plane: planes[w]) }
-            gemmBatch(16) { xi in
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(cout), Int32(cin), Int32(t),
-                            1, dm + xi &* ms, Int32(t), v + xi &* vs, Int32(t), k == 0 ? 0 : 1, du + xi &* us, Int32(cin))
+            if dw != nil {
+                Parallel.forEach(cin) { c, w in transformInput(x, images: images, channels: c, into: v, plane: planes[w]) }
+                gemmBatch(16) { xi in
+                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(cout), Int32(cin), Int32(t),
+                                1, dm + xi &* ms, Int32(t), v + xi &* vs, Int32(t), k == 0 ? 0 : 1, du + xi &* us, Int32(cin))
+                }
             }
             guard let dx else { continue }
             // V is spent: dV takes its place.
@@ -94,7 +96,7 @@ struct WinogradConv {
             }
             Parallel.forEach(cin) { c, w in transformInputGradient(v, images: images, channels: c, into: dx, plane: planes[w]) }
         }
-        Parallel.forEach(cout * cin, grain: 256) { range, _ in accumulateWeightGradient(du, range, into: dw) }
+        if let dw { Parallel.forEach(cout * cin, grain: 256) { range, _ in accumulateWeightGradient(du, range, into: dw) } }
     }
 
     /// (d0 + (d1 + d2)/2, (d1 − d2)/2, (d1 + d2)/2 + d3): Gᵀ applied to four values, G's adjoint.
@@ -338,4 +340,5 @@ struct WinogradConv {
     store4(SIMD4(a[0], b[0], a[1], b[1]), p)
     store4(SIMD4(a[2], b[2], a[3], b[3]), p + 4)
 }
+
 

@@ -1,12 +1,12 @@
 import CBLAS
 
-/// The forward pass of a 3×3, stride-1, padding-1 convolution by Winograd's F(4×4, 3×3) (Lavin &
-/// Gray, 2016; interpolation points 0, ±1, ±2), for inference: each 4×4 output tile comes from the
-/// 6×6 input patch around it through 36 GEMMs  M[ξ] = U[ξ]·V[ξ]  over the tiles, with
-/// U = G g Gᵀ, V = Bᵀ d B, Y = Aᵀ M A: 36 multiplies per 16 outputs where F(2×2, 3×3) needs 64
-/// and direct convolution 144, and transformed buffers 2.25× their images (F(2×2): 4×).
-/// Layout, chunking and threading are `WinogradConv`'s. Images smaller than 16×16 would waste too
-/// many tiles on padding; `WinogradConv` takes those.
+/// A 3×3, stride-1, padding-1 convolution by Winograd's F(4×4, 3×3) (Lavin & Gray, 2016;
+/// interpolation points 0, ±1, ±2): each 4×4 output tile comes from the 6×6 input patch around it
+/// through 36 GEMMs  M[ξ] = U[ξ]·V[ξ]  over the tiles, with U = G g Gᵀ, V = Bᵀ d B, Y = Aᵀ M A:
+/// 36 multiplies per 16 outputs where F(2×2, 3×3) needs 64 and direct convolution 144, and
+/// transformed buffers 2.25× their images (F(2×2): 4×). The weight gradient runs the adjoints
+/// as `WinogradConv` does: dM = A dY Aᵀ, dU[ξ] = dM[ξ]·V[ξ]ᵀ summed over the tiles, dg = Gᵀ dU G. Layout, chunking and threading are `WinogradConv`'s. Images smaller than 16×16
+/// would waste too many tiles on padding; `WinogradConv` takes those.
 struct WinogradF4Conv {
     let cin: Int, cout: Int
     let n: Int, h: Int, w: Int
@@ -32,7 +32,7 @@ struct WinogradF4Conv {
         stride(from: 0, to: n, by: imagesPerChunk).map { $0..<min($0 + imagesPerChunk, n) }
     }
 
-    // Workspace slots: 0 V, 1 M, 2 U, 8… one padded plane per worker.
+    // Workspace slots: 0 V, 1 M (and dM), 2 U, 3 dU, 8… one padded plane per worker.
     func buffers(_ ws: Workspace) -> (v: UnsafeMutablePointer<Float>, m: UnsafeMutablePointer<Float>,
                                       u: UnsafeMutablePointer<Float>, planes: [UnsafeMutablePointer<Float>]) {
         (ws.buffer(36 * WinogradConv.slab(cin * maxTiles), slot: 0), ws.buffer(36 * WinogradConv.slab(cout * maxTiles), slot: 1),
@@ -53,6 +53,24 @@ struct WinogradF4Conv {
             }
             Parallel.forEach(cout) { o, w in transformOutput(m, images: images, channels: o, bias: bias, into: y, plane: planes[w]) }
         }
+    }
+
+    /// dW += conv-weight-gradient(x, dy). (Conv2d takes input gradients from F(2×2): see `Conv2d.winograd`.)
+    func weightGradient(_ x: UnsafePointer<Float>, dy: UnsafePointer<Float>, into dw: UnsafeMutablePointer<Float>,
+                        workspace ws: Workspace) {
+        let (v, dm, _, planes) = buffers(ws)
+        let du = ws.buffer(36 * WinogradConv.slab(cout * cin), slot: 3)
+        let us = WinogradConv.slab(cout &* cin)
+        for (k, images) in chunks.enumerated() {
+            let t = images.count * tilesPerImage, vs = WinogradConv.slab(cin &* t), ms = WinogradConv.slab(cout &* t)
+            Parallel.forEach(cin) { c, w in transformInput(x, images: images, channels: c, into: v, plane: planes[w]) }
+            Parallel.forEach(cout) { o, w in transformOutputGradient(dy, images: images, channels: o, into: dm, plane: planes[w]) }
+            gemmBatch(36) { xi in
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(cout), Int32(cin), Int32(t),
+                            1, dm + xi &* ms, Int32(t), v + xi &* vs, Int32(t), k == 0 ? 0 : 1, du + xi &* us, Int32(cin))
+            }
+        }
+        Parallel.forEach(cout * cin, grain: 256) { range, _ in accumulateWeightGradient(du, range, into: dw) }
     }
 
     // MARK: the 1-D transforms, each on four tiles at once
@@ -76,6 +94,19 @@ struct WinogradF4Conv {
         let (m0, m1, m2, m3, m4, m5) = m
         let p = m1 + m2, q = m1 - m2, r = m3 + m4, s = m3 - m4
         return (m0 + p + r, q + 2 * s, p + 4 * r, q + 8 * s + m5)
+    }
+
+    /// A y (Aᵀ's adjoint): four output-gradient values to six.
+    @inline(__always) static func a(_ y0: V4, _ y1: V4, _ y2: V4, _ y3: V4) -> Six {
+        let e = y0 + y2, o = y1 + y3, e4 = y0 + 4 * y2, o8 = 2 * y1 + 8 * y3
+        return (y0, e + o, e - o, e4 + o8, e4 - o8, y3)
+    }
+
+    /// Gᵀ u (G's adjoint): six transformed kernel values back to three taps.
+    @inline(__always) static func gT(_ u: Six) -> (V4, V4, V4) {
+        let (u0, u1, u2, u3, u4, u5) = u
+        let p = u1 + u2, q = u2 - u1, r = u3 + u4, s = u3 - u4
+        return (u0 / 4 - p / 6 + r / 24, q / 6 + s / 12, r / 6 - p / 6 + u5)
     }
 
     @inline(__always) static func load6(_ p: UnsafePointer<Float>, _ stride: Int) -> Six {
@@ -105,6 +136,29 @@ struct WinogradF4Conv {
             }
             put(Self.g(c0.0, c1.0, c2.0), 0); put(Self.g(c0.1, c1.1, c2.1), 1); put(Self.g(c0.2, c1.2, c2.2), 2)
             put(Self.g(c0.3, c1.3, c2.3), 3); put(Self.g(c0.4, c1.4, c2.4), 4); put(Self.g(c0.5, c1.5, c2.5), 5)
+        }
+    }
+
+    /// dW[o][c] += Gᵀ dU[·][o][c] G, the adjoint of `transformWeights`, four kernels at a time.
+    func accumulateWeightGradient(_ du: UnsafePointer<Float>, _ kernels: Range<Int>, into dw: UnsafeMutablePointer<Float>) {
+        let plane = WinogradConv.slab(cout &* cin)
+        for at in stride(from: kernels.lowerBound, to: kernels.upperBound, by: 4) {
+            let lanes = min(4, kernels.upperBound &- at)
+            // Gᵀ along each row r of dU (ξ = 6r + column), then down each of the three columns.
+            let d = du + at
+            let q0 = Self.gT(Self.load6(d, plane)), q1 = Self.gT(Self.load6(d + 6 &* plane, plane))
+            let q2 = Self.gT(Self.load6(d + 12 &* plane, plane)), q3 = Self.gT(Self.load6(d + 18 &* plane, plane))
+            let q4 = Self.gT(Self.load6(d + 24 &* plane, plane)), q5 = Self.gT(Self.load6(d + 30 &* plane, plane))
+            let c0 = Self.gT((q0.0, q1.0, q2.0, q3.0, q4.0, q5.0))
+            let c1 = Self.gT((q0.1, q1.1, q2.1, q3.1, q4.1, q5.1))
+            let c2 = Self.gT((q0.2, q1.2, q2.2, q3.2, q4.2, q5.2))
+            // cB.a is tap (row a, column B) of the four kernels.
+            for l in 0..<lanes {
+                let k = dw + (at &+ l) &* 9
+                k[0] += c0.0[l]; k[1] += c1.0[l]; k[2] += c2.0[l]
+                k[3] += c0.1[l]; k[4] += c1.1[l]; k[5] += c2.1[l]
+                k[6] += c0.2[l]; k[7] += c1.2[l]; k[8] += c2.2[l]
+            }
         }
     }
 
@@ -190,6 +244,45 @@ struct WinogradF4Conv {
                 }
                 if !exact {
                     for yy in 0..<h { (dst + yy &* w).update(from: plane + yy &* ow, count: w) }
+                }
+            }
+        }
+    }
+
+    /// dM[ξ][o][t] = (A dY Aᵀ)[ξ] for the 4×4 output-gradient tile (zero past the image).
+    func transformOutputGradient(_ dy: UnsafePointer<Float>, images: Range<Int>, channels: Range<Int>,
+                                 into dm: UnsafeMutablePointer<Float>, plane: UnsafeMutablePointer<Float>) {
+        let t = images.count &* tilesPerImage, xs = WinogradConv.slab(cout &* t), tw = self.tw, exact = self.exact
+        let q = quarter, pw = self.pw
+        for o in channels {
+            for b in images {
+                let src = dy + (b &* cout &+ o) &* h &* w
+                if !exact { split(src, at: 0, into: plane) }
+                let base = dm + (o &* t &+ (b &- images.lowerBound) &* tilesPerImage)
+                for i in 0..<th {
+                    for j in stride(from: 0, to: tw, by: 4) {
+                        // Row r of the four tiles as its four columns, each a vector over the tiles.
+                        func row(_ r: Int) -> Four {
+                            if exact {
+                                let p = src + ((4 &* i &+ r) &* w &+ 4 &* j)
+                                return transpose4(load4(p), load4(p + 4), load4(p + 8), load4(p + 12))
+                            }
+                            let p = UnsafePointer(plane + ((4 &* i &+ r) &* pw &+ j))
+                            return (load4(p), load4(p + q), load4(p + 2 &* q), load4(p + 3 &* q))
+                        }
+                        // A along each row (four columns to six), then down each of the six columns.
+                        let y0 = row(0), y1 = row(1), y2 = row(2), y3 = row(3)
+                        let z0 = Self.a(y0.0, y0.1, y0.2, y0.3), z1 = Self.a(y1.0, y1.1, y1.2, y1.3)
+                        let z2 = Self.a(y2.0, y2.1, y2.2, y2.3), z3 = Self.a(y3.0, y3.1, y3.2, y3.3)
+                        let p = base + (i &* tw &+ j)
+                        // Column k of the result holds ξ = 6a + k for a = 0…5.
+                        Self.store6(Self.a(z0.0, z1.0, z2.0, z3.0), p, 6 &* xs)
+                        Self.store6(Self.a(z0.1, z1.1, z2.1, z3.1), p + xs, 6 &* xs)
+                        Self.store6(Self.a(z0.2, z1.2, z2.2, z3.2), p + 2 &* xs, 6 &* xs)
+                        Self.store6(Self.a(z0.3, z1.3, z2.3, z3.3), p + 3 &* xs, 6 &* xs)
+                        Self.store6(Self.a(z0.4, z1.4, z2.4, z3.4), p + 4 &* xs, 6 &* xs)
+                        Self.store6(Self.a(z0.5, z1.5, z2.5, z3.5), p + 5 &* xs, 6 &* xs)
+                    }
                 }
             }
         }
