@@ -53,6 +53,19 @@ public final class Raster: @unchecked Sendable {
 
     deinit { GDALClose(dataset) }
 
+    /// Bytes of one row of GDAL blocks decoded in its cache (block height × raster width).
+    var blockRowBytes: Int {
+        var bx: Int32 = 0, by: Int32 = 0
+        GDALGetBlockSize(band, &bx, &by)
+        return Int(max(by, 1)) * grid.width * Int(GDALGetDataTypeSizeBytes(GDALGetRasterDataType(band)))
+    }
+
+    var blockHeight: Int {
+        var bx: Int32 = 0, by: Int32 = 0
+        GDALGetBlockSize(band, &bx, &by)
+        return Int(max(by, 1))
+    }
+
     /// Reads the window at (`x`, `y`) of `width`×`height` pixels into `buffer` (row-major, row
     /// stride `width`), nodata as NaN.
     public func read(x: Int, y: Int, width: Int, height: Int, into buffer: UnsafeMutablePointer<Float>) throws {

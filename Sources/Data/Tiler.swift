@@ -46,6 +46,17 @@ public struct Tiler {
         }
         let nodata = scene.aspDSM.nodata ?? -Double(Float.greatestFiniteMagnitude)
         let writer = try RasterWriter(path: path, grid: scene.grid, nodata: nodata, format: format, overwrite: overwrite)
+        // GDAL's block cache need only hold the rows of blocks the current strip of tiles touches,
+        // in every band read and in the output (256-row blocks); left at the process default it
+        // fills with the decoded scene as the strips go by (~250 MB more at 4096² × 6 bands).
+        let previousBudget = GDAL.cacheBudget
+        defer { GDAL.setCacheBudget(bytes: previousBudget) }
+        if getenv("GDAL_CACHEMAX") == nil {
+            let rasters = scene.inputs + [scene.nodataMask].compactMap { $0 }
+            let read = rasters.reduce(0) { $0 + (chip / $1.blockHeight + 2) * $1.blockRowBytes }
+            let needed = read + (chip / 256 + 2) * 256 * width * 4 + (16 << 20)
+            if needed < previousBudget { GDAL.setCacheBudget(bytes: needed) }
+        }
         let rows = Tiler.origins(length: height, chip: chip, stride: stride)
         let columns = Tiler.origins(length: width, chip: chip, stride: stride)
         let channels = scene.bands.count
