@@ -17,6 +17,49 @@ final class ConvolutionTests: XCTestCase {
         check(cin: 2, cout: 2, kernel: 3, stride: 1, padding: 1, shape: [2, 2, 96, 90])
     }
 
+    /// Small outputs take several images per GEMM (odd counts leave a short last chunk); larger
+    /// ones one image at a time.
+    func testStridedAndPointwiseMatchDefinition() {
+        check(cin: 3, cout: 4, kernel: 3, stride: 2, padding: 1, shape: [5, 3, 9, 8])
+        check(cin: 4, cout: 3, kernel: 1, stride: 2, padding: 0, shape: [3, 4, 7, 7], bias: false)
+        check(cin: 2, cout: 3, kernel: 1, stride: 1, padding: 0, shape: [3, 2, 5, 6])
+        check(cin: 2, cout: 2, kernel: 7, stride: 2, padding: 3, shape: [67, 2, 9, 11], bias: false)
+        check(cin: 2, cout: 3, kernel: 3, stride: 2, padding: 1, shape: [2, 2, 70, 66])
+    }
+
+    /// ConvTranspose2d 2×2/2 forward against out[o, 2i + ky, 2j + kx] = b[o] + Σ_c x[c, i, j]·W[c, o, ky, kx].
+    func testTransposedMatchesDefinition() {
+        for shape in [[5, 3, 4, 7], [3, 2, 9, 6], [2, 3, 33, 34]] {
+            var rng = SplitMix64(seed: 9)
+            let (n, cin, h, w, cout) = (shape[0], shape[1], shape[2], shape[3], 3)
+            let up = ConvTranspose2d(cin, cout, workspace: Workspace())
+            for i in 0..<up.weight.count { up.weight.value[i] = rng.normal() }
+            for i in 0..<cout { up.bias!.value[i] = rng.normal() }
+            let x = Tensor(shape)
+            for i in 0..<x.count { x[i] = rng.normal() }
+            var expected = [Double](repeating: 0, count: n * cout * 4 * h * w)
+            for b in 0..<n {
+                for o in 0..<cout {
+                    for oy in 0..<(2 * h) {
+                        for ox in 0..<(2 * w) {
+                            var sum = Double(up.bias!.value[o])
+                            for c in 0..<cin {
+                                sum += Double(x[((b * cin + c) * h + oy / 2) * w + ox / 2])
+                                    * Double(up.weight.value[((c * cout + o) * 2 + oy % 2) * 2 + ox % 2])
+                            }
+                            expected[((b * cout + o) * 2 * h + oy) * 2 * w + ox] = sum
+                        }
+                    }
+                }
+            }
+            for training in [false, true] {
+                let y = up.forward(x, training: training).array
+                let worst = zip(y, expected).map { abs(Double($0) - $1) }.max()!
+                XCTAssertLessThan(worst, 1e-5 * expected.map(abs).max()!, "\(shape), training \(training)")
+            }
+        }
+    }
+
     func check(cin: Int, cout: Int, kernel k: Int, stride s: Int, padding p: Int, shape: [Int], bias: Bool = true,
                file: StaticString = #filePath, line: UInt = #line) {
         var rng = SplitMix64(seed: 5)

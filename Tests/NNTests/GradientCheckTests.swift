@@ -135,6 +135,21 @@ final class GradientCheckTests: XCTestCase {
         check(Upsample(factor: 2), random([3, 2, 3, 5]))
     }
 
+    /// Inference pools without recording winners; its maxima (NaN included) are training's.
+    func testMaxPoolInferenceEqualsTraining() {
+        for (k, s, p, shape) in [(2, 2, 0, [2, 3, 9, 11]), (3, 2, 1, [2, 3, 9, 10]), (3, 2, 1, [1, 2, 16, 17])] {
+            let x = random(shape)
+            x[5] = .nan
+            let pool = MaxPool2d(kernel: k, stride: s, padding: p)
+            let train = pool.forward(x, training: true).array, infer = pool.forward(x, training: false).array
+            XCTAssertEqual(train.count, infer.count)
+            for (a, b) in zip(train, infer) {
+                XCTAssertTrue(a == b || (a.isNaN && b.isNaN), "\(k)×\(k)/\(s) of \(shape): \(a) against \(b)")
+            }
+            XCTAssertTrue(infer.contains { $0.isNaN })
+        }
+    }
+
     func testMaxPoolForwardValues() {
         let x = Tensor([1, 1, 3, 3], [1, 5, 2, 4, 3, 9, 0, 7, 8])
         let y = MaxPool2d(kernel: 3, stride: 2, padding: 1).forward(x, training: true)

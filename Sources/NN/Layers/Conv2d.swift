@@ -70,6 +70,11 @@ public final class Conv2d: Layer {
             wg.forward(x.data, weight: weight.value.data, bias: b, into: y.data, workspace: workspace)
             return y
         }
+        let perChunk = min(x.n, max(1, (gemmWideColumns + g.colCols - 1) / g.colCols))
+        if perChunk > 1 {
+            forward(x, g, imagesPerChunk: perChunk, into: y)
+            return y
+        }
         let col = g.isPointwise ? nil : workspace.buffer(g.colRows * g.colCols)
         for b in 0..<x.n {
             let xb = x.data + b &* inChannels &* g.height &* g.width
@@ -90,6 +95,31 @@ public final class Conv2d: Layer {
                  bias == nil ? 0 : 1, yb, g.colCols)
         }
         return y
+    }
+
+    /// Small outputs: the columns of several images side by side in one GEMM,
+    /// out[Cout × images·OH·OW] = W · [col(x₀) col(x₁) …] (+ bias), then back into NCHW.
+    private func forward(_ x: Tensor, _ g: ConvGeometry, imagesPerChunk perChunk: Int, into y: Tensor) {
+        let ohw = g.colCols, k = g.colRows, cout = outChannels
+        let col = workspace.buffer(k &* perChunk &* ohw)
+        let c = workspace.buffer(cout &* perChunk &* ohw, slot: 1)
+        for first in Swift.stride(from: 0, to: x.n, by: perChunk) {
+            let images = min(perChunk, x.n &- first), cols = images &* ohw
+            for i in 0..<images {
+                im2col(x.data + (first &+ i) &* inChannels &* g.height &* g.width, g, col + i &* ohw, rowStride: cols)
+            }
+            if let bias {
+                for o in 0..<cout { (c + o &* cols).update(repeating: bias.value[o], count: cols) }
+            }
+            gemm(false, false, cout, cols, k, 1, weight.value.data, k, col, cols, bias == nil ? 0 : 1, c, cols)
+            let yb = y.data + first &* cout &* ohw
+            Parallel.forEach(images &* cout) { range, _ in
+                for item in range {
+                    let i = item / cout, o = item % cout
+                    (yb + item &* ohw).update(from: c + (o &* cols &+ i &* ohw), count: ohw)
+                }
+            }
+        }
     }
 
     public func backward(_ dy: Tensor) -> Tensor {

@@ -3,7 +3,8 @@ import CBLAS
 /// nn.ConvTranspose2d with kernel = stride (2×2/2 in the U-Nets): every input pixel paints its own
 /// k×k output patch, so no patches overlap. Weight [Cin, Cout, k, k], bias [Cout].
 ///
-/// Per image: P[Cout·k² × HW] = Wᵀ · x[Cin × HW], then P is scattered into the k-times larger output.
+/// Per image: P[Cout·k² × HW] = Wᵀ · x[Cin × HW], then P is scattered into the k-times larger output
+/// (forward takes small images several at a time).
 public final class ConvTranspose2d: Layer {
     public let inChannels: Int, outChannels: Int, kernel: Int
     public let weight: Parameter
@@ -31,34 +32,63 @@ public final class ConvTranspose2d: Layer {
     public func forward(_ x: Tensor, training: Bool) -> Tensor {
         precondition(x.c == inChannels, "ConvTranspose2d: input has \(x.c) channels, expected \(inChannels)")
         input = training ? x : nil
-        let k = kernel, h = x.h, w = x.w, hw = h &* w, kk = k &* k
+        let k = kernel, h = x.h, w = x.w, hw = h &* w, kk = k &* k, cin = inChannels
         let shape = [x.n, outChannels, h &* k, w &* k]
         let y = training ? out.get(shape) : out.transient(shape)
         let rows = outChannels &* kk
-        let p = workspace.buffer(rows &* hw)
-        let biases = bias.map { UnsafePointer($0.value.data) }, ow = w &* k
-        for b in 0..<x.n {
-            let xb = x.data + b &* inChannels &* hw
-            gemm(true, false, rows, hw, inChannels, 1, weight.value.data, rows, xb, hw, 0, p, hw)
-            let yb = y.data + b &* outChannels &* hw &* kk
-            Parallel.forEach(outChannels) { range, _ in
-                for o in range {
-                    let bo = biases?[o] ?? 0
-                    let plane = yb + o &* hw &* kk
-                    for ky in 0..<k {
-                        for kx in 0..<k {
-                            let src = p + ((o &* k &+ ky) &* k &+ kx) &* hw
-                            for i in 0..<h {
-                                let dst = plane + ((i &* k &+ ky) &* ow &+ kx)
-                                let s = src + i &* w
-                                for j in 0..<w { dst[j &* k] = s[j] + bo }
+        // Small images are multiplied several at a time, side by side in one [Cin × images·HW]
+        // matrix: an 8×8 image alone would leave the GEMM too narrow to split over the workers.
+        let perChunk = min(x.n, max(1, (gemmWideColumns + hw - 1) / hw))
+        let p = workspace.buffer(rows &* perChunk &* hw)
+        let packed = perChunk > 1 ? workspace.buffer(cin &* perChunk &* hw, slot: 1) : nil
+        for first in stride(from: 0, to: x.n, by: perChunk) {
+            let images = min(perChunk, x.n &- first), cols = images &* hw
+            let xb = x.data + first &* cin &* hw
+            var src = UnsafePointer(xb)
+            if let packed, images > 1 {
+                Parallel.forEach(cin) { channels, _ in
+                    for c in channels {
+                        for i in 0..<images { (packed + (c &* cols &+ i &* hw)).update(from: xb + (i &* cin &+ c) &* hw, count: hw) }
+                    }
+                }
+                src = UnsafePointer(packed)
+            }
+            gemm(true, false, rows, cols, cin, 1, weight.value.data, rows, src, cols, 0, p, cols)
+            scatter(p, columns: cols, images: images, h: h, w: w, into: y.data + first &* outChannels &* hw &* kk)
+        }
+        return y
+    }
+
+    /// Each column of P (rows (o, ky, kx), one column per input pixel of each image) into its output patch, plus bias.
+    private func scatter(_ p: UnsafePointer<Float>, columns cols: Int, images: Int, h: Int, w: Int, into y: UnsafeMutablePointer<Float>) {
+        let k = kernel, hw = h &* w, kk = k &* k, ow = w &* k
+        let biases = bias.map { UnsafePointer($0.value.data) }
+        Parallel.forEach(images &* outChannels) { range, _ in
+            for item in range {
+                let image = item / outChannels, o = item % outChannels
+                let bo = biases?[o] ?? 0
+                let plane = y + (image &* outChannels &+ o) &* hw &* kk
+                for ky in 0..<k {
+                    let src = p + (((o &* k &+ ky) &* k) &* cols &+ image &* hw)
+                    for i in 0..<h {
+                        let dst = plane + (i &* k &+ ky) &* ow, s = src + i &* w
+                        var j = 0
+                        if k == 2 {
+                            // The two kx rows interleave into one output row.
+                            let b = V4(repeating: bo), s1 = s + cols
+                            while j &+ 4 <= w {
+                                storeInterleaved(load4(s + j) + b, load4(s1 + j) + b, dst + 2 &* j)
+                                j &+= 4
                             }
+                        }
+                        while j < w {
+                            for kx in 0..<k { dst[j &* k &+ kx] = s[kx &* cols &+ j] + bo }
+                            j &+= 1
                         }
                     }
                 }
             }
         }
-        return y
     }
 
     public func backward(_ dy: Tensor) -> Tensor {

@@ -12,12 +12,14 @@ struct ConvGeometry: Equatable {
 }
 
 /// col[(c·k + ky)·k + kx, oy·OW + ox] = x[c, oy·s − p + ky, ox·s − p + kx] (0 outside the image),
-/// split over the workers by channel.
-func im2col(_ x: UnsafePointer<Float>, _ g: ConvGeometry, _ col: UnsafeMutablePointer<Float>) {
-    Parallel.forEach(g.channels) { channels, _ in im2col(x, g, col, channels: channels) }
+/// split over the workers by channel. Rows of col are `rowStride` apart (OH·OW unless given).
+func im2col(_ x: UnsafePointer<Float>, _ g: ConvGeometry, _ col: UnsafeMutablePointer<Float>, rowStride: Int? = nil) {
+    let stride = rowStride ?? g.colCols
+    Parallel.forEach(g.channels) { channels, _ in im2col(x, g, col, rowStride: stride, channels: channels) }
 }
 
-private func im2col(_ x: UnsafePointer<Float>, _ g: ConvGeometry, _ col: UnsafeMutablePointer<Float>, channels: Range<Int>) {
+private func im2col(_ x: UnsafePointer<Float>, _ g: ConvGeometry, _ col: UnsafeMutablePointer<Float>, rowStride: Int,
+                    channels: Range<Int>) {
     let oh = g.outHeight, ow = g.outWidth, k = g.kernel, s = g.stride, p = g.padding
     let h = g.height, w = g.width
     var row = channels.lowerBound &* k &* k
@@ -25,7 +27,7 @@ private func im2col(_ x: UnsafePointer<Float>, _ g: ConvGeometry, _ col: UnsafeM
         let plane = x + c &* h &* w
         for ky in 0..<k {
             for kx in 0..<k {
-                let dst = col + row &* oh &* ow
+                let dst = col + row &* rowStride
                 for oy in 0..<oh {
                     let iy = oy &* s &- p &+ ky
                     let d = dst + oy &* ow

@@ -54,6 +54,10 @@ enum Parallel {
     }
 }
 
+/// Columns that make a GEMM wide enough to split over the workers: layers multiply the columns of
+/// several small images at once to reach it.
+let gemmWideColumns = 1024
+
 /// Row-major C[M × N] = α·op(A)·op(B) + β·C, split into column blocks over the workers when it is
 /// big enough to be worth it (each block is an independent single-threaded sgemm).
 func gemm(_ transA: Bool, _ transB: Bool, _ m: Int, _ n: Int, _ k: Int, _ alpha: Float,

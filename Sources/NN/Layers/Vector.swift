@@ -12,6 +12,18 @@ typealias V4 = SIMD4<Float>
     UnsafeMutableRawPointer(p).storeBytes(of: v, as: SIMD4<Float>.self)
 }
 
+/// p[0], p[2], p[4], p[6] and p[1], p[3], p[5], p[7].
+@inline(__always) func loadDeinterleaved(_ p: UnsafePointer<Float>) -> (SIMD4<Float>, SIMD4<Float>) {
+    let a = load4(p), b = load4(p + 4)
+    return (SIMD4(a[0], a[2], b[0], b[2]), SIMD4(a[1], a[3], b[1], b[3]))
+}
+
+/// a[0], b[0], a[1], b[1], … into p[0…7].
+@inline(__always) func storeInterleaved(_ a: SIMD4<Float>, _ b: SIMD4<Float>, _ p: UnsafeMutablePointer<Float>) {
+    store4(SIMD4(a[0], b[0], a[1], b[1]), p)
+    store4(SIMD4(a[2], b[2], a[3], b[3]), p + 4)
+}
+
 /// The 4×4 transpose: lane l of result k is lane k of input l.
 @inline(__always) func transpose4(_ a: SIMD4<Float>, _ b: SIMD4<Float>, _ c: SIMD4<Float>, _ d: SIMD4<Float>)
     -> (SIMD4<Float>, SIMD4<Float>, SIMD4<Float>, SIMD4<Float>) {

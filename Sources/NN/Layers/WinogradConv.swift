@@ -328,17 +328,3 @@ struct WinogradConv {
         store4(load4(odd + 1) + k3, odd + 1)
     }
 }
-
-/// p[0], p[2], p[4], p[6] and p[1], p[3], p[5], p[7].
-@inline(__always) private func loadDeinterleaved(_ p: UnsafePointer<Float>) -> (SIMD4<Float>, SIMD4<Float>) {
-    let a = load4(p), b = load4(p + 4)
-    return (SIMD4(a[0], a[2], b[0], b[2]), SIMD4(a[1], a[3], b[1], b[3]))
-}
-
-/// a[0], b[0], a[1], b[1], … into p[0…7].
-@inline(__always) private func storeInterleaved(_ a: SIMD4<Float>, _ b: SIMD4<Float>, _ p: UnsafeMutablePointer<Float>) {
-    store4(SIMD4(a[0], b[0], a[1], b[1]), p)
-    store4(SIMD4(a[2], b[2], a[3], b[3]), p + 4)
-}
-
-
