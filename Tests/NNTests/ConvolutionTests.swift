@@ -6,15 +6,25 @@ import XCTest
 /// and splits the batch into several chunks (which accumulate the weight gradient across chunks),
 /// and also sizes whose tiles cover the image exactly (written straight into the output).
 final class ConvolutionTests: XCTestCase {
+    /// Winograd (16 and more input channels): F(2×2, 3×3), and from 16×16 up F(4×4, 3×3) in
+    /// inference and for the weight gradient; exact and padded tiles, one and several chunks.
     func testSame3x3MatchesDefinition() {
+        check(cin: 16, cout: 7, kernel: 3, stride: 1, padding: 1, shape: [3, 16, 9, 6])
+        check(cin: 17, cout: 6, kernel: 3, stride: 1, padding: 1, shape: [2, 17, 16, 8])
+        check(cin: 16, cout: 5, kernel: 3, stride: 1, padding: 1, shape: [2, 16, 66, 67])
+        check(cin: 16, cout: 5, kernel: 3, stride: 1, padding: 1, shape: [2, 16, 16, 32])
+        check(cin: 18, cout: 5, kernel: 3, stride: 1, padding: 1, shape: [3, 18, 19, 17])
+        check(cin: 16, cout: 5, kernel: 3, stride: 1, padding: 1, shape: [2, 16, 96, 90], bias: false)
+    }
+
+    /// Fewer input channels go through im2col; up to four output channels are computed directly
+    /// (widths that are and are not multiples of eight).
+    func testThin3x3MatchesDefinition() {
         check(cin: 5, cout: 7, kernel: 3, stride: 1, padding: 1, shape: [3, 5, 9, 6])
-        check(cin: 4, cout: 6, kernel: 3, stride: 1, padding: 1, shape: [2, 4, 16, 8])
-        check(cin: 3, cout: 2, kernel: 3, stride: 1, padding: 1, shape: [2, 3, 66, 67])
+        check(cin: 3, cout: 6, kernel: 3, stride: 1, padding: 1, shape: [2, 3, 66, 67])
         check(cin: 16, cout: 1, kernel: 3, stride: 1, padding: 1, shape: [2, 16, 4, 4], bias: false)
-        // 16 and more: F(4×4, 3×3) in inference, exact and padded tiles, one and several chunks.
-        check(cin: 3, cout: 5, kernel: 3, stride: 1, padding: 1, shape: [2, 3, 16, 32])
-        check(cin: 4, cout: 3, kernel: 3, stride: 1, padding: 1, shape: [3, 4, 19, 17])
-        check(cin: 2, cout: 2, kernel: 3, stride: 1, padding: 1, shape: [2, 2, 96, 90])
+        check(cin: 20, cout: 1, kernel: 3, stride: 1, padding: 1, shape: [2, 20, 19, 35])
+        check(cin: 3, cout: 4, kernel: 3, stride: 1, padding: 1, shape: [3, 3, 16, 32])
     }
 
     /// Small outputs take several images per GEMM (odd counts leave a short last chunk); larger

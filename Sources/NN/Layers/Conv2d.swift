@@ -39,8 +39,11 @@ public final class Conv2d: Layer {
         return ConvGeometry(channels: inChannels, height: x.h, width: x.w, kernel: kernel, stride: stride, padding: padding)
     }
 
+    /// Winograd for 3×3 'same' convolutions of 16 or more input channels. With fewer (the first
+    /// layer's 5 or 6 bands) its GEMMs are too thin to pay for transforming the output; im2col's
+    /// one GEMM takes those.
     func winograd(_ x: Tensor) -> WinogradConv? {
-        guard WinogradConv.applies(kernel: kernel, stride: stride, padding: padding) else { return nil }
+        guard WinogradConv.applies(kernel: kernel, stride: stride, padding: padding), inChannels >= 16 else { return nil }
         return WinogradConv(cin: inChannels, cout: outChannels, n: x.n, h: x.h, w: x.w)
     }
 
@@ -51,8 +54,7 @@ public final class Conv2d: Layer {
     /// what the golden tests allow. Input gradients keep it too: with both gradients from F(4×4),
     /// runs on 1, 2 and 3 ranks drift apart by more than the rank-equivalence tests allow.
     func winogradF4(_ x: Tensor) -> WinogradF4Conv? {
-        guard WinogradConv.applies(kernel: kernel, stride: stride, padding: padding), WinogradF4Conv.applies(h: x.h, w: x.w)
-        else { return nil }
+        guard winograd(x) != nil, WinogradF4Conv.applies(h: x.h, w: x.w) else { return nil }
         return WinogradF4Conv(cin: inChannels, cout: outChannels, n: x.n, h: x.h, w: x.w)
     }
 
@@ -62,6 +64,11 @@ public final class Conv2d: Layer {
         let y = training ? out.get(shape) : out.transient(shape)
         input = training ? x : nil
         let b = bias.map { UnsafePointer($0.value.data) }
+        if NarrowConv.applies(kernel: kernel, stride: stride, padding: padding, outChannels: outChannels) {
+            NarrowConv(cin: inChannels, cout: outChannels, n: x.n, h: x.h, w: x.w)
+                .forward(x.data, weight: weight.value.data, bias: b, into: y.data, workspace: workspace)
+            return y
+        }
         if !training, let wg = winogradF4(x) {
             wg.forward(x.data, weight: weight.value.data, bias: b, into: y.data, workspace: workspace)
             return y
