@@ -63,7 +63,6 @@ public struct Tiler {
         let plane = chip * chip
         let window = tileWeights(chip)
 
-        let strip = WindowPlanes(scene: scene)
         var sum = [Double](repeating: 0, count: chip * width)
         var weight = [Double](repeating: 0, count: chip * width)
         var batchInputs = [Float](repeating: 0, count: batchSize * channels * plane)
@@ -98,8 +97,6 @@ public struct Tiler {
             finishedRows += count
         }
 
-        // Rows above the current tile row are flushed before it is read, so the accumulators
-        // start at the tile row's top.
         func predictPending() throws {
             let count = pending.count
             guard count > 0 else { return }
@@ -108,24 +105,45 @@ public struct Tiler {
                     try predict(input.baseAddress!, count, output.baseAddress!)
                 }
             }
-            for (b, x0) in pending.enumerated() {
-                let out = b * plane
-                for y in 0..<chip {
-                    let row = y &* width &+ x0
-                    let wy = window[y]
-                    for x in 0..<chip {
-                        let w = wy * window[x]
-                        sum[row &+ x] += w * Double(batchOutputs[out &+ y &* chip &+ x])
-                        weight[row &+ x] += w
+            // Split by tile row: the accumulators' rows are disjoint, and each element still takes
+            // the tiles in order.
+            let parts = min(chip, ProcessInfo.processInfo.activeProcessorCount), tiles = pending
+            sum.withUnsafeMutableBufferPointer { s in
+                weight.withUnsafeMutableBufferPointer { wsum in
+                    batchOutputs.withUnsafeBufferPointer { o in
+                        window.withUnsafeBufferPointer { wnd in
+                            let p = Unchecked((s.baseAddress!, wsum.baseAddress!, o.baseAddress!, wnd.baseAddress!))
+                            DispatchQueue.concurrentPerform(iterations: parts) { part in
+                                let (sum, weight, outputs, window) = p.value
+                                for y in (chip * part / parts)..<(chip * (part + 1) / parts) {
+                                    let wy = window[y]
+                                    for (b, x0) in tiles.enumerated() {
+                                        let row = y &* width &+ x0, out = b &* plane &+ y &* chip
+                                        for x in 0..<chip {
+                                            let w = wy * window[x]
+                                            sum[row &+ x] += w * Double(outputs[out &+ x])
+                                            weight[row &+ x] += w
+                                        }
+                                    }
+                                }
+                            }
+                        }
                     }
                 }
             }
             pending.removeAll(keepingCapacity: true)
         }
 
+        // Rows above a tile row are flushed before its tiles are blended, so the accumulators start
+        // at the tile row's top. The next strip is read while this one's tiles are predicted; GDAL
+        // is touched by one thread at a time (the read ends before the next flush).
+        let strips = [WindowPlanes(scene: scene), WindowPlanes(scene: scene)]
+        try strips[0].load(x: 0, y: rows[0], width: width, height: chip, withTarget: false)
         for (r, top) in rows.enumerated() {
             try flush(rows: top - finishedRows)
-            try strip.load(x: 0, y: top, width: width, height: chip, withTarget: false)
+            let strip = strips[r % 2]
+            let next = r + 1 < rows.count ? StripRead(strips[(r + 1) % 2], y: rows[r + 1], width: width, height: chip) : nil
+            defer { next?.join() }
             for x0 in columns {
                 let slot = pending.count
                 batchInputs.withUnsafeMutableBufferPointer { buffer in
@@ -135,6 +153,7 @@ public struct Tiler {
                 if pending.count == batchSize { try predictPending() }
             }
             try predictPending()
+            try next?.wait()
             progress?(Double(r + 1) / Double(rows.count))
         }
         try flush(rows: height - finishedRows)
@@ -167,4 +186,32 @@ public struct Tiler {
         for i in 0..<plane where destination[i].isNaN { destination[i] = mean }
         for i in plane..<strip.inputs.count &* plane where destination[i].isNaN { destination[i] = 0 }
     }
+}
+
+/// One strip read on another thread; `wait` rethrows its error.
+private final class StripRead: @unchecked Sendable {
+    private let done = DispatchGroup()
+    private var error: Error?
+
+    init(_ strip: WindowPlanes, y: Int, width: Int, height: Int) {
+        let strip = Unchecked(strip)
+        done.enter()
+        DispatchQueue.global().async { [self] in
+            do { try strip.value.load(x: 0, y: y, width: width, height: height, withTarget: false) } catch { self.error = error }
+            done.leave()
+        }
+    }
+
+    func join() { done.wait() }
+
+    func wait() throws {
+        join()
+        if let error { throw error }
+    }
+}
+
+/// Raw pointers and buffers handed to other threads, which touch disjoint parts of them.
+private struct Unchecked<T>: @unchecked Sendable {
+    let value: T
+    init(_ value: T) { self.value = value }
 }
