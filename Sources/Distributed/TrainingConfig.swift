@@ -33,7 +33,7 @@ public struct TrainingConfig: Codable, Equatable, Sendable {
     public var checkpointEvery = 500
     public var keepLast = 0
     public var logEvery = 10
-    public var bucketMB = 25.0
+    public var bucketMB = Double(GradientReducer.defaultBucketBytes >> 20)
     public var cacheMB = 512
     public var out = "runs/deepdem"
 

@@ -15,7 +15,7 @@ import NN
 
 struct Options {
     var archs = ["unet", "resnet18-unet"]
-    var bucketMB = 25.0
+    var bucketMB = Double(GradientReducer.defaultBucketBytes >> 20)
     var iters = 10
     var backward = false
     var chip = 64

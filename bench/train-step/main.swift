@@ -1,7 +1,7 @@
 // Training-step throughput (forward, masked-L1 backward, Adam) of both architectures at the
 // performance issue's sizes, with the achieved GFLOPS against the sgemm peak of the same cores.
 //
-//   train-bench [--arch unet,resnet18-unet] [--threads 1,2] [--steps N] [--warmup N] [--batch 4] [--json]
+//   train-bench [--arch unet,resnet18-unet] [--threads 1,2] [--steps N] [--warmup N] [--batch 4] [--bucket-mb 25] [--json]
 //
 // Under mpirun the global batch is split over the ranks and gradients are all-reduced in buckets
 // while backward runs, as in `deepdem train`; the output then adds the all-reduce time that
@@ -39,6 +39,7 @@ var archs = cases.map(\.config.arch)
 var threadCounts = [1, 2]
 var steps = 5, warmup = 1, batch = 4
 var json = false
+var bucketMB = Double(GradientReducer.defaultBucketBytes) / 1048576
 var args = CommandLine.arguments.dropFirst()
 while let a = args.popFirst() {
     func int() -> Int {
@@ -51,8 +52,11 @@ while let a = args.popFirst() {
     case "--steps": steps = int()
     case "--warmup": warmup = int()
     case "--batch": batch = int()
+    case "--bucket-mb":
+        guard let v = args.popFirst().flatMap({ Double($0) }), v > 0 else { fail("--bucket-mb needs a positive number") }
+        bucketMB = v
     case "--json": json = true
-    default: fail("usage: train-bench [--arch unet,resnet18-unet] [--threads 1,2] [--steps N] [--warmup N] [--batch N] [--json]")
+    default: fail("usage: train-bench [--arch unet,resnet18-unet] [--threads 1,2] [--steps N] [--warmup N] [--batch N] [--bucket-mb MB] [--json]")
     }
 }
 if let unknown = archs.first(where: { a in !cases.contains { $0.config.arch == a } }) { fail("unknown --arch \(unknown)") }
@@ -120,7 +124,8 @@ do {
             for i in 0..<x.count { x[i] = rng.normal() }
             let target = Tensor([local, 1, c.chip, c.chip]), mask = Tensor(target.shape)
             for i in 0..<target.count { target[i] = rng.normal(); mask[i] = 1 }
-            let reducer = comm.size > 1 ? GradientReducer(parameters: net.parameters, communicator: comm) : nil
+            let reducer = comm.size > 1 ? GradientReducer(parameters: net.parameters, communicator: comm,
+                                                                mode: .bucketed(bucketBytes: Int(bucketMB * 1048576))) : nil
             net.gradientReady = reducer.map { r in { r.gradientReady($0) } }
             let adam = Adam(net.parameters, lr: 1e-4)
             func step() throws {
