@@ -152,7 +152,7 @@ def main():
     emit("")
     emit("- GFLOPS count the direct convolutions' work (14.9 GFLOP per unet tile, 32.7 per resnet18-unet tile, "
          "forward and backward), so they measure throughput, not arithmetic: this project's 3×3 convolutions "
-         "run by Winograd's algorithm (F(2×2, 3×3) in training, F(4×4, 3×3) in inference), which needs "
+         "run by Winograd's algorithm (F(2×2, 3×3) and F(4×4, 3×3); bench/README.md says which where), which needs "
          "fewer multiplications, and can exceed the sgemm peak.")
     emit("- This project: 1 rank × 2 threads means one process whose layers split their work over 2 threads "
          "(OpenBLAS single-threaded inside them); 2 ranks × 1 thread means `mpirun -np 2`, each rank half of "
