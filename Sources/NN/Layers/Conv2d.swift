@@ -1,9 +1,11 @@
 /// nn.Conv2d: square kernel, stride, zero padding, optional bias. Weight [Cout, Cin, k, k].
 ///
 /// 3×3 stride-1 "same" convolutions (which dominate both U-Nets) run by Winograd's algorithm
-/// (`WinogradF4Conv`, `WinogradConv`). The others, per image: out = W · im2col(x) (+ bias), one sgemm of
-/// [Cout × Cin·k²] by [Cin·k² × OH·OW]; backward recomputes the columns instead of keeping them (keeping them would
-/// multiply the activation memory by k²).
+/// (`WinogradF4Conv`, `WinogradConv`) when they have 16 or more input channels; the forward of those
+/// with up to four output channels is computed directly (`NarrowConv`). The others: out =
+/// W · im2col(x) (+ bias), one sgemm of [Cout × Cin·k²] by [Cin·k² × OH·OW] (the columns of several
+/// small images side by side); backward recomputes the columns instead of keeping them (keeping
+/// them would multiply the activation memory by k²). bench/README.md tabulates the choices.
 public final class Conv2d: Layer {
     public let inChannels: Int, outChannels: Int, kernel: Int, stride: Int, padding: Int
     public let weight: Parameter
