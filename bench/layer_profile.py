@@ -18,9 +18,10 @@ import tempfile
 
 # (label, regular expression on a frame's symbol); the innermost matching frame wins.
 CATEGORIES = [
-    ("3×3 convolution, Winograd F(2×2) (training)", r"NN12WinogradConvV"),
-    ("3×3 convolution, Winograd F(4×4) (inference)", r"NN14WinogradF4ConvV"),
-    ("other convolutions (7×7/2 stem, strided 3×3, 1×1: im2col + sgemm)", r"NN6Conv2dC|NN6im2col|NN6col2im"),
+    ("3×3 convolution, Winograd F(2×2) (training forward, input gradients, images < 16²)", r"NN12WinogradConvV"),
+    ("3×3 convolution, Winograd F(4×4) (inference, weight gradients)", r"NN14WinogradF4ConvV"),
+    ("other convolutions (im2col + sgemm: stem, strided, 1×1, first layer; direct: last layer)",
+     r"NN6Conv2dC|NN6im2col|NN6col2im|NN10NarrowConvV"),
     ("transposed convolution 2×2/2", r"NN15ConvTranspose2dC"),
     ("BatchNorm", r"NN11BatchNorm2dC"),
     ("ReLU", r"NN4ReLUC"),
