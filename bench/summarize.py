@@ -45,6 +45,12 @@ def best(groups, key):
     return name, median(groups[name], key), groups[name]
 
 
+def memory_row(what, torch_runs, swift_runs):
+    """The summary row comparing the median peak RSS of two settings' runs."""
+    t, s = median(torch_runs, "peak_rss_mb"), median(swift_runs, "peak_rss_mb")
+    return (f"{what}, peak RSS MB", f"{t:.0f}", f"{s:.0f}", s / t, f"≤ {TARGETS['memory']}×")
+
+
 def compare_outputs(data, arch):
     """Largest difference between the two sides' refined heights where both have a value."""
     try:
@@ -103,9 +109,7 @@ def main():
             sn, sv, srs = best(s, "tiles_per_s")
             summary.append((f"{arch} training, tiles/s", f"{tv:.2f} ({tn})", f"{sv:.2f} ({sn})", sv / tv,
                             f"≥ {TARGETS['train']}×"))
-            summary.append((f"{arch} training, peak RSS MB", f"{median(trs, 'peak_rss_mb'):.0f}",
-                            f"{median(srs, 'peak_rss_mb'):.0f}", median(srs, "peak_rss_mb") / median(trs, "peak_rss_mb"),
-                            f"≤ {TARGETS['memory']}×"))
+            summary.append(memory_row(f"{arch} training", trs, srs))
     emit("")
     emit("## Refinement (tiles of the chip size every half chip, batches of 8, blended)")
     emit("")
@@ -126,9 +130,7 @@ def main():
             tv, sv = median(trs, "seconds"), median(srs, "seconds")
             summary.append((f"{arch} refinement, Mpx/s", f"{trs[0]['width'] * trs[0]['height'] / 1e6 / tv:.3f} ({tn})",
                             f"{srs[0]['width'] * srs[0]['height'] / 1e6 / sv:.3f} ({sn})", tv / sv, f"≥ {TARGETS['refine']}×"))
-            summary.append((f"{arch} refinement, peak RSS MB", f"{median(trs, 'peak_rss_mb'):.0f}",
-                            f"{median(srs, 'peak_rss_mb'):.0f}", median(srs, "peak_rss_mb") / median(trs, "peak_rss_mb"),
-                            f"≤ {TARGETS['memory']}×"))
+            summary.append(memory_row(f"{arch} refinement", trs, srs))
     emit("")
     emit("## Gradient all-reduce, 2 ranks (1 thread each)")
     emit("")
