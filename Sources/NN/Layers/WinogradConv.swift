@@ -9,73 +9,24 @@ import CBLAS
 /// multiply-adds where direct convolution needs 9·4T·Cin·Cout, 2.25× fewer. Backward runs the
 /// adjoints through the same transforms: dM = A dY Aᵀ, dU[ξ] = dM[ξ]·V[ξ]ᵀ (then dg = Gᵀ dU G),
 /// dV[ξ] = U[ξ]ᵀ·dM[ξ] (then dd = B dV Bᵀ added back into the overlapping input patches).
-///
-/// Images are processed in chunks of at least `minimumTiles` tiles, which bounds the transformed
-/// buffers (V is 4× its input chunk, M 4× its output chunk) without starving the GEMMs.
-struct WinogradConv {
+/// Layout, chunking and the forward pass are `WinogradTiling`'s; V is 4× its input chunk, M 4×
+/// its output chunk.
+struct WinogradConv: WinogradTiling {
     let cin: Int, cout: Int
     let n: Int, h: Int, w: Int
 
+    static let tile = 2
     static let minimumTiles = 1024
 
     static func applies(kernel: Int, stride: Int, padding: Int) -> Bool {
         kernel == 3 && stride == 1 && padding == 1
     }
 
-    /// Tile rows and columns of one image, and tiles per image. Rows of tiles are padded to a
-    /// multiple of 4, the width of the vector loops; the extra tiles see zeros, give zeros to the
-    /// weight gradient and are never written out.
-    var th: Int { (h + 1) / 2 }
-    var tw: Int { ((w + 1) / 2 + 3) & ~3 }
-    var tilesPerImage: Int { th * tw }
-    var imagesPerChunk: Int { min(n, max(1, (Self.minimumTiles + tilesPerImage - 1) / tilesPerImage)) }
-    var maxTiles: Int { imagesPerChunk * tilesPerImage }
-    /// The padded planes the transforms read and accumulate: 2·th + 2 rows, each split into its even
-    /// and odd columns (`half` each), so that the 4×4 patches of neighbouring tiles are unit-stride
-    /// vectors: tile j's patch columns are even[j], odd[j], even[j + 1], odd[j + 1].
-    var ph: Int { 2 * th + 2 }
-    var half: Int { tw + 4 }
-    var pw: Int { 2 * half }
-    /// Output tiles can be written straight into the image when they cover it exactly.
-    var exact: Bool { h % 2 == 0 && w == 2 * tw }
-
-    var chunks: [Range<Int>] {
-        stride(from: 0, to: n, by: imagesPerChunk).map { $0..<min($0 + imagesPerChunk, n) }
-    }
-
-    /// Elements from one ξ matrix to the next: a little more than `count`, because matrices whose
-    /// size is a multiple of 4 KB would put all 16 streams of a transform into the same cache sets.
-    static func slab(_ count: Int) -> Int { count + 16 }
-
-    // Workspace slots: 0 V (and dV), 1 M (and dM), 2 U, 3 dU, 8… one padded plane per worker.
-    func buffers(_ ws: Workspace) -> (v: UnsafeMutablePointer<Float>, m: UnsafeMutablePointer<Float>,
-                                      u: UnsafeMutablePointer<Float>, planes: [UnsafeMutablePointer<Float>]) {
-        (ws.buffer(16 * Self.slab(cin * maxTiles), slot: 0), ws.buffer(16 * Self.slab(cout * maxTiles), slot: 1),
-         ws.buffer(16 * Self.slab(cout * cin), slot: 2), (0..<Parallel.workers).map { ws.buffer(ph * pw, slot: 8 + $0) })
-    }
-
-    /// y = conv(x) (+ bias), NCHW.
-    func forward(_ x: UnsafePointer<Float>, weight: UnsafePointer<Float>, bias: UnsafePointer<Float>?,
-                 into y: UnsafeMutablePointer<Float>, workspace ws: Workspace) {
-        let (v, m, u, planes) = buffers(ws)
-        Parallel.forEach(cout * cin, grain: 256) { range, _ in transformWeights(weight, range, into: u) }
-        let us = Self.slab(cout &* cin)
-        for images in chunks {
-            let t = images.count * tilesPerImage, vs = Self.slab(cin &* t), ms = Self.slab(cout &* t)
-            Parallel.forEach(cin) { c, w in transformInput(x, images: images, channels: c, into: v, plane: planes[w]) }
-            gemmBatch(16) { xi in
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(cout), Int32(t), Int32(cin),
-                            1, u + xi &* us, Int32(cin), v + xi &* vs, Int32(t), 0, m + xi &* ms, Int32(t))
-            }
-            Parallel.forEach(cout) { o, w in transformOutput(m, images: images, channels: o, bias: bias, into: y, plane: planes[w]) }
-        }
-    }
-
     /// dW += conv-weight-gradient(x, dy) when `dw` is given; dx = conv-input-gradient(dy) when `dx` is.
     func backward(_ x: UnsafePointer<Float>, dy: UnsafePointer<Float>, weight: UnsafePointer<Float>,
                   weightGradient dw: UnsafeMutablePointer<Float>?, dx: UnsafeMutablePointer<Float>?, workspace ws: Workspace) {
         let (v, dm, u, planes) = buffers(ws)
-        let du = ws.buffer(16 * Self.slab(cout * cin), slot: 3)
+        let du = ws.buffer(Self.positions * Self.slab(cout * cin), slot: 3)
         let us = Self.slab(cout &* cin)
         if dx != nil { Parallel.forEach(cout * cin, grain: 256) { range, _ in transformWeights(weight, range, into: u) } }
         for (k, images) in chunks.enumerated() {
@@ -83,14 +34,14 @@ struct WinogradConv {
             Parallel.forEach(cout) { o, w in transformOutputGradient(dy, images: images, channels: o, into: dm, plane: planes[w]) }
             if dw != nil {
                 Parallel.forEach(cin) { c, w in transformInput(x, images: images, channels: c, into: v, plane: planes[w]) }
-                gemmBatch(16) { xi in
+                gemmBatch(Self.positions) { xi in
                     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(cout), Int32(cin), Int32(t),
                                 1, dm + xi &* ms, Int32(t), v + xi &* vs, Int32(t), k == 0 ? 0 : 1, du + xi &* us, Int32(cin))
                 }
             }
             guard let dx else { continue }
             // V is spent: dV takes its place.
-            gemmBatch(16) { xi in
+            gemmBatch(Self.positions) { xi in
                 cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Int32(cin), Int32(t), Int32(cout),
                             1, u + xi &* us, Int32(cin), dm + xi &* ms, Int32(t), 0, v + xi &* vs, Int32(t))
             }
@@ -148,17 +99,10 @@ struct WinogradConv {
         }
     }
 
-    /// One h × w plane into the split, zero-padded plane, shifted by `at` rows and columns (1 for
-    /// inputs, whose patches start one pixel before their tile; 0 for output gradients).
-    private func split(_ src: UnsafePointer<Float>, at: Int, into plane: UnsafeMutablePointer<Float>) {
-        plane.update(repeating: 0, count: ph &* pw)
-        for y in 0..<h { splitRow(src + y &* w, count: w, at: at, phases: 2, into: plane + (y &+ at) &* pw, stride: half) }
-    }
-
     /// V[ξ][c][t] = (Bᵀ d B)[ξ] for the 4×4 input patch d of every tile t of the chunk.
     func transformInput(_ x: UnsafePointer<Float>, images: Range<Int>, channels: Range<Int>,
                         into v: UnsafeMutablePointer<Float>, plane: UnsafeMutablePointer<Float>) {
-        let t = images.count &* tilesPerImage, xs = Self.slab(cin &* t), tw = self.tw, half = self.half
+        let t = images.count &* tilesPerImage, xs = Self.slab(cin &* t), tw = self.tw, half = phase
         for c in channels {
             for b in images {
                 split(x + (b &* cin &+ c) &* h &* w, at: 1, into: plane)
@@ -234,7 +178,7 @@ struct WinogradConv {
     /// dM[ξ][o][t] = (A dY Aᵀ)[ξ] for the 2×2 output-gradient tile (zero past the image).
     func transformOutputGradient(_ dy: UnsafePointer<Float>, images: Range<Int>, channels: Range<Int>,
                                  into dm: UnsafeMutablePointer<Float>, plane: UnsafeMutablePointer<Float>) {
-        let t = images.count &* tilesPerImage, xs = Self.slab(cout &* t), tw = self.tw, exact = self.exact, half = self.half
+        let t = images.count &* tilesPerImage, xs = Self.slab(cout &* t), tw = self.tw, exact = self.exact, half = phase
         for o in channels {
             for b in images {
                 let src = dy + (b &* cout &+ o) &* h &* w
@@ -277,7 +221,7 @@ struct WinogradConv {
     /// dx = Σ over tiles of B dV Bᵀ added into each tile's 4×4 input patch (patches overlap).
     func transformInputGradient(_ dv: UnsafePointer<Float>, images: Range<Int>, channels: Range<Int>,
                                 into dx: UnsafeMutablePointer<Float>, plane: UnsafeMutablePointer<Float>) {
-        let t = images.count &* tilesPerImage, xs = Self.slab(cin &* t), tw = self.tw, half = self.half
+        let t = images.count &* tilesPerImage, xs = Self.slab(cin &* t), tw = self.tw, half = phase
         for c in channels {
             for b in images {
                 plane.update(repeating: 0, count: ph &* pw)

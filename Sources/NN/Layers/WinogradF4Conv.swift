@@ -5,67 +5,29 @@ import CBLAS
 /// through 36 GEMMs  M[ξ] = U[ξ]·V[ξ]  over the tiles, with U = G g Gᵀ, V = Bᵀ d B, Y = Aᵀ M A:
 /// 36 multiplies per 16 outputs where F(2×2, 3×3) needs 64 and direct convolution 144, and
 /// transformed buffers 2.25× their images (F(2×2): 4×). The weight gradient runs the adjoints
-/// as `WinogradConv` does: dM = A dY Aᵀ, dU[ξ] = dM[ξ]·V[ξ]ᵀ summed over the tiles, dg = Gᵀ dU G. Layout, chunking and threading are `WinogradConv`'s. Images smaller than 16×16
-/// would waste too many tiles on padding; `WinogradConv` takes those.
-struct WinogradF4Conv {
+/// as `WinogradConv` does: dM = A dY Aᵀ, dU[ξ] = dM[ξ]·V[ξ]ᵀ summed over the tiles, dg = Gᵀ dU G.
+/// Layout, chunking and the forward pass are `WinogradTiling`'s. Images smaller than 16×16 would
+/// waste too many tiles on padding; `WinogradConv` takes those.
+struct WinogradF4Conv: WinogradTiling {
     let cin: Int, cout: Int
     let n: Int, h: Int, w: Int
 
+    static let tile = 4
     static let minimumTiles = 512
 
     static func applies(h: Int, w: Int) -> Bool { h >= 16 && w >= 16 }
-
-    /// Tile rows and columns (padded to a multiple of 4 as in `WinogradConv`) and tiles per image.
-    var th: Int { (h + 3) / 4 }
-    var tw: Int { ((w + 3) / 4 + 3) & ~3 }
-    var tilesPerImage: Int { th * tw }
-    var imagesPerChunk: Int { min(n, max(1, (Self.minimumTiles + tilesPerImage - 1) / tilesPerImage)) }
-    var maxTiles: Int { imagesPerChunk * tilesPerImage }
-    /// Padded planes of 4·th + 2 rows, each split into its 4 column phases (`quarter` each): tile j's
-    /// patch columns are phase 0…3 at j, then phases 0 and 1 at j + 1.
-    var ph: Int { 4 * th + 2 }
-    var quarter: Int { tw + 4 }
-    var pw: Int { 4 * quarter }
-    var exact: Bool { h % 4 == 0 && w == 4 * tw }
-
-    var chunks: [Range<Int>] {
-        stride(from: 0, to: n, by: imagesPerChunk).map { $0..<min($0 + imagesPerChunk, n) }
-    }
-
-    // Workspace slots: 0 V, 1 M (and dM), 2 U, 3 dU, 8… one padded plane per worker.
-    func buffers(_ ws: Workspace) -> (v: UnsafeMutablePointer<Float>, m: UnsafeMutablePointer<Float>,
-                                      u: UnsafeMutablePointer<Float>, planes: [UnsafeMutablePointer<Float>]) {
-        (ws.buffer(36 * WinogradConv.slab(cin * maxTiles), slot: 0), ws.buffer(36 * WinogradConv.slab(cout * maxTiles), slot: 1),
-         ws.buffer(36 * WinogradConv.slab(cout * cin), slot: 2), (0..<Parallel.workers).map { ws.buffer(ph * pw, slot: 8 + $0) })
-    }
-
-    func forward(_ x: UnsafePointer<Float>, weight: UnsafePointer<Float>, bias: UnsafePointer<Float>?,
-                 into y: UnsafeMutablePointer<Float>, workspace ws: Workspace) {
-        let (v, m, u, planes) = buffers(ws)
-        Parallel.forEach(cout * cin, grain: 256) { range, _ in transformWeights(weight, range, into: u) }
-        let us = WinogradConv.slab(cout &* cin)
-        for images in chunks {
-            let t = images.count * tilesPerImage, vs = WinogradConv.slab(cin &* t), ms = WinogradConv.slab(cout &* t)
-            Parallel.forEach(cin) { c, w in transformInput(x, images: images, channels: c, into: v, plane: planes[w]) }
-            gemmBatch(36) { xi in
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(cout), Int32(t), Int32(cin),
-                            1, u + xi &* us, Int32(cin), v + xi &* vs, Int32(t), 0, m + xi &* ms, Int32(t))
-            }
-            Parallel.forEach(cout) { o, w in transformOutput(m, images: images, channels: o, bias: bias, into: y, plane: planes[w]) }
-        }
-    }
 
     /// dW += conv-weight-gradient(x, dy). (Conv2d takes input gradients from F(2×2): see `Conv2d.winograd`.)
     func weightGradient(_ x: UnsafePointer<Float>, dy: UnsafePointer<Float>, into dw: UnsafeMutablePointer<Float>,
                         workspace ws: Workspace) {
         let (v, dm, _, planes) = buffers(ws)
-        let du = ws.buffer(36 * WinogradConv.slab(cout * cin), slot: 3)
-        let us = WinogradConv.slab(cout &* cin)
+        let du = ws.buffer(Self.positions * Self.slab(cout * cin), slot: 3)
+        let us = Self.slab(cout &* cin)
         for (k, images) in chunks.enumerated() {
-            let t = images.count * tilesPerImage, vs = WinogradConv.slab(cin &* t), ms = WinogradConv.slab(cout &* t)
+            let t = images.count * tilesPerImage, vs = Self.slab(cin &* t), ms = Self.slab(cout &* t)
             Parallel.forEach(cin) { c, w in transformInput(x, images: images, channels: c, into: v, plane: planes[w]) }
             Parallel.forEach(cout) { o, w in transformOutputGradient(dy, images: images, channels: o, into: dm, plane: planes[w]) }
-            gemmBatch(36) { xi in
+            gemmBatch(Self.positions) { xi in
                 cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(cout), Int32(cin), Int32(t),
                             1, dm + xi &* ms, Int32(t), v + xi &* vs, Int32(t), k == 0 ? 0 : 1, du + xi &* us, Int32(cin))
             }
@@ -122,7 +84,7 @@ struct WinogradF4Conv {
 
     /// U[ξ][o][c] = (G g Gᵀ)[ξ], ξ = 6·row + column, for each kernel g = weight[o][c], four at a time.
     func transformWeights(_ wt: UnsafePointer<Float>, _ kernels: Range<Int>, into u: UnsafeMutablePointer<Float>) {
-        let plane = WinogradConv.slab(cout &* cin)
+        let plane = Self.slab(cout &* cin)
         for at in stride(from: kernels.lowerBound, to: kernels.upperBound, by: 4) {
             let lanes = min(4, kernels.upperBound &- at)
             let k = kernelTaps(wt, at, lanes)
@@ -141,7 +103,7 @@ struct WinogradF4Conv {
 
     /// dW[o][c] += Gᵀ dU[·][o][c] G, the adjoint of `transformWeights`, four kernels at a time.
     func accumulateWeightGradient(_ du: UnsafePointer<Float>, _ kernels: Range<Int>, into dw: UnsafeMutablePointer<Float>) {
-        let plane = WinogradConv.slab(cout &* cin)
+        let plane = Self.slab(cout &* cin)
         for at in stride(from: kernels.lowerBound, to: kernels.upperBound, by: 4) {
             let lanes = min(4, kernels.upperBound &- at)
             // Gᵀ along each row r of dU (ξ = 6r + column), then down each of the three columns.
@@ -170,15 +132,9 @@ struct WinogradF4Conv {
 
     // MARK: planes
 
-    /// One h × w plane into the phase-split, zero-padded plane, shifted by `at` rows and columns.
-    private func split(_ src: UnsafePointer<Float>, at: Int, into plane: UnsafeMutablePointer<Float>) {
-        plane.update(repeating: 0, count: ph &* pw)
-        for y in 0..<h { splitRow(src + y &* w, count: w, at: at, phases: 4, into: plane + (y &+ at) &* pw, stride: quarter) }
-    }
-
     /// The six patch columns of tiles j…j + 3 in one split row.
     @inline(__always) func patchColumns(_ row: UnsafePointer<Float>, _ j: Int) -> Six {
-        let q = quarter
+        let q = phase
         return (load4(row + j), load4(row + (q &+ j)), load4(row + (2 &* q &+ j)), load4(row + (3 &* q &+ j)),
                 load4(row + (j &+ 1)), load4(row + (q &+ j &+ 1)))
     }
@@ -188,7 +144,7 @@ struct WinogradF4Conv {
     /// V[ξ][c][t] = (Bᵀ d B)[ξ] for the 6×6 input patch d of every tile t of the chunk.
     func transformInput(_ x: UnsafePointer<Float>, images: Range<Int>, channels: Range<Int>,
                         into v: UnsafeMutablePointer<Float>, plane: UnsafeMutablePointer<Float>) {
-        let t = images.count &* tilesPerImage, xs = WinogradConv.slab(cin &* t), tw = self.tw, pw = self.pw
+        let t = images.count &* tilesPerImage, xs = Self.slab(cin &* t), tw = self.tw, pw = self.pw
         for c in channels {
             for b in images {
                 split(x + (b &* cin &+ c) &* h &* w, at: 1, into: plane)
@@ -216,7 +172,7 @@ struct WinogradF4Conv {
     /// y tiles = Aᵀ M A (+ bias) for every tile of the chunk.
     func transformOutput(_ m: UnsafePointer<Float>, images: Range<Int>, channels: Range<Int>, bias: UnsafePointer<Float>?,
                          into y: UnsafeMutablePointer<Float>, plane: UnsafeMutablePointer<Float>) {
-        let t = images.count &* tilesPerImage, xs = WinogradConv.slab(cout &* t), tw = self.tw, exact = self.exact
+        let t = images.count &* tilesPerImage, xs = Self.slab(cout &* t), tw = self.tw, exact = self.exact
         let ow = 4 &* tw
         for o in channels {
             let bo = V4(repeating: bias?[o] ?? 0)
@@ -252,8 +208,8 @@ struct WinogradF4Conv {
     /// dM[ξ][o][t] = (A dY Aᵀ)[ξ] for the 4×4 output-gradient tile (zero past the image).
     func transformOutputGradient(_ dy: UnsafePointer<Float>, images: Range<Int>, channels: Range<Int>,
                                  into dm: UnsafeMutablePointer<Float>, plane: UnsafeMutablePointer<Float>) {
-        let t = images.count &* tilesPerImage, xs = WinogradConv.slab(cout &* t), tw = self.tw, exact = self.exact
-        let q = quarter, pw = self.pw
+        let t = images.count &* tilesPerImage, xs = Self.slab(cout &* t), tw = self.tw, exact = self.exact
+        let q = phase, pw = self.pw
         for o in channels {
             for b in images {
                 let src = dy + (b &* cout &+ o) &* h &* w
