@@ -17,8 +17,11 @@ public final class BatchNorm2d: Layer {
     public var reducer: StatisticsReducer?
     private var input: Tensor?
     private var trainingMode = true
-    private var mean: [Float], invStd: [Float], count = 0.0
-    private var stats: [Double]
+    private let mean: Tensor, invStd: Tensor
+    private var count = 0.0
+    /// Per channel Σ and Σ² (forward) or Σdy and Σdy·x̂ (backward), then the element count: what
+    /// the reducer sums over ranks.
+    private let stats: UnsafeMutableBufferPointer<Double>
     private var out = Slot()
 
     public init(_ channels: Int) {
@@ -27,11 +30,14 @@ public final class BatchNorm2d: Layer {
         bias = Parameter([channels])
         runningMean = Tensor([channels])
         runningVar = Tensor([channels])
-        mean = [Float](repeating: 0, count: channels)
-        invStd = [Float](repeating: 0, count: channels)
-        stats = [Double](repeating: 0, count: 2 * channels + 1)
+        mean = Tensor([channels])
+        invStd = Tensor([channels])
+        stats = .allocate(capacity: 2 * channels + 1)
+        stats.initialize(repeating: 0)
         reset()
     }
+
+    deinit { stats.deallocate() }
 
     public var parameterList: [Parameter] { [weight, bias] }
 
@@ -60,24 +66,21 @@ public final class BatchNorm2d: Layer {
         let n = x.n, hw = x.h &* x.w
         let y = training ? out.get(x.shape) : out.transient(x.shape)
         if training {
-            let channels = self.channels
-            stats.withUnsafeMutableBufferPointer { st in
-                let sums = st.baseAddress!
-                Parallel.forEach(channels) { range, _ in
-                    for c in range {
-                        var sum = 0.0, squares = 0.0
-                        for b in 0..<n {
-                            let (s, q) = sumAndSquares(x.data + (b &* channels &+ c) &* hw, hw)
-                            sum += s
-                            squares += q
-                        }
-                        sums[c] = sum
-                        sums[channels &+ c] = squares
+            let channels = self.channels, sums = stats.baseAddress!
+            Parallel.forEach(channels) { range, _ in
+                for c in range {
+                    var sum = 0.0, squares = 0.0
+                    for b in 0..<n {
+                        let (s, q) = sumAndSquares(x.data + (b &* channels &+ c) &* hw, hw)
+                        sum += s
+                        squares += q
                     }
+                    sums[c] = sum
+                    sums[channels &+ c] = squares
                 }
             }
             stats[2 &* channels] = Double(n &* hw)
-            if let reducer { stats.withUnsafeMutableBufferPointer { reducer($0) } }
+            reducer?(stats)
             count = stats[2 &* channels]
             for c in 0..<channels {
                 let m = stats[c] / count
@@ -96,19 +99,15 @@ public final class BatchNorm2d: Layer {
             }
         }
         let scale = weight.value.data, shift = bias.value.data, channels = self.channels
-        mean.withUnsafeBufferPointer { mp in
-            invStd.withUnsafeBufferPointer { sp in
-                let mean = mp.baseAddress!, invStd = sp.baseAddress!
-                Parallel.forEach(channels) { range, _ in
-                    for c in range {
-                        let a = scale[c] * invStd[c]
-                        let b0 = shift[c] - mean[c] * a
-                        for b in 0..<n {
-                            let off = (b &* channels &+ c) &* hw
-                            let p = x.data + off, q = y.data + off
-                            for i in 0..<hw { q[i] = p[i] * a + b0 }
-                        }
-                    }
+        let mean = self.mean.data, invStd = self.invStd.data
+        Parallel.forEach(channels) { range, _ in
+            for c in range {
+                let a = scale[c] * invStd[c]
+                let b0 = shift[c] - mean[c] * a
+                for b in 0..<n {
+                    let off = (b &* channels &+ c) &* hw
+                    let p = x.data + off, q = y.data + off
+                    for i in 0..<hw { q[i] = p[i] * a + b0 }
                 }
             }
         }
@@ -121,26 +120,19 @@ public final class BatchNorm2d: Layer {
         let n = x.n, hw = x.h &* x.w
         let dxT = TensorPool.shared.tensor(x.shape)
         // stats[c] = Σ dy, stats[C + c] = Σ dy·x̂ over the (global) batch.
-        let channels = self.channels
-        stats.withUnsafeMutableBufferPointer { st in
-            mean.withUnsafeBufferPointer { mp in
-                invStd.withUnsafeBufferPointer { sp in
-                    let sums = st.baseAddress!, mean = mp.baseAddress!, invStd = sp.baseAddress!
-                    Parallel.forEach(channels) { range, _ in
-                        for c in range {
-                            let m = mean[c], s = invStd[c]
-                            var sumG = 0.0, sumGX = 0.0
-                            for b in 0..<n {
-                                let off = (b &* channels &+ c) &* hw
-                                let (sg, sgx) = Self.gradientSums(dy.data + off, x.data + off, hw, mean: m, invStd: s)
-                                sumG += sg
-                                sumGX += sgx
-                            }
-                            sums[c] = sumG
-                            sums[channels &+ c] = sumGX
-                        }
-                    }
+        let channels = self.channels, sums = stats.baseAddress!, mean = self.mean.data, invStd = self.invStd.data
+        Parallel.forEach(channels) { range, _ in
+            for c in range {
+                let m = mean[c], s = invStd[c]
+                var sumG = 0.0, sumGX = 0.0
+                for b in 0..<n {
+                    let off = (b &* channels &+ c) &* hw
+                    let (sg, sgx) = Self.gradientSums(dy.data + off, x.data + off, hw, mean: m, invStd: s)
+                    sumG += sg
+                    sumGX += sgx
                 }
+                sums[c] = sumG
+                sums[channels &+ c] = sumGX
             }
         }
         stats[2 &* channels] = 0
@@ -149,26 +141,19 @@ public final class BatchNorm2d: Layer {
             bias.grad[c] += Float(stats[c])
             weight.grad[c] += Float(stats[channels &+ c])
         }
-        if let reducer { stats.withUnsafeMutableBufferPointer { reducer($0) } }
+        reducer?(stats)
         let gamma = weight.value.data, count = self.count
-        stats.withUnsafeBufferPointer { st in
-            mean.withUnsafeBufferPointer { mp in
-                invStd.withUnsafeBufferPointer { sp in
-                    let sums = st.baseAddress!, mean = mp.baseAddress!, invStd = sp.baseAddress!
-                    Parallel.forEach(channels) { range, _ in
-                        for c in range {
-                            let m = mean[c], s = invStd[c]
-                            let k = gamma[c] * s
-                            let meanG = Float(sums[c] / count), meanGX = Float(sums[channels &+ c] / count)
-                            for b in 0..<n {
-                                let off = (b &* channels &+ c) &* hw
-                                let p = x.data + off, g = dy.data + off, d = dxT.data + off
-                                for i in 0..<hw {
-                                    let xh = (p[i] - m) * s
-                                    d[i] = k * (g[i] - meanG - xh * meanGX)
-                                }
-                            }
-                        }
+        Parallel.forEach(channels) { range, _ in
+            for c in range {
+                let m = mean[c], s = invStd[c]
+                let k = gamma[c] * s
+                let meanG = Float(sums[c] / count), meanGX = Float(sums[channels &+ c] / count)
+                for b in 0..<n {
+                    let off = (b &* channels &+ c) &* hw
+                    let p = x.data + off, g = dy.data + off, d = dxT.data + off
+                    for i in 0..<hw {
+                        let xh = (p[i] - m) * s
+                        d[i] = k * (g[i] - meanG - xh * meanGX)
                     }
                 }
             }
