@@ -28,13 +28,16 @@ final class ConvolutionTests: XCTestCase {
     }
 
     /// Small outputs take several images per GEMM (odd counts leave a short last chunk); larger
-    /// ones one image at a time.
+    /// ones one image at a time, in bands of output rows when the columns would not fit the budget
+    /// (the 7×7 stem and a wide thin layer, each with a short last band).
     func testStridedAndPointwiseMatchDefinition() {
         check(cin: 3, cout: 4, kernel: 3, stride: 2, padding: 1, shape: [5, 3, 9, 8])
         check(cin: 4, cout: 3, kernel: 1, stride: 2, padding: 0, shape: [3, 4, 7, 7], bias: false)
         check(cin: 2, cout: 3, kernel: 1, stride: 1, padding: 0, shape: [3, 2, 5, 6])
         check(cin: 2, cout: 2, kernel: 7, stride: 2, padding: 3, shape: [67, 2, 9, 11], bias: false)
         check(cin: 2, cout: 3, kernel: 3, stride: 2, padding: 1, shape: [2, 2, 70, 66])
+        check(cin: 6, cout: 5, kernel: 7, stride: 2, padding: 3, shape: [2, 6, 101, 190], bias: false)
+        check(cin: 5, cout: 6, kernel: 3, stride: 1, padding: 1, shape: [1, 5, 47, 600])
     }
 
     /// ConvTranspose2d 2×2/2 forward against out[o, 2i + ky, 2j + kx] = b[o] + Σ_c x[c, i, j]·W[c, o, ky, kx].

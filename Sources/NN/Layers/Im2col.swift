@@ -11,16 +11,28 @@ struct ConvGeometry: Equatable {
     var isPointwise: Bool { kernel == 1 && stride == 1 && padding == 0 }
 }
 
-/// col[(c·k + ky)·k + kx, oy·OW + ox] = x[c, oy·s − p + ky, ox·s − p + kx] (0 outside the image),
-/// split over the workers by channel. Rows of col are `rowStride` apart (OH·OW unless given).
-func im2col(_ x: UnsafePointer<Float>, _ g: ConvGeometry, _ col: UnsafeMutablePointer<Float>, rowStride: Int? = nil) {
-    let stride = rowStride ?? g.colCols
-    Parallel.forEach(g.channels) { channels, _ in im2col(x, g, col, rowStride: stride, channels: channels) }
+/// col[(c·k + ky)·k + kx, (oy − rows.lowerBound)·OW + ox] = x[c, oy·s − p + ky, ox·s − p + kx] (0 outside
+/// the image) for the output rows `rows` (all unless given), split over the workers by channel.
+/// Rows of col are `rowStride` apart (the chunk's columns unless given).
+func im2col(_ x: UnsafePointer<Float>, _ g: ConvGeometry, _ col: UnsafeMutablePointer<Float>, rowStride: Int? = nil,
+            rows: Range<Int>? = nil) {
+    let rows = rows ?? 0..<g.outHeight
+    let stride = rowStride ?? rows.count &* g.outWidth
+    Parallel.forEach(g.channels) { channels, _ in
+        if g.stride == 1 {
+            im2col(x, g, col, rowStride: stride, channels: channels, rows: rows)
+        } else {
+            PhasePlane.withBuffer(g) { plane in
+                for c in channels { plane.im2col(x + c &* g.height &* g.width, channel: c, col, rowStride: stride, rows: rows) }
+            }
+        }
+    }
 }
 
+/// Stride 1: each column row is a contiguous run of an input row; only the padded borders need zeros.
 private func im2col(_ x: UnsafePointer<Float>, _ g: ConvGeometry, _ col: UnsafeMutablePointer<Float>, rowStride: Int,
-                    channels: Range<Int>) {
-    let oh = g.outHeight, ow = g.outWidth, k = g.kernel, s = g.stride, p = g.padding
+                    channels: Range<Int>, rows: Range<Int>) {
+    let ow = g.outWidth, k = g.kernel, p = g.padding
     let h = g.height, w = g.width
     var row = channels.lowerBound &* k &* k
     for c in channels {
@@ -28,30 +40,75 @@ private func im2col(_ x: UnsafePointer<Float>, _ g: ConvGeometry, _ col: UnsafeM
         for ky in 0..<k {
             for kx in 0..<k {
                 let dst = col + row &* rowStride
-                for oy in 0..<oh {
-                    let iy = oy &* s &- p &+ ky
-                    let d = dst + oy &* ow
+                for oy in rows {
+                    let iy = oy &- p &+ ky
+                    let d = dst + (oy &- rows.lowerBound) &* ow
                     if iy < 0 || iy >= h {
                         d.update(repeating: 0, count: ow)
                         continue
                     }
                     let src = plane + iy &* w
-                    if s == 1 {
-                        // Contiguous run; only the padded borders need zeros.
-                        var ox = 0
-                        while ox < ow && ox &- p &+ kx < 0 { d[ox] = 0; ox &+= 1 }
-                        var end = ow
-                        while end > ox && end &- 1 &- p &+ kx >= w { end &-= 1; d[end] = 0 }
-                        if end > ox { (d + ox).update(from: src + (ox &- p &+ kx), count: end &- ox) }
-                    } else {
-                        for ox in 0..<ow {
-                            let ix = ox &* s &- p &+ kx
-                            d[ox] = (ix >= 0 && ix < w) ? src[ix] : 0
-                        }
-                    }
+                    var ox = 0
+                    while ox < ow && ox &- p &+ kx < 0 { d[ox] = 0; ox &+= 1 }
+                    var end = ow
+                    while end > ox && end &- 1 &- p &+ kx >= w { end &-= 1; d[end] = 0 }
+                    if end > ox { (d + ox).update(from: src + (ox &- p &+ kx), count: end &- ox) }
                 }
                 row &+= 1
             }
+        }
+    }
+}
+
+/// One channel zero-padded by p on every side, each padded row split into its s column phases
+/// (column j of a padded row goes to phase j mod s, position j / s). The window column kx of a
+/// strided convolution then reads, along an output row, one phase from position kx / s on: a
+/// contiguous copy instead of a strided gather with bounds checks.
+private struct PhasePlane {
+    let g: ConvGeometry
+    let buffer: UnsafeMutablePointer<Float>
+    /// Floats per phase and per padded row.
+    var phaseLength: Int { (g.width &+ 2 &* g.padding &+ g.stride &- 1) / g.stride }
+    var rowLength: Int { g.stride &* phaseLength }
+
+    static func withBuffer(_ g: ConvGeometry, _ body: (PhasePlane) -> Void) {
+        let length = (g.width + 2 * g.padding + g.stride - 1) / g.stride * g.stride
+        withUnsafeTemporaryAllocation(of: Float.self, capacity: (g.height + 2 * g.padding) * length) {
+            body(PhasePlane(g: g, buffer: $0.baseAddress!))
+        }
+    }
+
+    func im2col(_ plane: UnsafePointer<Float>, channel c: Int, _ col: UnsafeMutablePointer<Float>, rowStride: Int,
+                rows: Range<Int>) {
+        let k = g.kernel, s = g.stride, ow = g.outWidth, length = phaseLength, rl = rowLength
+        // Only the padded rows these output rows read.
+        let first = rows.lowerBound &* s, last = min((rows.upperBound &- 1) &* s &+ k, g.height &+ 2 &* g.padding)
+        for py in first..<last { fill(plane, paddedRow: py) }
+        var row = c &* k &* k
+        for ky in 0..<k {
+            for kx in 0..<k {
+                let dst = col + row &* rowStride
+                let src = UnsafePointer(buffer) + ((kx % s) &* length &+ kx / s)
+                for oy in rows {
+                    (dst + (oy &- rows.lowerBound) &* ow).update(from: src + (oy &* s &+ ky) &* rl, count: ow)
+                }
+                row &+= 1
+            }
+        }
+    }
+
+    private func fill(_ plane: UnsafePointer<Float>, paddedRow py: Int) {
+        let s = g.stride, p = g.padding, w = g.width, length = phaseLength
+        let d = buffer + py &* rowLength
+        let iy = py &- p
+        guard iy >= 0 && iy < g.height else {
+            d.update(repeating: 0, count: rowLength)
+            return
+        }
+        let src = plane + iy &* w
+        for j in 0..<s &* length {
+            let ix = j &- p
+            d[(j % s) &* length &+ j / s] = ix >= 0 && ix < w ? src[ix] : 0
         }
     }
 }
