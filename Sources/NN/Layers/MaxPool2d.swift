@@ -99,7 +99,19 @@ public final class MaxPool2d: Layer {
                     }
                 }
                 let d = dst + oy &* ow
-                for ox in 0..<ow {
+                var vectorized = 0..<0
+                if k == 3 && s == 2 && p == 1 {
+                    // ResNet's stem pool: the windows of outputs ox…ox + 3 are columns 2·ox − 1, 2·ox and
+                    // 2·ox + 1 of four pairs, compared in that order.
+                    var ox = 1
+                    while 2 &* ox &+ 9 <= w && ox &+ 4 <= ow {
+                        let (left, centre) = loadDeinterleaved(r + (2 &* ox &- 1)), right = loadDeinterleaved(r + (2 &* ox &+ 1)).0
+                        store4(Self.larger(Self.larger(left, centre), right), d + ox)
+                        ox &+= 4
+                    }
+                    vectorized = 1..<ox
+                }
+                for ox in 0..<ow where !vectorized.contains(ox) {
                     let x0 = max(ox &* s &- p, 0), x1 = min(ox &* s &- p &+ k, w)
                     var best = r[x0]
                     for ix in (x0 &+ 1)..<max(x1, x0 &+ 1) where r[ix] > best || r[ix].isNaN { best = r[ix] }
