@@ -30,6 +30,11 @@ final class BasicBlock: StateModule {
     }
 
     func forward(_ x: Tensor, training: Bool) -> Tensor {
+        guard training else {
+            let shortcut = downsample.map { $0.conv.forward(x, epilogue: Epilogue(batchNorm: $0.bn)) } ?? x
+            let y = conv1.forward(x, epilogue: Epilogue(batchNorm: bn1, relu: true))
+            return conv2.forward(y, epilogue: Epilogue(batchNorm: bn2, residual: shortcut, relu: true))
+        }
         var y = relu1.forward(bn1.forward(conv1.forward(x, training: training), training: training), training: training)
         y = bn2.forward(conv2.forward(y, training: training), training: training)
         let shortcut = downsample.map { $0.bn.forward($0.conv.forward(x, training: training), training: training) } ?? x

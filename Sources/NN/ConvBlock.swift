@@ -17,6 +17,7 @@ final class ConvBlock: StateModule {
     }
 
     func forward(_ x: Tensor, training: Bool) -> Tensor {
+        guard training else { return conv.forward(x, epilogue: Epilogue(batchNorm: bn, relu: true)) }
         var y = conv.forward(x, training: training)
         if let bn { y = bn.forward(y, training: training) }
         return relu.forward(y, training: training)

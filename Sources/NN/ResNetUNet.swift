@@ -110,7 +110,9 @@ public final class ResNetUNet: Network {
     public func forward(_ x: Tensor, training: Bool) -> Tensor {
         precondition(x.h % 32 == 0 && x.w % 32 == 0, "\(config.arch): chip \(x.h)×\(x.w) is not a multiple of 32")
         features.removeAll(keepingCapacity: true)
-        var f = relu1.forward(bn1.forward(conv1.forward(x, training: training), training: training), training: training)
+        var f = training
+            ? relu1.forward(bn1.forward(conv1.forward(x, training: true), training: true), training: true)
+            : conv1.forward(x, epilogue: Epilogue(batchNorm: bn1, relu: true))
         features.append(f)
         f = pool.forward(f, training: training)
         for stage in stages {

@@ -92,18 +92,11 @@ public final class BatchNorm2d: Layer {
                 runningVar[c] = (1 - momentum) * runningVar[c] + momentum * Float(unbiased)
             }
             numBatchesTracked.value += 1
-        } else {
-            for c in 0..<channels {
-                mean[c] = runningMean[c]
-                invStd[c] = 1 / (runningVar[c] + eps).squareRoot()
-            }
         }
-        let scale = weight.value.data, shift = bias.value.data, channels = self.channels
-        let mean = self.mean.data, invStd = self.invStd.data
+        let (scale, shift) = training ? affine() : inferenceAffine(), channels = self.channels
         Parallel.forEach(channels) { range, _ in
             for c in range {
-                let a = scale[c] * invStd[c]
-                let b0 = shift[c] - mean[c] * a
+                let a = scale[c], b0 = shift[c]
                 for b in 0..<n {
                     let off = (b &* channels &+ c) &* hw
                     let p = x.data + off, q = y.data + off
@@ -112,6 +105,22 @@ public final class BatchNorm2d: Layer {
             }
         }
         return y
+    }
+
+    /// Eval mode's per-channel y = x·a + b, from the running statistics (`Epilogue` folds it into
+    /// the convolution before).
+    func inferenceAffine() -> (scale: [Float], shift: [Float]) {
+        for c in 0..<channels {
+            mean[c] = runningMean[c]
+            invStd[c] = 1 / (runningVar[c] + eps).squareRoot()
+        }
+        return affine()
+    }
+
+    /// y = x·a + b per channel for the current mean and 1/σ.
+    private func affine() -> (scale: [Float], shift: [Float]) {
+        let a = (0..<channels).map { weight.value[$0] * invStd[$0] }
+        return (a, (0..<channels).map { bias.value[$0] - mean[$0] * a[$0] })
     }
 
     public func backward(_ dy: Tensor) -> Tensor {

@@ -67,27 +67,41 @@ public final class Conv2d: Layer {
     }
 
     public func forward(_ x: Tensor, training: Bool) -> Tensor {
+        convolve(x, training: training, epilogue: nil)
+    }
+
+    /// Inference with what follows the convolution folded into its output (see `Epilogue`).
+    func forward(_ x: Tensor, epilogue: Epilogue) -> Tensor {
+        precondition(epilogue.scale.isEmpty || epilogue.scale.count == outChannels, "Conv2d: epilogue for \(epilogue.scale.count) channels")
+        return convolve(x, training: false, epilogue: epilogue)
+    }
+
+    /// Winograd applies the epilogue plane by plane as it writes them; the other paths after the output is whole.
+    private func convolve(_ x: Tensor, training: Bool, epilogue: Epilogue?) -> Tensor {
         let g = geometry(x)
         let shape = [x.n, outChannels, g.outHeight, g.outWidth]
+        precondition(epilogue?.residual.map { $0.shape == shape } ?? true, "Conv2d: residual \(epilogue!.residual!.shape) for output \(shape)")
         let y = training ? out.get(shape) : out.transient(shape)
         input = training ? x : nil
         let b = bias.map { UnsafePointer($0.value.data) }
         if NarrowConv.applies(kernel: kernel, stride: stride, padding: padding, outChannels: outChannels) {
             NarrowConv(cin: inChannels, cout: outChannels, n: x.n, h: x.h, w: x.w)
                 .forward(x.data, weight: weight.value.data, bias: b, into: y.data, workspace: workspace)
+            epilogue?.apply(to: y)
             return y
         }
         if !training, let wg = winogradF4(x) {
-            wg.forward(x.data, weight: weight.value.data, bias: b, into: y.data, workspace: workspace)
+            wg.forward(x.data, weight: weight.value.data, bias: b, into: y.data, epilogue: epilogue, workspace: workspace)
             return y
         }
         if let wg = winograd(x) {
-            wg.forward(x.data, weight: weight.value.data, bias: b, into: y.data, workspace: workspace)
+            wg.forward(x.data, weight: weight.value.data, bias: b, into: y.data, epilogue: epilogue, workspace: workspace)
             return y
         }
         let perChunk = min(x.n, max(1, (gemmWideColumns + g.colCols - 1) / g.colCols))
         if perChunk > 1 {
             forward(x, g, imagesPerChunk: perChunk, into: y)
+            epilogue?.apply(to: y)
             return y
         }
         let ow = g.outWidth, oh = g.outHeight
@@ -114,6 +128,7 @@ public final class Conv2d: Layer {
                      bias == nil ? 0 : 1, yb + r0 &* ow, g.colCols)
             }
         }
+        epilogue?.apply(to: y)
         return y
     }
 

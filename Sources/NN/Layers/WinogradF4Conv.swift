@@ -171,7 +171,7 @@ struct WinogradF4Conv: WinogradTiling {
 
     /// y tiles = Aᵀ M A (+ bias) for every tile of the chunk.
     func transformOutput(_ m: UnsafePointer<Float>, images: Range<Int>, channels: Range<Int>, bias: UnsafePointer<Float>?,
-                         into y: UnsafeMutablePointer<Float>, plane: UnsafeMutablePointer<Float>) {
+                         epilogue: Epilogue?, into y: UnsafeMutablePointer<Float>, plane: UnsafeMutablePointer<Float>) {
         let t = images.count &* tilesPerImage, xs = Self.slab(cout &* t), tw = self.tw, exact = self.exact
         let ow = 4 &* tw
         for o in channels {
@@ -201,6 +201,7 @@ struct WinogradF4Conv: WinogradTiling {
                 if !exact {
                     for yy in 0..<h { (dst + yy &* w).update(from: plane + yy &* ow, count: w) }
                 }
+                epilogue?.apply(dst, index: b &* cout &+ o, channels: cout, count: h &* w)
             }
         }
     }

@@ -20,9 +20,9 @@ protocol WinogradTiling {
     /// V[ξ][c][t] for every tile t of the chunk `images`.
     func transformInput(_ x: UnsafePointer<Float>, images: Range<Int>, channels: Range<Int>,
                         into v: UnsafeMutablePointer<Float>, plane: UnsafeMutablePointer<Float>)
-    /// The output tiles (+ bias) from M[ξ][o][t].
+    /// The output tiles (+ bias) from M[ξ][o][t], each finished plane through the epilogue.
     func transformOutput(_ m: UnsafePointer<Float>, images: Range<Int>, channels: Range<Int>, bias: UnsafePointer<Float>?,
-                         into y: UnsafeMutablePointer<Float>, plane: UnsafeMutablePointer<Float>)
+                         epilogue: Epilogue?, into y: UnsafeMutablePointer<Float>, plane: UnsafeMutablePointer<Float>)
 }
 
 extension WinogradTiling {
@@ -69,9 +69,9 @@ extension WinogradTiling {
         }
     }
 
-    /// y = conv(x) (+ bias), NCHW.
+    /// y = conv(x) (+ bias), NCHW, then the epilogue.
     func forward(_ x: UnsafePointer<Float>, weight: UnsafePointer<Float>, bias: UnsafePointer<Float>?,
-                 into y: UnsafeMutablePointer<Float>, workspace ws: Workspace) {
+                 into y: UnsafeMutablePointer<Float>, epilogue: Epilogue?, workspace ws: Workspace) {
         let (v, m, u, planes) = buffers(ws)
         Parallel.forEach(cout * cin, grain: 256) { range, _ in transformWeights(weight, range, into: u) }
         let us = Self.slab(cout &* cin)
@@ -82,7 +82,7 @@ extension WinogradTiling {
                 cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(cout), Int32(t), Int32(cin),
                             1, u + xi &* us, Int32(cin), v + xi &* vs, Int32(t), 0, m + xi &* ms, Int32(t))
             }
-            Parallel.forEach(cout) { o, w in transformOutput(m, images: images, channels: o, bias: bias, into: y, plane: planes[w]) }
+            Parallel.forEach(cout) { o, w in transformOutput(m, images: images, channels: o, bias: bias, epilogue: epilogue, into: y, plane: planes[w]) }
         }
     }
 }

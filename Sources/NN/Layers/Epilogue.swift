@@ -1,0 +1,44 @@
+/// What an inference pass folds into a convolution's output: eval-mode BatchNorm's per-channel
+/// y·a + b, a residual added (ResNet's shortcut), then ReLU. Winograd applies it to each output
+/// plane as soon as the plane is written, while it is still in cache, instead of three more passes
+/// over the whole tensor. Each step is the separate layer's own arithmetic in the same order, so the
+/// fused pass gives the same bits as BatchNorm2d, `add` and ReLU one after another.
+struct Epilogue {
+    /// Per output channel; empty without BatchNorm.
+    let scale: [Float], shift: [Float]
+    /// Same shape as the output.
+    let residual: Tensor?
+    let relu: Bool
+
+    init(batchNorm: BatchNorm2d? = nil, residual: Tensor? = nil, relu: Bool = false) {
+        (scale, shift) = batchNorm?.inferenceAffine() ?? ([], [])
+        self.residual = residual
+        self.relu = relu
+    }
+
+    /// Plane `index` (image·channels + channel) of the output, `count` pixels at `plane`.
+    func apply(_ plane: UnsafeMutablePointer<Float>, index: Int, channels: Int, count: Int) {
+        if !scale.isEmpty {
+            let a = scale[index % channels], b = shift[index % channels]
+            for i in 0..<count { plane[i] = plane[i] * a + b }
+        }
+        if let residual {
+            let r = UnsafePointer(residual.data) + index &* count
+            for i in 0..<count { plane[i] = plane[i] + r[i] }
+        }
+        if relu {
+            for i in 0..<count {
+                let v = plane[i]
+                plane[i] = v < 0 ? 0 : v
+            }
+        }
+    }
+
+    /// The whole output [N, C, H, W], for the paths that finish it in one piece.
+    func apply(to y: Tensor) {
+        let hw = y.h &* y.w, channels = y.c
+        Parallel.forEach(y.n &* channels) { planes, _ in
+            for p in planes { apply(y.data + p &* hw, index: p, channels: channels, count: hw) }
+        }
+    }
+}
