@@ -23,7 +23,7 @@ public final class UNet: Network {
     private var channel0 = Slot(), output = Slot(), dChannel0 = Slot()
     private var input: Tensor?
 
-    public init(_ config: ModelConfig, seed: UInt64 = 0) throws {
+    public init(_ config: ModelConfig, seed: UInt64? = 0) throws {
         guard let u = config.unet else { throw NNError("model 'unet' needs the \"unet\" settings") }
         guard u.depth >= 1, u.startKernel >= 1, u.nInputChannels >= 1 else {
             throw NNError("unet: depth, start_kernel and n_input_channels must be positive")
@@ -52,8 +52,10 @@ public final class UNet: Network {
         outerSkipBN = u.outerSkip && u.outerSkipBN ? BatchNorm2d(1) : nil
         sums = Array(repeating: Slot(), count: u.depth)
         skipGrads = Array(repeating: nil, count: u.depth)
-        var rng = SplitMix64(seed: seed)
-        for l in allLayers { (l as? Conv2d)?.reset(&rng); (l as? ConvTranspose2d)?.reset(&rng) }
+        if let seed {
+            var rng = SplitMix64(seed: seed)
+            for l in allLayers { (l as? Conv2d)?.reset(&rng); (l as? ConvTranspose2d)?.reset(&rng) }
+        }
         flat = FlatState(self)
     }
 

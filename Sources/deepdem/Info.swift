@@ -17,7 +17,7 @@ struct Info: ParsableCommand {
             // shape and data, so `info` also says whether the file is usable.
             let network: any Network
             do {
-                network = try makeNetwork(config)
+                network = try makeNetwork(config, seed: nil)
             } catch let e as NNError {
                 throw NNError("\(checkpoint): \(e.message)")
             }

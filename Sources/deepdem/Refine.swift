@@ -45,7 +45,7 @@ struct Refine: ParsableCommand {
             if let hillshade { try RasterWriter.checkDestination(hillshade, overwrite: overwrite) }
             BLAS.setThreads(threads ?? ProcessInfo.processInfo.activeProcessorCount)
             let config = try Checkpoint.readConfig(checkpoint)
-            let network = try makeNetwork(config)
+            let network = try makeNetwork(config, seed: nil)
             try Checkpoint.load(checkpoint, into: network)
             let model = ResidualModel(network: network, gsf: Float(config.gsf))
             let scene = try Scene(folder: data, bands: config.bands, target: nil)
