@@ -122,13 +122,14 @@ public final class ResNetUNet: Network {
         // features: f1 … f5; the decoder's skips are f4, f3, f2, f1, none.
         var d = features[4]
         for i in 0..<5 {
-            let u = ups[i].forward(d, training: training)
-            var input = u
+            let input: Tensor
             if i < 4 {
-                let skip = features[3 - i]
-                let cat = cats[i].get([u.n, u.c + skip.c, u.h, u.w])
-                concatChannels(u, skip, into: cat)
-                input = cat
+                let skip = features[3 - i], shape = [d.n, d.c + skip.c, skip.h, skip.w]
+                input = training ? cats[i].get(shape) : cats[i].transient(shape)
+                ups[i].forward(d, into: input)
+                copyChannels(skip, into: input, at: d.c)
+            } else {
+                input = ups[i].forward(d, training: training)
             }
             d = blocks[i].conv2.forward(blocks[i].conv1.forward(input, training: training), training: training)
         }

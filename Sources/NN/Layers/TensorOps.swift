@@ -16,17 +16,20 @@ func accumulate(_ a: Tensor, _ b: Tensor) {
     }
 }
 
-/// Channel concatenation [N, Ca + Cb, H, W] of a and b (torch.cat(dim=1)).
-func concatChannels(_ a: Tensor, _ b: Tensor, into out: Tensor) {
-    let hw = a.h &* a.w, ca = a.c &* hw, cb = b.c &* hw
-    for n in 0..<a.n {
-        let dst = out.data + n &* (ca &+ cb)
-        dst.update(from: a.data + n &* ca, count: ca)
-        (dst + ca).update(from: b.data + n &* cb, count: cb)
+/// Copies `src` [N, C, H, W] into channels `at`…`at` + C − 1 of `out` [N, C′, H, W]: the second
+/// half of a channel concatenation (torch.cat(dim=1)) whose first half was written in place.
+func copyChannels(_ src: Tensor, into out: Tensor, at first: Int) {
+    precondition(src.n == out.n && first + src.c <= out.c && src.h == out.h && src.w == out.w,
+                 "copyChannels: \(src.shape) into \(out.shape) at \(first)")
+    let hw = src.h &* src.w, c = src.c, stride = out.c
+    Parallel.forEach(src.n &* c, grain: max(1, (1 << 14) / hw)) { planes, _ in
+        for p in planes {
+            (out.data + ((p / c) &* stride &+ first &+ p % c) &* hw).update(from: src.data + p &* hw, count: hw)
+        }
     }
 }
 
-/// The adjoint of concatChannels: splits d(out) into da and db.
+/// The adjoint of the concatenation: splits d(out) into da and db.
 func splitChannels(_ d: Tensor, into da: Tensor, _ db: Tensor) {
     let hw = da.h &* da.w, ca = da.c &* hw, cb = db.c &* hw
     for n in 0..<da.n {

@@ -10,13 +10,23 @@ public final class Upsample: Layer {
     public func collectState(prefix: String, into state: inout [(String, StateEntry)]) {}
 
     public func forward(_ x: Tensor, training: Bool) -> Tensor {
+        let shape = [x.n, x.c, x.h &* factor, x.w &* factor]
+        let y = training ? out.get(shape) : out.transient(shape)
+        forward(x, into: y)
+        return y
+    }
+
+    /// Upsamples into the first x.c channels of `y` ([N, ≥ C, fH, fW]): a U-Net decoder's
+    /// concatenation then only copies the skip into the channels after them.
+    func forward(_ x: Tensor, into y: Tensor) {
         let f = factor, h = x.h, w = x.w, ow = w &* f
-        let y = training ? out.get([x.n, x.c, h &* f, ow]) : out.transient([x.n, x.c, h &* f, ow])
+        precondition(y.n == x.n && y.c >= x.c && y.h == h &* f && y.w == ow, "Upsample: \(x.shape) into \(y.shape)")
         inputShape = x.shape
+        let channels = x.c, stride = y.c
         Parallel.forEach(x.n &* x.c) { planes, _ in
             for plane in planes {
                 let src = x.data + plane &* h &* w
-                let dst = y.data + plane &* h &* w &* f &* f
+                let dst = y.data + ((plane / channels) &* stride &+ plane % channels) &* h &* w &* f &* f
                 for i in 0..<h {
                     let row = dst + i &* f &* ow
                     let s = src + i &* w
@@ -38,7 +48,6 @@ public final class Upsample: Layer {
                 }
             }
         }
-        return y
     }
 
     public func backward(_ dy: Tensor) -> Tensor {
