@@ -106,9 +106,12 @@ private struct PhasePlane {
             return
         }
         let src = plane + iy &* w
-        for j in 0..<s &* length {
-            let ix = j &- p
-            d[(j % s) &* length &+ j / s] = ix >= 0 && ix < w ? src[ix] : 0
+        for phase in 0..<s {
+            let out = d + phase &* length
+            for q in 0..<length {
+                let ix = q &* s &+ phase &- p
+                out[q] = ix >= 0 && ix < w ? src[ix] : 0
+            }
         }
     }
 }
