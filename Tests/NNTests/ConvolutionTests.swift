@@ -7,7 +7,8 @@ import XCTest
 /// and also sizes whose tiles cover the image exactly (written straight into the output).
 final class ConvolutionTests: XCTestCase {
     /// Winograd (16 and more input channels): F(2×2, 3×3), and from 16×16 up F(4×4, 3×3) in
-    /// inference and for the weight gradient; exact and padded tiles, one and several chunks.
+    /// inference and for the weight gradient; exact and padded tiles, one and several chunks, and
+    /// forward passes over bands of an image's tile rows (the 96×96 images, in both variants).
     func testSame3x3MatchesDefinition() {
         check(cin: 16, cout: 7, kernel: 3, stride: 1, padding: 1, shape: [3, 16, 9, 6])
         check(cin: 17, cout: 6, kernel: 3, stride: 1, padding: 1, shape: [2, 17, 16, 8])
@@ -15,6 +16,7 @@ final class ConvolutionTests: XCTestCase {
         check(cin: 16, cout: 5, kernel: 3, stride: 1, padding: 1, shape: [2, 16, 16, 32])
         check(cin: 18, cout: 5, kernel: 3, stride: 1, padding: 1, shape: [3, 18, 19, 17])
         check(cin: 16, cout: 5, kernel: 3, stride: 1, padding: 1, shape: [2, 16, 96, 90], bias: false)
+        check(cin: 16, cout: 5, kernel: 3, stride: 1, padding: 1, shape: [1, 16, 96, 96])
     }
 
     /// Fewer input channels go through im2col; up to four output channels are computed directly

@@ -16,20 +16,22 @@ struct Epilogue {
         self.relu = relu
     }
 
-    /// Plane `index` (image·channels + channel) of the output, `count` pixels at `plane`.
-    func apply(_ plane: UnsafeMutablePointer<Float>, index: Int, channels: Int, count: Int) {
+    /// The pixels `pixels` of plane `index` (image·channels + channel) of the output at `y`.
+    func apply(_ y: UnsafeMutablePointer<Float>, plane index: Int, channels: Int, pixels: Range<Int>, planeSize: Int) {
+        let at = index &* planeSize &+ pixels.lowerBound, count = pixels.count
+        let p = y + at
         if !scale.isEmpty {
             let a = scale[index % channels], b = shift[index % channels]
-            for i in 0..<count { plane[i] = plane[i] * a + b }
+            for i in 0..<count { p[i] = p[i] * a + b }
         }
         if let residual {
-            let r = UnsafePointer(residual.data) + index &* count
-            for i in 0..<count { plane[i] = plane[i] + r[i] }
+            let r = UnsafePointer(residual.data) + at
+            for i in 0..<count { p[i] = p[i] + r[i] }
         }
         if relu {
             for i in 0..<count {
-                let v = plane[i]
-                plane[i] = v < 0 ? 0 : v
+                let v = p[i]
+                p[i] = v < 0 ? 0 : v
             }
         }
     }
@@ -38,7 +40,7 @@ struct Epilogue {
     func apply(to y: Tensor) {
         let hw = y.h &* y.w, channels = y.c
         Parallel.forEach(y.n &* channels) { planes, _ in
-            for p in planes { apply(y.data + p &* hw, index: p, channels: channels, count: hw) }
+            for p in planes { apply(y.data, plane: p, channels: channels, pixels: 0..<hw, planeSize: hw) }
         }
     }
 }

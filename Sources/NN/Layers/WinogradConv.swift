@@ -17,6 +17,7 @@ struct WinogradConv: WinogradTiling {
 
     static let tile = 2
     static let minimumTiles = 1024
+    static let passTiles = minimumTiles
 
     static func applies(kernel: Int, stride: Int, padding: Int) -> Bool {
         kernel == 3 && stride == 1 && padding == 1
@@ -33,7 +34,7 @@ struct WinogradConv: WinogradTiling {
             let t = images.count * tilesPerImage, vs = Self.slab(cin &* t), ms = Self.slab(cout &* t)
             Parallel.forEach(cout) { o, w in transformOutputGradient(dy, images: images, channels: o, into: dm, plane: planes[w]) }
             if dw != nil {
-                Parallel.forEach(cin) { c, w in transformInput(x, images: images, channels: c, into: v, plane: planes[w]) }
+                Parallel.forEach(cin) { c, w in transformInput(x, images: images, rows: 0..<th, channels: c, into: v, plane: planes[w]) }
                 gemmBatch(Self.positions) { xi in
                     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(cout), Int32(cin), Int32(t),
                                 1, dm + xi &* ms, Int32(t), v + xi &* vs, Int32(t), k == 0 ? 0 : 1, du + xi &* us, Int32(cin))
@@ -100,14 +101,14 @@ struct WinogradConv: WinogradTiling {
     }
 
     /// V[ξ][c][t] = (Bᵀ d B)[ξ] for the 4×4 input patch d of every tile t of the chunk.
-    func transformInput(_ x: UnsafePointer<Float>, images: Range<Int>, channels: Range<Int>,
+    func transformInput(_ x: UnsafePointer<Float>, images: Range<Int>, rows: Range<Int>, channels: Range<Int>,
                         into v: UnsafeMutablePointer<Float>, plane: UnsafeMutablePointer<Float>) {
-        let t = images.count &* tilesPerImage, xs = Self.slab(cin &* t), tw = self.tw, half = phase
+        let perImage = rows.count &* tw, t = images.count &* perImage, xs = Self.slab(cin &* t), tw = self.tw, half = phase
         for c in channels {
             for b in images {
-                split(x + (b &* cin &+ c) &* h &* w, at: 1, into: plane)
-                let base = v + (c &* t &+ (b &- images.lowerBound) &* tilesPerImage)
-                for i in 0..<th {
+                split(x + (b &* cin &+ c) &* h &* w, at: 1, rows: patchRows(rows), into: plane)
+                let base = v + (c &* t &+ (b &- images.lowerBound) &* perImage &- rows.lowerBound &* tw)
+                for i in rows {
                     let e0 = UnsafePointer(plane + 2 &* i &* pw), e1 = e0 + pw, e2 = e1 + pw, e3 = e2 + pw
                     let out = base + i &* tw
                     for j in stride(from: 0, to: tw, by: 4) {
@@ -137,18 +138,19 @@ struct WinogradConv: WinogradTiling {
     }
 
     /// y tiles = Aᵀ M A (+ bias) for every tile of the chunk.
-    func transformOutput(_ m: UnsafePointer<Float>, images: Range<Int>, channels: Range<Int>, bias: UnsafePointer<Float>?,
-                         epilogue: Epilogue?, into y: UnsafeMutablePointer<Float>, plane: UnsafeMutablePointer<Float>) {
-        let t = images.count &* tilesPerImage, xs = Self.slab(cout &* t), tw = self.tw, exact = self.exact
+    func transformOutput(_ m: UnsafePointer<Float>, images: Range<Int>, rows: Range<Int>, channels: Range<Int>,
+                         bias: UnsafePointer<Float>?, epilogue: Epilogue?, into y: UnsafeMutablePointer<Float>,
+                         plane: UnsafeMutablePointer<Float>) {
+        let perImage = rows.count &* tw, t = images.count &* perImage, xs = Self.slab(cout &* t), tw = self.tw, exact = self.exact
         // Rows of 2·tw outputs, straight into y or into the scratch plane.
-        let ow = 2 &* tw
+        let ow = 2 &* tw, pixels = outputPixels(rows)
         for o in channels {
             let bo = SIMD4<Float>(repeating: bias?[o] ?? 0)
             for b in images {
                 let dst = y + (b &* cout &+ o) &* h &* w
                 let target = exact ? dst : plane
-                let base = m + (o &* t &+ (b &- images.lowerBound) &* tilesPerImage)
-                for i in 0..<th {
+                let base = m + (o &* t &+ (b &- images.lowerBound) &* perImage &- rows.lowerBound &* tw)
+                for i in rows {
                     let row0 = target + 2 &* i &* ow, row1 = row0 + ow
                     for j in stride(from: 0, to: tw, by: 4) {
                         let p = UnsafePointer(base + (i &* tw &+ j))
@@ -169,9 +171,9 @@ struct WinogradConv: WinogradTiling {
                     }
                 }
                 if !exact {
-                    for yy in 0..<h { (dst + yy &* w).update(from: plane + yy &* ow, count: w) }
+                    for yy in pixels.lowerBound / w..<pixels.upperBound / w { (dst + yy &* w).update(from: plane + yy &* ow, count: w) }
                 }
-                epilogue?.apply(dst, index: b &* cout &+ o, channels: cout, count: h &* w)
+                epilogue?.apply(y, plane: b &* cout &+ o, channels: cout, pixels: pixels, planeSize: h &* w)
             }
         }
     }

@@ -3,8 +3,9 @@ import CBLAS
 /// What F(2×2, 3×3) (`WinogradConv`) and F(4×4, 3×3) (`WinogradF4Conv`) share: output tiles of
 /// `tile`×`tile` pixels read from (`tile` + 2)² input patches, rows of tiles padded to a multiple of
 /// 4 (the width of the vector loops; the extra tiles see zeros, give zeros to the weight gradient
-/// and are never written out), the batch in chunks of at least `minimumTiles` tiles (which bounds
-/// the transformed buffers without starving the GEMMs), the workspace layout, and the forward pass:
+/// and are never written out), the batch in chunks of at least `minimumTiles` tiles for the
+/// gradients (which bounds the transformed buffers without starving the GEMMs) and in passes of
+/// about `passTiles` for the forward, the workspace layout, and the forward pass:
 /// weights, input and output transforms around one GEMM per transformed position ξ.
 protocol WinogradTiling {
     var cin: Int { get }
@@ -14,15 +15,17 @@ protocol WinogradTiling {
     var w: Int { get }
     static var tile: Int { get }
     static var minimumTiles: Int { get }
+    static var passTiles: Int { get }
 
     /// U[ξ][o][c] for the kernels in `kernels` (o·cin + c).
     func transformWeights(_ wt: UnsafePointer<Float>, _ kernels: Range<Int>, into u: UnsafeMutablePointer<Float>)
-    /// V[ξ][c][t] for every tile t of the chunk `images`.
-    func transformInput(_ x: UnsafePointer<Float>, images: Range<Int>, channels: Range<Int>,
+    /// V[ξ][c][t] for every tile t in tile rows `rows` of the images `images`.
+    func transformInput(_ x: UnsafePointer<Float>, images: Range<Int>, rows: Range<Int>, channels: Range<Int>,
                         into v: UnsafeMutablePointer<Float>, plane: UnsafeMutablePointer<Float>)
-    /// The output tiles (+ bias) from M[ξ][o][t], each finished plane through the epilogue.
-    func transformOutput(_ m: UnsafePointer<Float>, images: Range<Int>, channels: Range<Int>, bias: UnsafePointer<Float>?,
-                         epilogue: Epilogue?, into y: UnsafeMutablePointer<Float>, plane: UnsafeMutablePointer<Float>)
+    /// Those tiles of the output (+ bias) from M[ξ][o][t], then the epilogue on the pixels they cover.
+    func transformOutput(_ m: UnsafePointer<Float>, images: Range<Int>, rows: Range<Int>, channels: Range<Int>,
+                         bias: UnsafePointer<Float>?, epilogue: Epilogue?, into y: UnsafeMutablePointer<Float>,
+                         plane: UnsafeMutablePointer<Float>)
 }
 
 extension WinogradTiling {
@@ -48,41 +51,66 @@ extension WinogradTiling {
         stride(from: 0, to: n, by: imagesPerChunk).map { $0..<min($0 + imagesPerChunk, n) }
     }
 
+    /// The forward's passes of about `passTiles` tiles: several small images, or bands of tile rows
+    /// of an image with twice that many or more, so that the transformed input and output stay in
+    /// cache from the transform to the GEMMs and back (a whole 256² image with 32 channels would
+    /// make 19 MB of them). Each output column's sums are the same whatever the pass.
+    var passes: [(images: Range<Int>, rows: Range<Int>)] {
+        let target = Self.passTiles
+        guard tilesPerImage >= 2 * target else {
+            let per = min(n, max(1, (target + tilesPerImage - 1) / tilesPerImage))
+            return stride(from: 0, to: n, by: per).map { ($0..<min($0 + per, n), 0..<th) }
+        }
+        let band = max(1, target / tw)
+        return (0..<n).flatMap { b in stride(from: 0, to: th, by: band).map { (b..<b + 1, $0..<min($0 + band, th)) } }
+    }
+
     /// Elements from one ξ matrix to the next: a little more than `count`, because matrices whose
     /// size is a multiple of 4 KB would put all the streams of a transform into the same cache sets.
     static func slab(_ count: Int) -> Int { count + 16 }
 
     // Workspace slots: 0 V (and dV), 1 M (and dM), 2 U, 3 dU, 8… one padded plane per worker.
-    func buffers(_ ws: Workspace) -> (v: UnsafeMutablePointer<Float>, m: UnsafeMutablePointer<Float>,
-                                      u: UnsafeMutablePointer<Float>, planes: [UnsafeMutablePointer<Float>]) {
-        let k = Self.positions
-        return (ws.buffer(k * Self.slab(cin * maxTiles), slot: 0), ws.buffer(k * Self.slab(cout * maxTiles), slot: 1),
+    func buffers(_ ws: Workspace, tiles: Int? = nil) -> (v: UnsafeMutablePointer<Float>, m: UnsafeMutablePointer<Float>,
+                                                        u: UnsafeMutablePointer<Float>, planes: [UnsafeMutablePointer<Float>]) {
+        let k = Self.positions, tiles = tiles ?? maxTiles
+        return (ws.buffer(k * Self.slab(cin * tiles), slot: 0), ws.buffer(k * Self.slab(cout * tiles), slot: 1),
                 ws.buffer(k * Self.slab(cout * cin), slot: 2), (0..<Parallel.workers).map { ws.buffer(ph * pw, slot: 8 + $0) })
     }
 
     /// One h × w plane into the split, zero-padded plane, shifted by `at` rows and columns (1 for
-    /// inputs, whose patches start one pixel before their tile; 0 for output gradients).
-    func split(_ src: UnsafePointer<Float>, at: Int, into plane: UnsafeMutablePointer<Float>) {
-        plane.update(repeating: 0, count: ph &* pw)
-        for y in 0..<h {
+    /// inputs, whose patches start one pixel before their tile; 0 for output gradients): the plane
+    /// rows `rows` (the whole plane unless given).
+    func split(_ src: UnsafePointer<Float>, at: Int, rows: Range<Int>? = nil, into plane: UnsafeMutablePointer<Float>) {
+        let rows = rows ?? 0..<ph
+        (plane + rows.lowerBound &* pw).update(repeating: 0, count: rows.count &* pw)
+        for y in max(rows.lowerBound &- at, 0)..<min(rows.upperBound &- at, h) {
             splitRow(src + y &* w, count: w, at: at, phases: Self.tile, into: plane + (y &+ at) &* pw, stride: phase)
         }
     }
 
+    /// The plane rows the input patches of tile rows `rows` read.
+    func patchRows(_ rows: Range<Int>) -> Range<Int> { Self.tile &* rows.lowerBound..<Self.tile &* rows.upperBound &+ 2 }
+
+    /// The output pixels of tile rows `rows` within one plane.
+    func outputPixels(_ rows: Range<Int>) -> Range<Int> { min(Self.tile &* rows.lowerBound, h) &* w..<min(Self.tile &* rows.upperBound, h) &* w }
+
     /// y = conv(x) (+ bias), NCHW, then the epilogue.
     func forward(_ x: UnsafePointer<Float>, weight: UnsafePointer<Float>, bias: UnsafePointer<Float>?,
                  into y: UnsafeMutablePointer<Float>, epilogue: Epilogue?, workspace ws: Workspace) {
-        let (v, m, u, planes) = buffers(ws)
+        let passes = self.passes
+        let (v, m, u, planes) = buffers(ws, tiles: passes.map { $0.images.count * $0.rows.count * tw }.max()!)
         Parallel.forEach(cout * cin, grain: 256) { range, _ in transformWeights(weight, range, into: u) }
         let us = Self.slab(cout &* cin)
-        for images in chunks {
-            let t = images.count * tilesPerImage, vs = Self.slab(cin &* t), ms = Self.slab(cout &* t)
-            Parallel.forEach(cin) { c, w in transformInput(x, images: images, channels: c, into: v, plane: planes[w]) }
+        for (images, rows) in passes {
+            let t = images.count * rows.count * tw, vs = Self.slab(cin &* t), ms = Self.slab(cout &* t)
+            Parallel.forEach(cin) { c, w in transformInput(x, images: images, rows: rows, channels: c, into: v, plane: planes[w]) }
             gemmBatch(Self.positions) { xi in
                 cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(cout), Int32(t), Int32(cin),
                             1, u + xi &* us, Int32(cin), v + xi &* vs, Int32(t), 0, m + xi &* ms, Int32(t))
             }
-            Parallel.forEach(cout) { o, w in transformOutput(m, images: images, channels: o, bias: bias, epilogue: epilogue, into: y, plane: planes[w]) }
+            Parallel.forEach(cout) { o, w in
+                transformOutput(m, images: images, rows: rows, channels: o, bias: bias, epilogue: epilogue, into: y, plane: planes[w])
+            }
         }
     }
 }
