@@ -94,23 +94,44 @@ extension WinogradTiling {
     /// The output pixels of tile rows `rows` within one plane.
     func outputPixels(_ rows: Range<Int>) -> Range<Int> { min(Self.tile &* rows.lowerBound, h) &* w..<min(Self.tile &* rows.upperBound, h) &* w }
 
-    /// y = conv(x) (+ bias), NCHW, then the epilogue.
+    /// y = conv(x) (+ bias), NCHW, then the epilogue. With enough passes each worker takes whole
+    /// passes into transformed buffers of its own: one parallel region per layer instead of three
+    /// per pass, whose wake-ups and waits cost a 2-thread refinement a sixth of its time. Otherwise
+    /// the workers share each pass. Either way a pass computes the same sums.
     func forward(_ x: UnsafePointer<Float>, weight: UnsafePointer<Float>, bias: UnsafePointer<Float>?,
                  into y: UnsafeMutablePointer<Float>, epilogue: Epilogue?, workspace ws: Workspace) {
-        let passes = self.passes
-        let (v, m, u, planes) = buffers(ws, tiles: passes.map { $0.images.count * $0.rows.count * tw }.max()!)
+        let passes = self.passes, workers = Parallel.workers
+        let tiles = passes.map { $0.images.count * $0.rows.count * tw }.max()!
+        let (v, m, u, planes) = buffers(ws, tiles: passes.count >= 2 * workers ? 0 : tiles)
         Parallel.forEach(cout * cin, grain: 256) { range, _ in transformWeights(weight, range, into: u) }
-        let us = Self.slab(cout &* cin)
-        for (images, rows) in passes {
-            let t = images.count * rows.count * tw, vs = Self.slab(cin &* t), ms = Self.slab(cout &* t)
-            Parallel.forEach(cin) { c, w in transformInput(x, images: images, rows: rows, channels: c, into: v, plane: planes[w]) }
-            gemmBatch(Self.positions) { xi in
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(cout), Int32(t), Int32(cin),
-                            1, u + xi &* us, Int32(cin), v + xi &* vs, Int32(t), 0, m + xi &* ms, Int32(t))
+        guard passes.count < 2 * workers else {
+            let k = Self.positions
+            let own = (0..<workers).map { w in
+                (ws.buffer(k * Self.slab(cin * tiles), slot: 32 + 2 * w), ws.buffer(k * Self.slab(cout * tiles), slot: 33 + 2 * w))
             }
+            Parallel.forEach(passes.count) { range, w in
+                for (images, rows) in passes[range] {
+                    let (v, m) = own[w]
+                    transformInput(x, images: images, rows: rows, channels: 0..<cin, into: v, plane: planes[w])
+                    for xi in 0..<k { multiply(xi, u, v, m, tiles: images.count * rows.count * tw) }
+                    transformOutput(m, images: images, rows: rows, channels: 0..<cout, bias: bias, epilogue: epilogue, into: y, plane: planes[w])
+                }
+            }
+            return
+        }
+        for (images, rows) in passes {
+            Parallel.forEach(cin) { c, w in transformInput(x, images: images, rows: rows, channels: c, into: v, plane: planes[w]) }
+            gemmBatch(Self.positions) { xi in multiply(xi, u, v, m, tiles: images.count * rows.count * tw) }
             Parallel.forEach(cout) { o, w in
                 transformOutput(m, images: images, rows: rows, channels: o, bias: bias, epilogue: epilogue, into: y, plane: planes[w])
             }
         }
+    }
+
+    /// M[ξ] = U[ξ]·V[ξ] for a pass of `tiles` tiles, on the calling thread.
+    private func multiply(_ xi: Int, _ u: UnsafePointer<Float>, _ v: UnsafePointer<Float>, _ m: UnsafeMutablePointer<Float>, tiles t: Int) {
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(cout), Int32(t), Int32(cin),
+                    1, u + xi &* Self.slab(cout &* cin), Int32(cin), v + xi &* Self.slab(cin &* t), Int32(t),
+                    0, m + xi &* Self.slab(cout &* t), Int32(t))
     }
 }
