@@ -105,31 +105,44 @@ public final class Conv2d: Layer {
             return y
         }
         let ow = g.outWidth, oh = g.outHeight
-        let rowsPerChunk = g.isPointwise ? oh : max(1, min(oh, Conv2d.columnBudget / (g.colRows &* ow)))
-        let col = g.isPointwise ? nil : workspace.buffer(g.colRows * rowsPerChunk * ow)
-        for b in 0..<x.n {
-            let xb = x.data + b &* inChannels &* g.height &* g.width
-            let yb = y.data + b &* outChannels &* g.colCols
-            if let bias {
-                for o in 0..<outChannels {
-                    (yb + o &* g.colCols).update(repeating: bias.value[o], count: g.colCols)
-                }
+        let rowsPerBand = g.isPointwise ? oh : max(1, min(oh, Conv2d.columnBudget / (g.colRows &* ow)))
+        let bands = (0..<x.n).flatMap { b in Swift.stride(from: 0, to: oh, by: rowsPerBand).map { (b, $0..<min($0 + rowsPerBand, oh)) } }
+        if let bias {
+            for b in 0..<x.n {
+                for o in 0..<outChannels { (y.data + (b &* outChannels &+ o) &* g.colCols).update(repeating: bias.value[o], count: g.colCols) }
             }
-            for r0 in Swift.stride(from: 0, to: oh, by: rowsPerChunk) {
-                let rows = r0..<min(r0 &+ rowsPerChunk, oh), cols = rows.count &* ow
-                let src: UnsafePointer<Float>
-                if let col {
-                    im2col(xb, g, col, rows: rows)
-                    src = UnsafePointer(col)
-                } else {
-                    src = UnsafePointer(xb)
-                }
-                gemm(false, false, outChannels, cols, g.colRows, 1, weight.value.data, g.colRows, src, cols,
-                     bias == nil ? 0 : 1, yb + r0 &* ow, g.colCols)
+        }
+        // With at least two bands per worker each worker takes whole bands (its own columns, one
+        // single-threaded GEMM each): one parallel region instead of two per band.
+        let workers = Parallel.workers
+        if !g.isPointwise && bands.count >= 2 * workers {
+            let cols = (0..<workers).map { workspace.buffer(g.colRows * rowsPerBand * ow, slot: 40 + $0) }
+            Parallel.forEach(bands.count) { range, w in
+                for (b, rows) in bands[range] { band(x, g, image: b, rows: rows, col: cols[w], serial: true, into: y) }
             }
+        } else {
+            let col = g.isPointwise ? nil : workspace.buffer(g.colRows * rowsPerBand * ow)
+            for (b, rows) in bands { band(x, g, image: b, rows: rows, col: col, serial: false, into: y) }
         }
         epilogue?.apply(to: y)
         return y
+    }
+
+    /// Output rows `rows` of image b: their columns (the input itself for 1×1), then the GEMM,
+    /// split over the workers unless `serial` (a worker running whole bands by itself).
+    private func band(_ x: Tensor, _ g: ConvGeometry, image b: Int, rows: Range<Int>, col: UnsafeMutablePointer<Float>?,
+                      serial: Bool, into y: Tensor) {
+        let xb = x.data + b &* inChannels &* g.height &* g.width, n = rows.count &* g.outWidth
+        if let col {
+            if serial {
+                im2col(xb, g, col, rowStride: n, rows: rows, channels: 0..<g.channels)
+            } else {
+                im2col(xb, g, col, rows: rows)
+            }
+        }
+        gemm(false, false, outChannels, n, g.colRows, 1, weight.value.data, g.colRows, UnsafePointer(col ?? xb), n,
+             bias == nil ? 0 : 1, y.data + (b &* outChannels &* g.colCols &+ rows.lowerBound &* g.outWidth), g.colCols,
+             split: !serial)
     }
 
     /// Small outputs: the columns of several images side by side in one GEMM,

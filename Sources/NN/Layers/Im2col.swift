@@ -18,19 +18,23 @@ func im2col(_ x: UnsafePointer<Float>, _ g: ConvGeometry, _ col: UnsafeMutablePo
             rows: Range<Int>? = nil) {
     let rows = rows ?? 0..<g.outHeight
     let stride = rowStride ?? rows.count &* g.outWidth
-    Parallel.forEach(g.channels) { channels, _ in
-        if g.stride == 1 {
-            im2col(x, g, col, rowStride: stride, channels: channels, rows: rows)
-        } else {
-            PhasePlane.withBuffer(g) { plane in
-                for c in channels { plane.im2col(x + c &* g.height &* g.width, channel: c, col, rowStride: stride, rows: rows) }
-            }
+    Parallel.forEach(g.channels) { channels, _ in im2col(x, g, col, rowStride: stride, rows: rows, channels: channels) }
+}
+
+/// The rows of im2col for the input channels `channels`, on the calling thread.
+func im2col(_ x: UnsafePointer<Float>, _ g: ConvGeometry, _ col: UnsafeMutablePointer<Float>, rowStride: Int,
+            rows: Range<Int>, channels: Range<Int>) {
+    if g.stride == 1 {
+        contiguousIm2col(x, g, col, rowStride: rowStride, channels: channels, rows: rows)
+    } else {
+        PhasePlane.withBuffer(g) { plane in
+            for c in channels { plane.im2col(x + c &* g.height &* g.width, channel: c, col, rowStride: rowStride, rows: rows) }
         }
     }
 }
 
 /// Stride 1: each column row is a contiguous run of an input row; only the padded borders need zeros.
-private func im2col(_ x: UnsafePointer<Float>, _ g: ConvGeometry, _ col: UnsafeMutablePointer<Float>, rowStride: Int,
+private func contiguousIm2col(_ x: UnsafePointer<Float>, _ g: ConvGeometry, _ col: UnsafeMutablePointer<Float>, rowStride: Int,
                     channels: Range<Int>, rows: Range<Int>) {
     let ow = g.outWidth, k = g.kernel, p = g.padding
     let h = g.height, w = g.width

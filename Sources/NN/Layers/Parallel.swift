@@ -59,13 +59,13 @@ enum Parallel {
 let gemmWideColumns = 1024
 
 /// Row-major C[M × N] = α·op(A)·op(B) + β·C, split into column blocks over the workers when it is
-/// big enough to be worth it (each block is an independent single-threaded sgemm).
+/// big enough to be worth it and `split` (each block is an independent single-threaded sgemm).
 func gemm(_ transA: Bool, _ transB: Bool, _ m: Int, _ n: Int, _ k: Int, _ alpha: Float,
           _ a: UnsafePointer<Float>, _ lda: Int, _ b: UnsafePointer<Float>, _ ldb: Int,
-          _ beta: Float, _ c: UnsafeMutablePointer<Float>, _ ldc: Int) {
+          _ beta: Float, _ c: UnsafeMutablePointer<Float>, _ ldc: Int, split: Bool = true) {
     let ta = transA ? CblasTrans : CblasNoTrans, tb = transB ? CblasTrans : CblasNoTrans
     // Blocks of at least 64 columns and about 4 MFLOP each.
-    let blocks = max(1, min(Parallel.workers, n / 64, m * n * k / (1 << 21)))
+    let blocks = split ? max(1, min(Parallel.workers, n / 64, m * n * k / (1 << 21))) : 1
     Parallel.run(blocks) { p in
         let lo = (n * p / blocks) & ~15, hi = p == blocks - 1 ? n : (n * (p + 1) / blocks) & ~15
         guard lo < hi else { return }
