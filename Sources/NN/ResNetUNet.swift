@@ -70,7 +70,7 @@ public final class ResNetUNet: Network {
     private func initialize(seed: UInt64) {
         var rng = SplitMix64(seed: seed)
         let firstIsDefault = config.encoder!.inChannels != 3
-        for conv in [conv1] + stages.flatMap { $0.flatMap(\.convs) } {
+        for conv in [conv1] + stages.flatMap({ $0.flatMap(\.convs) }) {
             if conv === conv1 && firstIsDefault {
                 conv.reset(&rng)
             } else {

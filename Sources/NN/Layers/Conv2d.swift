@@ -107,11 +107,6 @@ public final class Conv2d: Layer {
         let ow = g.outWidth, oh = g.outHeight
         let rowsPerBand = g.isPointwise ? oh : max(1, min(oh, Conv2d.columnBudget / (g.colRows &* ow)))
         let bands = (0..<x.n).flatMap { b in Swift.stride(from: 0, to: oh, by: rowsPerBand).map { (b, $0..<min($0 + rowsPerBand, oh)) } }
-        if let bias {
-            for b in 0..<x.n {
-                for o in 0..<outChannels { (y.data + (b &* outChannels &+ o) &* g.colCols).update(repeating: bias.value[o], count: g.colCols) }
-            }
-        }
         // With at least two bands per worker each worker takes whole bands (its own columns, one
         // single-threaded GEMM each): one parallel region instead of two per band.
         let workers = Parallel.workers
@@ -128,11 +123,15 @@ public final class Conv2d: Layer {
         return y
     }
 
-    /// Output rows `rows` of image b: their columns (the input itself for 1×1), then the GEMM,
-    /// split over the workers unless `serial` (a worker running whole bands by itself).
+    /// Output rows `rows` of image b: their columns (the input itself for 1×1), then the GEMM onto
+    /// the bias, split over the workers unless `serial` (a worker running whole bands by itself).
     private func band(_ x: Tensor, _ g: ConvGeometry, image b: Int, rows: Range<Int>, col: UnsafeMutablePointer<Float>?,
                       serial: Bool, into y: Tensor) {
         let xb = x.data + b &* inChannels &* g.height &* g.width, n = rows.count &* g.outWidth
+        let out = y.data + (b &* outChannels &* g.colCols &+ rows.lowerBound &* g.outWidth)
+        if let bias {
+            for o in 0..<outChannels { (out + o &* g.colCols).update(repeating: bias.value[o], count: n) }
+        }
         if let col {
             if serial {
                 im2col(xb, g, col, rowStride: n, rows: rows, channels: 0..<g.channels)
@@ -141,8 +140,7 @@ public final class Conv2d: Layer {
             }
         }
         gemm(false, false, outChannels, n, g.colRows, 1, weight.value.data, g.colRows, UnsafePointer(col ?? xb), n,
-             bias == nil ? 0 : 1, y.data + (b &* outChannels &* g.colCols &+ rows.lowerBound &* g.outWidth), g.colCols,
-             split: !serial)
+             bias == nil ? 0 : 1, out, g.colCols, split: !serial)
     }
 
     /// Small outputs: the columns of several images side by side in one GEMM,

@@ -69,7 +69,8 @@ extension WinogradTiling {
     /// size is a multiple of 4 KB would put all the streams of a transform into the same cache sets.
     static func slab(_ count: Int) -> Int { count + 16 }
 
-    // Workspace slots: 0 V (and dV), 1 M (and dM), 2 U, 3 dU, 8… one padded plane per worker.
+    // Workspace slots: 0 V (and dV), 1 M (and dM), 2 U, 3 dU, 8… one padded plane per worker,
+    // 32… V and M of each worker's own passes (`forward`).
     func buffers(_ ws: Workspace, tiles: Int? = nil) -> (v: UnsafeMutablePointer<Float>, m: UnsafeMutablePointer<Float>,
                                                         u: UnsafeMutablePointer<Float>, planes: [UnsafeMutablePointer<Float>]) {
         let k = Self.positions, tiles = tiles ?? maxTiles
@@ -96,8 +97,8 @@ extension WinogradTiling {
 
     /// y = conv(x) (+ bias), NCHW, then the epilogue. With enough passes each worker takes whole
     /// passes into transformed buffers of its own: one parallel region per layer instead of three
-    /// per pass, whose wake-ups and waits cost a 2-thread refinement a sixth of its time. Otherwise
-    /// the workers share each pass. Either way a pass computes the same sums.
+    /// per pass, whose wake-ups and waits kept a 2-thread refinement's cores 163–168 % busy (174–176 %
+    /// this way). Otherwise the workers share each pass. Either way a pass computes the same sums.
     func forward(_ x: UnsafePointer<Float>, weight: UnsafePointer<Float>, bias: UnsafePointer<Float>?,
                  into y: UnsafeMutablePointer<Float>, epilogue: Epilogue?, workspace ws: Workspace) {
         let passes = self.passes, workers = Parallel.workers
