@@ -16,20 +16,25 @@ public final class ResidualModel {
     /// Refined heights [N, 1, H, W] for a batch whose channel 0 is the initial DSM; x is not modified.
     public func forward(_ x: Tensor, training: Bool) -> Tensor {
         let xn = normalized.get(x.shape)
-        xn.copy(from: x)
-        let hw = x.h * x.w
-        for b in 0..<x.n {
-            let p = xn.data + b &* x.c &* hw
-            var sum = 0.0
-            for i in 0..<hw { sum += Double(p[i]) }
-            let mean = Float(sum / Double(hw))
-            for i in 0..<hw { p[i] = (p[i] - mean) / gsf }
+        let hw = x.h * x.w, chip = x.c &* hw, gsf = self.gsf
+        // One chip per worker at a time; each chip's sum runs in the same order on one thread.
+        Parallel.forEach(x.n) { chips, _ in
+            for b in chips {
+                let p = xn.data + b &* chip
+                p.update(from: x.data + b &* chip, count: chip)
+                var sum = 0.0
+                for i in 0..<hw { sum += Double(p[i]) }
+                let mean = Float(sum / Double(hw))
+                for i in 0..<hw { p[i] = (p[i] - mean) / gsf }
+            }
         }
         let out = network.forward(xn, training: training)
         let r = refined.get([x.n, 1, x.h, x.w])
-        for b in 0..<x.n {
-            let x0 = x.data + b &* x.c &* hw, o = out.data + b &* hw, d = r.data + b &* hw
-            for i in 0..<hw { d[i] = x0[i] + gsf * o[i] }
+        Parallel.forEach(x.n) { chips, _ in
+            for b in chips {
+                let x0 = x.data + b &* chip, o = out.data + b &* hw, d = r.data + b &* hw
+                for i in 0..<hw { d[i] = x0[i] + gsf * o[i] }
+            }
         }
         return r
     }
