@@ -144,15 +144,18 @@ public struct Tiler {
             let strip = strips[r % 2]
             let next = r + 1 < rows.count ? StripRead(strips[(r + 1) % 2], y: rows[r + 1], width: width, height: chip) : nil
             defer { next?.join() }
-            for x0 in columns {
-                let slot = pending.count
+            // The row's tiles in batches, each batch's tiles copied out of the strip concurrently.
+            for first in Swift.stride(from: 0, to: columns.count, by: batchSize) {
+                pending = Array(columns[first..<min(first + batchSize, columns.count)])
                 batchInputs.withUnsafeMutableBufferPointer { buffer in
-                    Tiler.extract(strip, x0: x0, chip: chip, into: buffer.baseAddress! + slot * channels * plane)
+                    let p = Unchecked((buffer.baseAddress!, strip, pending))
+                    DispatchQueue.concurrentPerform(iterations: pending.count) { i in
+                        let (inputs, strip, tiles) = p.value
+                        Tiler.extract(strip, x0: tiles[i], chip: chip, into: inputs + i * channels * plane)
+                    }
                 }
-                pending.append(x0)
-                if pending.count == batchSize { try predictPending() }
+                try predictPending()
             }
-            try predictPending()
             try next?.wait()
             progress?(Double(r + 1) / Double(rows.count))
         }
