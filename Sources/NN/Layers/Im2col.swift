@@ -72,12 +72,13 @@ private struct PhasePlane {
     let g: ConvGeometry
     let buffer: UnsafeMutablePointer<Float>
     /// Floats per phase and per padded row.
-    var phaseLength: Int { (g.width &+ 2 &* g.padding &+ g.stride &- 1) / g.stride }
+    var phaseLength: Int { Self.phaseLength(g) }
     var rowLength: Int { g.stride &* phaseLength }
 
+    static func phaseLength(_ g: ConvGeometry) -> Int { (g.width &+ 2 &* g.padding &+ g.stride &- 1) / g.stride }
+
     static func withBuffer(_ g: ConvGeometry, _ body: (PhasePlane) -> Void) {
-        let length = (g.width + 2 * g.padding + g.stride - 1) / g.stride * g.stride
-        withUnsafeTemporaryAllocation(of: Float.self, capacity: (g.height + 2 * g.padding) * length) {
+        withUnsafeTemporaryAllocation(of: Float.self, capacity: (g.height + 2 * g.padding) * g.stride * phaseLength(g)) {
             body(PhasePlane(g: g, buffer: $0.baseAddress!))
         }
     }

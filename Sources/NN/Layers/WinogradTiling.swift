@@ -36,7 +36,9 @@ extension WinogradTiling {
     var th: Int { (h + Self.tile - 1) / Self.tile }
     var tw: Int { ((w + Self.tile - 1) / Self.tile + 3) & ~3 }
     var tilesPerImage: Int { th * tw }
-    var imagesPerChunk: Int { min(n, max(1, (Self.minimumTiles + tilesPerImage - 1) / tilesPerImage)) }
+    var imagesPerChunk: Int { images(toFill: Self.minimumTiles) }
+    /// Whole images enough for `tiles` tiles (at least one, at most the batch).
+    func images(toFill tiles: Int) -> Int { min(n, max(1, (tiles + tilesPerImage - 1) / tilesPerImage)) }
     var maxTiles: Int { imagesPerChunk * tilesPerImage }
     /// The padded planes the transforms read and accumulate: `tile`·th + 2 rows, each split into its
     /// `tile` column phases (`phase` floats each), so that the patch columns of neighbouring tiles
@@ -47,9 +49,10 @@ extension WinogradTiling {
     /// Output tiles can be written straight into the image when they cover it exactly.
     var exact: Bool { h % Self.tile == 0 && w == Self.tile * tw }
 
-    var chunks: [Range<Int>] {
-        stride(from: 0, to: n, by: imagesPerChunk).map { $0..<min($0 + imagesPerChunk, n) }
-    }
+    var chunks: [Range<Int>] { groups(of: imagesPerChunk) }
+
+    /// The batch in ranges of `count` images (the last may be shorter).
+    func groups(of count: Int) -> [Range<Int>] { stride(from: 0, to: n, by: count).map { $0..<min($0 + count, n) } }
 
     /// The forward's passes of about `passTiles` tiles: several small images, or bands of tile rows
     /// of an image with twice that many or more, so that the transformed input and output stay in
@@ -57,10 +60,7 @@ extension WinogradTiling {
     /// make 19 MB of them). Each output column's sums are the same whatever the pass.
     var passes: [(images: Range<Int>, rows: Range<Int>)] {
         let target = Self.passTiles
-        guard tilesPerImage >= 2 * target else {
-            let per = min(n, max(1, (target + tilesPerImage - 1) / tilesPerImage))
-            return stride(from: 0, to: n, by: per).map { ($0..<min($0 + per, n), 0..<th) }
-        }
+        guard tilesPerImage >= 2 * target else { return groups(of: images(toFill: target)).map { ($0, 0..<th) } }
         let band = max(1, target / tw)
         return (0..<n).flatMap { b in stride(from: 0, to: th, by: band).map { (b..<b + 1, $0..<min($0 + band, th)) } }
     }
@@ -103,9 +103,10 @@ extension WinogradTiling {
                  into y: UnsafeMutablePointer<Float>, epilogue: Epilogue?, workspace ws: Workspace) {
         let passes = self.passes, workers = Parallel.workers
         let tiles = passes.map { $0.images.count * $0.rows.count * tw }.max()!
-        let (v, m, u, planes) = buffers(ws, tiles: passes.count >= 2 * workers ? 0 : tiles)
+        let ownPasses = passes.count >= 2 * workers
+        let (v, m, u, planes) = buffers(ws, tiles: ownPasses ? 0 : tiles)
         Parallel.forEach(cout * cin, grain: 256) { range, _ in transformWeights(weight, range, into: u) }
-        guard passes.count < 2 * workers else {
+        guard !ownPasses else {
             let k = Self.positions
             let own = (0..<workers).map { w in
                 (ws.buffer(k * Self.slab(cin * tiles), slot: 32 + 2 * w), ws.buffer(k * Self.slab(cout * tiles), slot: 33 + 2 * w))
