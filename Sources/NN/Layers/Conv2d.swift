@@ -1,8 +1,8 @@
 /// nn.Conv2d: square kernel, stride, zero padding, optional bias. Weight [Cout, Cin, k, k].
 ///
 /// 3×3 stride-1 "same" convolutions (which dominate both U-Nets) run by Winograd's algorithm
-/// (`WinogradF4Conv`, `WinogradConv`) when they have 16 or more input channels; the forward of those
-/// with up to four output channels is computed directly (`NarrowConv`). The others: out =
+/// (`WinogradF4Conv`, `WinogradConv`) when they have 16 or more input channels; those with up to
+/// four output channels are computed directly (`NarrowConv`), forward and backward. The others: out =
 /// W · im2col(x) (+ bias), sgemms of [Cout × Cin·k²] by [Cin·k² × OH·OW] (the columns of several
 /// small images side by side, or a large image's in bands of rows); backward recomputes the columns
 /// instead of keeping them (keeping them would multiply the activation memory by k²).
@@ -174,6 +174,12 @@ public final class Conv2d: Layer {
         // Without an input gradient the input itself is returned, unchanged, and callers ignore it.
         let dxT = computesInputGradient ? TensorPool.shared.tensor(x.shape) : x
         if let bias { accumulateBiasGradient(dy, bias.grad) }
+        if NarrowConv.applies(kernel: kernel, stride: stride, padding: padding, outChannels: outChannels) {
+            NarrowConv(cin: inChannels, cout: outChannels, n: x.n, h: x.h, w: x.w)
+                .backward(x.data, dy: dy.data, weight: weight.value.data, weightGradient: weight.grad.data,
+                          dx: computesInputGradient ? dxT.data : nil, workspace: workspace)
+            return dxT
+        }
         if let wg = winograd(x) {
             let f4 = winogradF4(x)
             f4?.weightGradient(x.data, dy: dy.data, into: weight.grad.data, workspace: workspace)
