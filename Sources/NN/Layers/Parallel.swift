@@ -2,7 +2,7 @@ import CBLAS
 import Dispatch
 
 /// The threads the layers compute on. OpenBLAS itself runs single-threaded: the layers hand whole
-/// GEMMs (Winograd's 16 per convolution) or column blocks of one GEMM to these threads, and split
+/// GEMMs (Winograd's 16 per convolution) or blocks of one GEMM to these threads, and split
 /// their own loops (transforms, BatchNorm, ReLU, pooling, the optimizer) the same way. OpenBLAS's
 /// threading would leave those loops on one core, and its idle workers spin in the meantime.
 enum Parallel {
@@ -58,21 +58,33 @@ enum Parallel {
 /// several small images at once to reach it.
 let gemmWideColumns = 1024
 
-/// Row-major C[M × N] = α·op(A)·op(B) + β·C, split into column blocks over the workers when it is
-/// big enough to be worth it and `split` (each block is an independent single-threaded sgemm).
+/// Row-major C[M × N] = α·op(A)·op(B) + β·C, split over the workers when it is big enough to be
+/// worth it and `split`: into blocks of columns, or of rows when there are too few columns (a
+/// weight gradient's [Cout × Cin·k²] from a 5-band input, an input gradient's columns of a 4×4
+/// image). Each block is an independent single-threaded sgemm computing its elements as the
+/// whole would.
 func gemm(_ transA: Bool, _ transB: Bool, _ m: Int, _ n: Int, _ k: Int, _ alpha: Float,
           _ a: UnsafePointer<Float>, _ lda: Int, _ b: UnsafePointer<Float>, _ ldb: Int,
           _ beta: Float, _ c: UnsafeMutablePointer<Float>, _ ldc: Int, split: Bool = true) {
     let ta = transA ? CblasTrans : CblasNoTrans, tb = transB ? CblasTrans : CblasNoTrans
-    // Blocks of at least 64 columns and about 4 MFLOP each.
-    let blocks = split ? max(1, min(Parallel.workers, n / 64, m * n * k / (1 << 21))) : 1
+    // Blocks of at least 64 columns (or 32 rows) and about 4 MFLOP each.
+    let byRows = n / 64 < Parallel.workers && m > n
+    let blocks = split ? max(1, min(Parallel.workers, byRows ? m / 32 : n / 64, m * n * k / (1 << 21))) : 1
     Parallel.run(blocks) { p in
-        let lo = (n * p / blocks) & ~15, hi = p == blocks - 1 ? n : (n * (p + 1) / blocks) & ~15
+        let extent = byRows ? m : n
+        let lo = (extent * p / blocks) & ~15, hi = p == blocks - 1 ? extent : (extent * (p + 1) / blocks) & ~15
         guard lo < hi else { return }
-        // Column j of op(B) starts at b + j·ldb when B is transposed (stored N × K), else at b + j.
-        let bj = transB ? b + lo * ldb : b + lo
-        cblas_sgemm(CblasRowMajor, ta, tb, Int32(m), Int32(hi - lo), Int32(k), alpha, a, Int32(lda),
-                    bj, Int32(ldb), beta, c + lo, Int32(ldc))
+        if byRows {
+            // Row i of op(A) starts at a + i when A is transposed (stored K × M), else at a + i·lda.
+            let ai = transA ? a + lo : a + lo * lda
+            cblas_sgemm(CblasRowMajor, ta, tb, Int32(hi - lo), Int32(n), Int32(k), alpha, ai, Int32(lda),
+                        b, Int32(ldb), beta, c + lo * ldc, Int32(ldc))
+        } else {
+            // Column j of op(B) starts at b + j·ldb when B is transposed (stored N × K), else at b + j.
+            let bj = transB ? b + lo * ldb : b + lo
+            cblas_sgemm(CblasRowMajor, ta, tb, Int32(m), Int32(hi - lo), Int32(k), alpha, a, Int32(lda),
+                        bj, Int32(ldb), beta, c + lo, Int32(ldc))
+        }
     }
 }
 
