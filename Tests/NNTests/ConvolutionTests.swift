@@ -3,12 +3,13 @@ import XCTest
 
 /// Conv2d's fast paths against the definition, computed directly in Double: forward, weight, bias
 /// and input gradients. Sizes are chosen so that the 3×3 'same' path meets odd heights and widths
-/// and splits the batch into several chunks (which accumulate the weight gradient across chunks),
+/// and splits the batch into several passes (which accumulate the weight gradient across passes),
 /// and also sizes whose tiles cover the image exactly (written straight into the output).
 final class ConvolutionTests: XCTestCase {
     /// Winograd (16 and more input channels): F(2×2, 3×3), and from 16×16 up F(4×4, 3×3) in
-    /// inference and for the weight gradient; exact and padded tiles, one and several chunks, and
-    /// forward passes over bands of an image's tile rows (the 96×96 images, in both variants).
+    /// inference and for the weight gradient; exact and padded tiles, one and several passes, and
+    /// passes over bands of an image's tile rows (the 96×96 images, in both variants, forward and
+    /// backward: a band's input gradient adds its top rows to the band before it).
     func testSame3x3MatchesDefinition() {
         check(cin: 16, cout: 7, kernel: 3, stride: 1, padding: 1, shape: [3, 16, 9, 6])
         check(cin: 17, cout: 6, kernel: 3, stride: 1, padding: 1, shape: [2, 17, 16, 8])

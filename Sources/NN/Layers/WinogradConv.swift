@@ -9,15 +9,14 @@ import CBLAS
 /// multiply-adds where direct convolution needs 9·4T·Cin·Cout, 2.25× fewer. Backward runs the
 /// adjoints through the same transforms: dM = A dY Aᵀ, dU[ξ] = dM[ξ]·V[ξ]ᵀ (then dg = Gᵀ dU G),
 /// dV[ξ] = U[ξ]ᵀ·dM[ξ] (then dd = B dV Bᵀ added back into the overlapping input patches).
-/// Layout, chunking and the forward pass are `WinogradTiling`'s; V is 4× its input chunk, M 4×
-/// its output chunk.
+/// Layout, passes and the forward pass are `WinogradTiling`'s; V is 4× its input pass, M 4×
+/// its output pass.
 struct WinogradConv: WinogradTiling {
     let cin: Int, cout: Int
     let n: Int, h: Int, w: Int
 
     static let tile = 2
-    static let minimumTiles = 1024
-    static let passTiles = minimumTiles
+    static let passTiles = 1024
 
     static func applies(kernel: Int, stride: Int, padding: Int) -> Bool {
         kernel == 3 && stride == 1 && padding == 1
@@ -26,15 +25,19 @@ struct WinogradConv: WinogradTiling {
     /// dW += conv-weight-gradient(x, dy) when `dw` is given; dx = conv-input-gradient(dy) when `dx` is.
     func backward(_ x: UnsafePointer<Float>, dy: UnsafePointer<Float>, weight: UnsafePointer<Float>,
                   weightGradient dw: UnsafeMutablePointer<Float>?, dx: UnsafeMutablePointer<Float>?, workspace ws: Workspace) {
-        let (v, dm, u, planes) = buffers(ws)
+        // Pass by pass as the forward goes (bands of tile rows of a large image), so that dM and dV
+        // stay in cache between their transforms and the GEMMs. The weight gradient only comes
+        // here for images under 16×16, whose passes are whole images.
+        let passes = self.passes
+        let (v, dm, u, planes) = buffers(ws, tiles: passes.map(tiles(in:)).max()!)
         let du = ws.buffer(Self.positions * Self.slab(cout * cin), slot: 3)
         let us = Self.slab(cout &* cin)
         if dx != nil { Parallel.forEach(cout * cin, grain: 256) { range, _ in transformWeights(weight, range, into: u) } }
-        for (k, images) in chunks.enumerated() {
-            let t = images.count * tilesPerImage, vs = Self.slab(cin &* t), ms = Self.slab(cout &* t)
-            Parallel.forEach(cout) { o, w in transformOutputGradient(dy, images: images, channels: o, into: dm, plane: planes[w]) }
+        for (k, (images, rows)) in passes.enumerated() {
+            let t = tiles(in: (images, rows)), vs = Self.slab(cin &* t), ms = Self.slab(cout &* t)
+            Parallel.forEach(cout) { o, w in transformOutputGradient(dy, images: images, rows: rows, channels: o, into: dm, plane: planes[w]) }
             if dw != nil {
-                Parallel.forEach(cin) { c, w in transformInput(x, images: images, rows: 0..<th, channels: c, into: v, plane: planes[w]) }
+                Parallel.forEach(cin) { c, w in transformInput(x, images: images, rows: rows, channels: c, into: v, plane: planes[w]) }
                 gemmBatch(Self.positions) { xi in
                     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(cout), Int32(cin), Int32(t),
                                 1, dm + xi &* ms, Int32(t), v + xi &* vs, Int32(t), k == 0 ? 0 : 1, du + xi &* us, Int32(cin))
@@ -46,7 +49,7 @@ struct WinogradConv: WinogradTiling {
                 cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Int32(cin), Int32(t), Int32(cout),
                             1, u + xi &* us, Int32(cin), dm + xi &* ms, Int32(t), 0, v + xi &* vs, Int32(t))
             }
-            Parallel.forEach(cin) { c, w in transformInputGradient(v, images: images, channels: c, into: dx, plane: planes[w]) }
+            Parallel.forEach(cin) { c, w in transformInputGradient(v, images: images, rows: rows, channels: c, into: dx, plane: planes[w]) }
         }
         if let dw { Parallel.forEach(cout * cin, grain: 256) { range, _ in accumulateWeightGradient(du, range, into: dw) } }
     }
@@ -100,7 +103,7 @@ struct WinogradConv: WinogradTiling {
         }
     }
 
-    /// V[ξ][c][t] = (Bᵀ d B)[ξ] for the 4×4 input patch d of every tile t of the chunk.
+    /// V[ξ][c][t] = (Bᵀ d B)[ξ] for the 4×4 input patch d of every tile t of the pass.
     func transformInput(_ x: UnsafePointer<Float>, images: Range<Int>, rows: Range<Int>, channels: Range<Int>,
                         into v: UnsafeMutablePointer<Float>, plane: UnsafeMutablePointer<Float>) {
         let perImage = rows.count &* tw, t = images.count &* perImage, xs = Self.slab(cin &* t), tw = self.tw, half = phase
@@ -137,7 +140,7 @@ struct WinogradConv: WinogradTiling {
         store4(a1 - a3, o + 3 &* xs)
     }
 
-    /// y tiles = Aᵀ M A (+ bias) for every tile of the chunk.
+    /// y tiles = Aᵀ M A (+ bias) for every tile of the pass.
     func transformOutput(_ m: UnsafePointer<Float>, images: Range<Int>, rows: Range<Int>, channels: Range<Int>,
                          bias: UnsafePointer<Float>?, epilogue: Epilogue?, into y: UnsafeMutablePointer<Float>,
                          plane: UnsafeMutablePointer<Float>) {
@@ -178,16 +181,18 @@ struct WinogradConv: WinogradTiling {
         }
     }
 
-    /// dM[ξ][o][t] = (A dY Aᵀ)[ξ] for the 2×2 output-gradient tile (zero past the image).
-    func transformOutputGradient(_ dy: UnsafePointer<Float>, images: Range<Int>, channels: Range<Int>,
+    /// dM[ξ][o][t] = (A dY Aᵀ)[ξ] for the 2×2 output-gradient tiles (zero past the image) in tile
+    /// rows `rows` of the images `images`.
+    func transformOutputGradient(_ dy: UnsafePointer<Float>, images: Range<Int>, rows: Range<Int>, channels: Range<Int>,
                                  into dm: UnsafeMutablePointer<Float>, plane: UnsafeMutablePointer<Float>) {
-        let t = images.count &* tilesPerImage, xs = Self.slab(cout &* t), tw = self.tw, exact = self.exact, half = phase
+        let perImage = rows.count &* tw, t = images.count &* perImage, xs = Self.slab(cout &* t), tw = self.tw
+        let exact = self.exact, half = phase
         for o in channels {
             for b in images {
                 let src = dy + (b &* cout &+ o) &* h &* w
-                if !exact { split(src, at: 0, into: plane) }
-                let base = dm + (o &* t &+ (b &- images.lowerBound) &* tilesPerImage)
-                for i in 0..<th {
+                if !exact { split(src, at: 0, rows: 2 &* rows.lowerBound..<2 &* rows.upperBound, into: plane) }
+                let base = dm + (o &* t &+ (b &- images.lowerBound) &* perImage &- rows.lowerBound &* tw)
+                for i in rows {
                     let out = base + i &* tw
                     for j in stride(from: 0, to: tw, by: 4) {
                         let y00: SIMD4<Float>, y01: SIMD4<Float>, y10: SIMD4<Float>, y11: SIMD4<Float>
@@ -221,15 +226,18 @@ struct WinogradConv: WinogradTiling {
         return (v0, v1 - v2 + v3, v1 + v2 - v0, -v3)
     }
 
-    /// dx = Σ over tiles of B dV Bᵀ added into each tile's 4×4 input patch (patches overlap).
-    func transformInputGradient(_ dv: UnsafePointer<Float>, images: Range<Int>, channels: Range<Int>,
+    /// dx = Σ over tiles of B dV Bᵀ added into each tile's 4×4 input patch (patches overlap), for
+    /// the tiles in tile rows `rows` of the images `images`. A band after the first adds its top two
+    /// patch rows to what the band before wrote there; the others it writes.
+    func transformInputGradient(_ dv: UnsafePointer<Float>, images: Range<Int>, rows: Range<Int>, channels: Range<Int>,
                                 into dx: UnsafeMutablePointer<Float>, plane: UnsafeMutablePointer<Float>) {
-        let t = images.count &* tilesPerImage, xs = Self.slab(cin &* t), tw = self.tw, half = phase
+        let perImage = rows.count &* tw, t = images.count &* perImage, xs = Self.slab(cin &* t), tw = self.tw, half = phase
+        let patch = patchRows(rows), added = rows.lowerBound > 0 ? patch.lowerBound &+ 1 : 0
         for c in channels {
             for b in images {
-                plane.update(repeating: 0, count: ph &* pw)
-                let base = dv + (c &* t &+ (b &- images.lowerBound) &* tilesPerImage)
-                for i in 0..<th {
+                (plane + patch.lowerBound &* pw).update(repeating: 0, count: patch.count &* pw)
+                let base = dv + (c &* t &+ (b &- images.lowerBound) &* perImage &- rows.lowerBound &* tw)
+                for i in rows {
                     let e0 = plane + 2 &* i &* pw, e1 = e0 + pw, e2 = e1 + pw, e3 = e2 + pw
                     for j in stride(from: 0, to: tw, by: 4) {
                         let p = UnsafePointer(base + (i &* tw &+ j))
@@ -244,20 +252,27 @@ struct WinogradConv: WinogradTiling {
                     }
                 }
                 let dst = dx + (b &* cin &+ c) &* h &* w
-                for y in 0..<h {
+                // Image row y is plane row y + 1.
+                for y in max(patch.lowerBound &- 1, 0)..<min(patch.upperBound &- 1, h) {
                     let even = UnsafePointer(plane + (y &+ 1) &* pw), odd = even + half, row = dst + y &* w
+                    let adds = y &+ 1 <= added
                     // Column x sits at q = x + 1: even x in odd[x/2], odd x in even[x/2 + 1].
                     var x = 0
                     while x &+ 8 <= w {
                         let m = x >> 1
                         let e = load4(odd + m), o = load4(even + (m &+ 1))
-                        store4(V4(e[0], o[0], e[1], o[1]), row + x)
-                        store4(V4(e[2], o[2], e[3], o[3]), row + (x &+ 4))
+                        var lo = V4(e[0], o[0], e[1], o[1]), hi = V4(e[2], o[2], e[3], o[3])
+                        if adds {
+                            lo += load4(row + x)
+                            hi += load4(row + (x &+ 4))
+                        }
+                        store4(lo, row + x)
+                        store4(hi, row + (x &+ 4))
                         x &+= 8
                     }
                     while x < w {
-                        let q = x &+ 1
-                        row[x] = (q & 1 == 0 ? even : odd)[q >> 1]
+                        let q = x &+ 1, value = (q & 1 == 0 ? even : odd)[q >> 1]
+                        row[x] = adds ? row[x] + value : value
                         x &+= 1
                     }
                 }

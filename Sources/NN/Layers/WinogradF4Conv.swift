@@ -6,14 +6,13 @@ import CBLAS
 /// 36 multiplies per 16 outputs where F(2×2, 3×3) needs 64 and direct convolution 144, and
 /// transformed buffers 2.25× their images (F(2×2): 4×). The weight gradient runs the adjoints
 /// as `WinogradConv` does: dM = A dY Aᵀ, dU[ξ] = dM[ξ]·V[ξ]ᵀ summed over the tiles, dg = Gᵀ dU G.
-/// Layout, chunking and the forward pass are `WinogradTiling`'s. Images smaller than 16×16 would
+/// Layout, passes and the forward pass are `WinogradTiling`'s. Images smaller than 16×16 would
 /// waste too many tiles on padding; `WinogradConv` takes those.
 struct WinogradF4Conv: WinogradTiling {
     let cin: Int, cout: Int
     let n: Int, h: Int, w: Int
 
     static let tile = 4
-    static let minimumTiles = 512
     /// Smaller passes keep the 36 transformed matrices in cache (refinement of 1024² with
     /// resnet18-unet at 1 thread: 4.6 s with passes of 1024 tiles, 4.45 with 512, 4.3 with 256).
     static let passTiles = 256
@@ -21,15 +20,19 @@ struct WinogradF4Conv: WinogradTiling {
     static func applies(h: Int, w: Int) -> Bool { h >= 16 && w >= 16 }
 
     /// dW += conv-weight-gradient(x, dy). (Conv2d takes input gradients from F(2×2): see `Conv2d.winograd`.)
+    /// Pass by pass, as the forward goes, so that the transformed input and output gradient stay in
+    /// cache between their transforms and the GEMMs (a whole 256² image with 32 channels makes
+    /// 19 MB of V); dU sums the passes in order.
     func weightGradient(_ x: UnsafePointer<Float>, dy: UnsafePointer<Float>, into dw: UnsafeMutablePointer<Float>,
                         workspace ws: Workspace) {
-        let (v, dm, _, planes) = buffers(ws)
+        let passes = self.passes
+        let (v, dm, _, planes) = buffers(ws, tiles: passes.map(tiles(in:)).max()!)
         let du = ws.buffer(Self.positions * Self.slab(cout * cin), slot: 3)
         let us = Self.slab(cout &* cin)
-        for (k, images) in chunks.enumerated() {
-            let t = images.count * tilesPerImage, vs = Self.slab(cin &* t), ms = Self.slab(cout &* t)
-            Parallel.forEach(cin) { c, w in transformInput(x, images: images, rows: 0..<th, channels: c, into: v, plane: planes[w]) }
-            Parallel.forEach(cout) { o, w in transformOutputGradient(dy, images: images, channels: o, into: dm, plane: planes[w]) }
+        for (k, (images, rows)) in passes.enumerated() {
+            let t = tiles(in: (images, rows)), vs = Self.slab(cin &* t), ms = Self.slab(cout &* t)
+            Parallel.forEach(cin) { c, w in transformInput(x, images: images, rows: rows, channels: c, into: v, plane: planes[w]) }
+            Parallel.forEach(cout) { o, w in transformOutputGradient(dy, images: images, rows: rows, channels: o, into: dm, plane: planes[w]) }
             gemmBatch(Self.positions) { xi in
                 cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(cout), Int32(cin), Int32(t),
                             1, dm + xi &* ms, Int32(t), v + xi &* vs, Int32(t), k == 0 ? 0 : 1, du + xi &* us, Int32(cin))
@@ -144,7 +147,7 @@ struct WinogradF4Conv: WinogradTiling {
 
     // MARK: transforms
 
-    /// V[ξ][c][t] = (Bᵀ d B)[ξ] for the 6×6 input patch d of every tile t of the chunk.
+    /// V[ξ][c][t] = (Bᵀ d B)[ξ] for the 6×6 input patch d of every tile t of the pass.
     func transformInput(_ x: UnsafePointer<Float>, images: Range<Int>, rows: Range<Int>, channels: Range<Int>,
                         into v: UnsafeMutablePointer<Float>, plane: UnsafeMutablePointer<Float>) {
         let perImage = rows.count &* tw, t = images.count &* perImage, xs = Self.slab(cin &* t), tw = self.tw, pw = self.pw
@@ -172,7 +175,7 @@ struct WinogradF4Conv: WinogradTiling {
         }
     }
 
-    /// y tiles = Aᵀ M A (+ bias) for every tile of the chunk.
+    /// y tiles = Aᵀ M A (+ bias) for every tile of the pass.
     func transformOutput(_ m: UnsafePointer<Float>, images: Range<Int>, rows: Range<Int>, channels: Range<Int>,
                          bias: UnsafePointer<Float>?, epilogue: Epilogue?, into y: UnsafeMutablePointer<Float>,
                          plane: UnsafeMutablePointer<Float>) {
@@ -210,17 +213,18 @@ struct WinogradF4Conv: WinogradTiling {
         }
     }
 
-    /// dM[ξ][o][t] = (A dY Aᵀ)[ξ] for the 4×4 output-gradient tile (zero past the image).
-    func transformOutputGradient(_ dy: UnsafePointer<Float>, images: Range<Int>, channels: Range<Int>,
+    /// dM[ξ][o][t] = (A dY Aᵀ)[ξ] for the 4×4 output-gradient tiles (zero past the image) in tile
+    /// rows `rows` of the images `images`.
+    func transformOutputGradient(_ dy: UnsafePointer<Float>, images: Range<Int>, rows: Range<Int>, channels: Range<Int>,
                                  into dm: UnsafeMutablePointer<Float>, plane: UnsafeMutablePointer<Float>) {
-        let t = images.count &* tilesPerImage, xs = Self.slab(cout &* t), tw = self.tw, exact = self.exact
+        let perImage = rows.count &* tw, t = images.count &* perImage, xs = Self.slab(cout &* t), tw = self.tw, exact = self.exact
         let q = phase, pw = self.pw
         for o in channels {
             for b in images {
                 let src = dy + (b &* cout &+ o) &* h &* w
-                if !exact { split(src, at: 0, into: plane) }
-                let base = dm + (o &* t &+ (b &- images.lowerBound) &* tilesPerImage)
-                for i in 0..<th {
+                if !exact { split(src, at: 0, rows: 4 &* rows.lowerBound..<4 &* rows.upperBound, into: plane) }
+                let base = dm + (o &* t &+ (b &- images.lowerBound) &* perImage &- rows.lowerBound &* tw)
+                for i in rows {
                     for j in stride(from: 0, to: tw, by: 4) {
                         // Row r of the four tiles as its four columns, each a vector over the tiles.
                         func row(_ r: Int) -> Four {

@@ -3,9 +3,8 @@ import CBLAS
 /// What F(2×2, 3×3) (`WinogradConv`) and F(4×4, 3×3) (`WinogradF4Conv`) share: output tiles of
 /// `tile`×`tile` pixels read from (`tile` + 2)² input patches, rows of tiles padded to a multiple of
 /// 4 (the width of the vector loops; the extra tiles see zeros, give zeros to the weight gradient
-/// and are never written out), the batch in chunks of at least `minimumTiles` tiles for the
-/// gradients (which bounds the transformed buffers without starving the GEMMs) and in passes of
-/// about `passTiles` for the forward, the workspace layout, and the forward pass:
+/// and are never written out), the batch in passes of about `passTiles` tiles (which bounds the
+/// transformed buffers without starving the GEMMs), the workspace layout, and the forward pass:
 /// weights, input and output transforms around one GEMM per transformed position ξ.
 protocol WinogradTiling {
     var cin: Int { get }
@@ -14,7 +13,6 @@ protocol WinogradTiling {
     var h: Int { get }
     var w: Int { get }
     static var tile: Int { get }
-    static var minimumTiles: Int { get }
     static var passTiles: Int { get }
 
     /// U[ξ][o][c] for the kernels in `kernels` (o·cin + c).
@@ -36,10 +34,8 @@ extension WinogradTiling {
     var th: Int { (h + Self.tile - 1) / Self.tile }
     var tw: Int { ((w + Self.tile - 1) / Self.tile + 3) & ~3 }
     var tilesPerImage: Int { th * tw }
-    var imagesPerChunk: Int { images(toFill: Self.minimumTiles) }
     /// Whole images enough for `tiles` tiles (at least one, at most the batch).
     func images(toFill tiles: Int) -> Int { min(n, max(1, (tiles + tilesPerImage - 1) / tilesPerImage)) }
-    var maxTiles: Int { imagesPerChunk * tilesPerImage }
     /// The padded planes the transforms read and accumulate: `tile`·th + 2 rows, each split into its
     /// `tile` column phases (`phase` floats each), so that the patch columns of neighbouring tiles
     /// are unit-stride vectors.
@@ -49,15 +45,16 @@ extension WinogradTiling {
     /// Output tiles can be written straight into the image when they cover it exactly.
     var exact: Bool { h % Self.tile == 0 && w == Self.tile * tw }
 
-    var chunks: [Range<Int>] { groups(of: imagesPerChunk) }
+    /// Tiles in a pass.
+    func tiles(in pass: (images: Range<Int>, rows: Range<Int>)) -> Int { pass.images.count * pass.rows.count * tw }
 
     /// The batch in ranges of `count` images (the last may be shorter).
     func groups(of count: Int) -> [Range<Int>] { stride(from: 0, to: n, by: count).map { $0..<min($0 + count, n) } }
 
-    /// The forward's passes of about `passTiles` tiles: several small images, or bands of tile rows
-    /// of an image with twice that many or more, so that the transformed input and output stay in
-    /// cache from the transform to the GEMMs and back (a whole 256² image with 32 channels would
-    /// make 19 MB of them). Each output column's sums are the same whatever the pass.
+    /// Passes of about `passTiles` tiles: several small images, or bands of tile rows of an image
+    /// with twice that many or more, so that the transformed buffers stay in cache from the
+    /// transform to the GEMMs and back (a whole 256² image with 32 channels would make 19 MB of
+    /// them). Each output column's sums are the same whatever the pass.
     var passes: [(images: Range<Int>, rows: Range<Int>)] {
         let target = Self.passTiles
         guard tilesPerImage >= 2 * target else { return groups(of: images(toFill: target)).map { ($0, 0..<th) } }
@@ -71,9 +68,9 @@ extension WinogradTiling {
 
     // Workspace slots: 0 V (and dV), 1 M (and dM), 2 U, 3 dU, 8… one padded plane per worker,
     // 32… V and M of each worker's own passes (`forward`).
-    func buffers(_ ws: Workspace, tiles: Int? = nil) -> (v: UnsafeMutablePointer<Float>, m: UnsafeMutablePointer<Float>,
-                                                        u: UnsafeMutablePointer<Float>, planes: [UnsafeMutablePointer<Float>]) {
-        let k = Self.positions, tiles = tiles ?? maxTiles
+    func buffers(_ ws: Workspace, tiles: Int) -> (v: UnsafeMutablePointer<Float>, m: UnsafeMutablePointer<Float>,
+                                                 u: UnsafeMutablePointer<Float>, planes: [UnsafeMutablePointer<Float>]) {
+        let k = Self.positions
         return (ws.buffer(k * Self.slab(cin * tiles), slot: 0), ws.buffer(k * Self.slab(cout * tiles), slot: 1),
                 ws.buffer(k * Self.slab(cout * cin), slot: 2), (0..<Parallel.workers).map { ws.buffer(ph * pw, slot: 8 + $0) })
     }
@@ -102,7 +99,7 @@ extension WinogradTiling {
     func forward(_ x: UnsafePointer<Float>, weight: UnsafePointer<Float>, bias: UnsafePointer<Float>?,
                  into y: UnsafeMutablePointer<Float>, epilogue: Epilogue?, workspace ws: Workspace) {
         let passes = self.passes, workers = Parallel.workers
-        let tiles = passes.map { $0.images.count * $0.rows.count * tw }.max()!
+        let tiles = passes.map(tiles(in:)).max()!
         let ownPasses = passes.count >= 2 * workers
         let (v, m, u, planes) = buffers(ws, tiles: ownPasses ? 0 : tiles)
         Parallel.forEach(cout * cin, grain: 256) { range, _ in transformWeights(weight, range, into: u) }
@@ -115,7 +112,7 @@ extension WinogradTiling {
                 for (images, rows) in passes[range] {
                     let (v, m) = own[w]
                     transformInput(x, images: images, rows: rows, channels: 0..<cin, into: v, plane: planes[w])
-                    for xi in 0..<k { multiply(xi, u, v, m, tiles: images.count * rows.count * tw) }
+                    for xi in 0..<k { multiply(xi, u, v, m, tiles: self.tiles(in: (images, rows))) }
                     transformOutput(m, images: images, rows: rows, channels: 0..<cout, bias: bias, epilogue: epilogue, into: y, plane: planes[w])
                 }
             }
@@ -123,7 +120,7 @@ extension WinogradTiling {
         }
         for (images, rows) in passes {
             Parallel.forEach(cin) { c, w in transformInput(x, images: images, rows: rows, channels: c, into: v, plane: planes[w]) }
-            gemmBatch(Self.positions) { xi in multiply(xi, u, v, m, tiles: images.count * rows.count * tw) }
+            gemmBatch(Self.positions) { xi in multiply(xi, u, v, m, tiles: self.tiles(in: (images, rows))) }
             Parallel.forEach(cout) { o, w in
                 transformOutput(m, images: images, rows: rows, channels: o, bias: bias, epilogue: epilogue, into: y, plane: planes[w])
             }
