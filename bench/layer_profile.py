@@ -19,11 +19,11 @@ import tempfile
 # (label, regular expression on a frame's symbol); the innermost matching frame wins.
 CATEGORIES = [
     # WinogradTiling's shared code shows up specialized for each variant (…0B6F4ConvV_Tg5, …0B4ConvV_Tg5).
-    ("3×3 convolution, Winograd F(2×2) (training forward, input gradients, images < 16²)",
+    ("3×3 convolution, Winograd F(2×2) (training forward, input gradients, images 8² to 15²)",
      r"NN12WinogradConvV|NN14WinogradTilingP.*0B4ConvV"),
     ("3×3 convolution, Winograd F(4×4) (inference, weight gradients)", r"NN14WinogradF4ConvV|NN14WinogradTilingP.*F4ConvV"),
     ("BatchNorm, shortcut sum and ReLU folded into the convolution (inference)", r"NN8EpilogueV"),
-    ("other convolutions (im2col + sgemm: stem, strided, 1×1, first layer; direct: last layer)",
+    ("other convolutions (im2col + sgemm: stem, strided, 1×1, first layer, images < 8²; direct: last layer)",
      r"NN6Conv2dC|NN6im2col|NN6col2im|NN10PhasePlane|NN10NarrowConvV"),
     ("transposed convolution 2×2/2", r"NN15ConvTranspose2dC"),
     ("BatchNorm", r"NN11BatchNorm2dC"),
