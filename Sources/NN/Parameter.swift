@@ -11,13 +11,13 @@ public final class Parameter {
     public var shape: [Int] { value.shape }
     public var count: Int { value.count }
 
-    /// Moves value and gradient into slices of flat buffers (see `ParameterSet`).
+    /// Moves value and gradient into slices of flat buffers (see `ParameterSet`); the gradient's
+    /// slice must be zero.
     func rebind(value v: UnsafeMutablePointer<Float>, grad g: UnsafeMutablePointer<Float>) {
         let newValue = Tensor(shape, viewing: v)
         newValue.copy(from: value)
         value = newValue
         grad = Tensor(shape, viewing: g)
-        grad.zero()
     }
 }
 

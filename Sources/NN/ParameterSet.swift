@@ -1,3 +1,5 @@
+import Foundation
+
 /// All parameters of a network, their values and gradients packed into two flat buffers.
 ///
 /// The buffers hold the parameters in reverse `state_dict()` order, the order in which backward
@@ -23,9 +25,11 @@ public final class ParameterSet {
             at += parameters[i].count
         }
         offsets = offs
-        let bytes = max(count, 1) * 4
-        values = UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: 64).bindMemory(to: Float.self, capacity: max(count, 1))
-        grads = UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: 64).bindMemory(to: Float.self, capacity: max(count, 1))
+        let n = max(count, 1)
+        values = UnsafeMutableRawPointer.allocate(byteCount: n * 4, alignment: 64).bindMemory(to: Float.self, capacity: n)
+        // Zeroed pages straight from the system, left untouched (not resident) until backward
+        // writes them: inference never does (resnet18-unet refinement: 57 MB less).
+        grads = calloc(n, 4)!.bindMemory(to: Float.self, capacity: n)
         for (i, p) in parameters.enumerated() {
             p.rebind(value: values + offs[i], grad: grads + offs[i])
         }
@@ -33,7 +37,7 @@ public final class ParameterSet {
 
     deinit {
         UnsafeMutableRawPointer(values).deallocate()
-        UnsafeMutableRawPointer(grads).deallocate()
+        free(grads)
     }
 
     public func zeroGrad() { grads.update(repeating: 0, count: count) }
