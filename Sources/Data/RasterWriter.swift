@@ -16,14 +16,17 @@ public final class RasterWriter {
     public let grid: Grid
     public let nodata: Double?
     private let format: Format
+    private let threads: Int
     private let temporaryPath: String
     private var dataset: GDALDatasetH?
     private let band: GDALRasterBandH
     private let nodataValue: Float?
 
     /// Checks the destination first (its folder exists, it is not there unless `overwrite`), so a
-    /// command fails before doing any work.
-    public init(path: String, grid: Grid, nodata: Double?, format: Format = .geoTIFF, overwrite: Bool = false) throws {
+    /// command fails before doing any work. With `threads` > 1 GDAL compresses blocks on that many
+    /// threads of its own while the caller goes on (its file writes stay on the caller's thread).
+    public init(path: String, grid: Grid, nodata: Double?, format: Format = .geoTIFF, overwrite: Bool = false,
+                threads: Int = 1) throws {
         GDAL.ensureRegistered()
         try RasterWriter.checkDestination(path, overwrite: overwrite)
         let url = URL(fileURLWithPath: path)
@@ -32,7 +35,7 @@ public final class RasterWriter {
         guard let driver = GDALGetDriverByName("GTiff") else { throw DataError(path, "GDAL has no GTiff driver") }
         var options: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>? = nil
         for (key, value) in [("TILED", "YES"), ("BLOCKXSIZE", "256"), ("BLOCKYSIZE", "256"), ("COMPRESS", "DEFLATE"),
-                             ("PREDICTOR", "3"), ("BIGTIFF", "IF_SAFER")] {
+                             ("PREDICTOR", "3"), ("BIGTIFF", "IF_SAFER")] + (threads > 1 ? [("NUM_THREADS", "\(threads)")] : []) {
             options = CSLSetNameValue(options, key, value)
         }
         defer { CSLDestroy(options) }
@@ -50,6 +53,7 @@ public final class RasterWriter {
         self.grid = grid
         self.nodata = nodata
         self.format = format
+        self.threads = threads
         nodataValue = nodata.flatMap { $0.isNaN ? nil : Float($0) }
     }
 
@@ -126,7 +130,7 @@ public final class RasterWriter {
         if format == .cog {
             finished = temporaryPath + ".cog.tif"
             defer { unlink(temporaryPath) }
-            try RasterWriter.convertToCOG(from: temporaryPath, to: finished, reportAs: path)
+            try RasterWriter.convertToCOG(from: temporaryPath, to: finished, reportAs: path, threads: threads)
         }
         if rename(finished, path) != 0 {
             let reason = String(cString: strerror(errno))
@@ -135,13 +139,13 @@ public final class RasterWriter {
         }
     }
 
-    private static func convertToCOG(from source: String, to destination: String, reportAs path: String) throws {
+    private static func convertToCOG(from source: String, to destination: String, reportAs path: String, threads: Int) throws {
         guard let driver = GDALGetDriverByName("COG") else { throw DataError(path, "GDAL has no COG driver") }
         let input = try GDAL.call(path, "cannot reopen the temporary file") { GDALOpen(source, GA_ReadOnly) }
         defer { GDALClose(input) }
         var options: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>? = nil
         for (key, value) in [("COMPRESS", "DEFLATE"), ("PREDICTOR", "FLOATING_POINT"), ("BIGTIFF", "IF_SAFER"),
-                             ("BLOCKSIZE", "512"), ("RESAMPLING", "AVERAGE")] {
+                             ("BLOCKSIZE", "512"), ("RESAMPLING", "AVERAGE"), ("NUM_THREADS", "\(threads)")] {
             options = CSLSetNameValue(options, key, value)
         }
         defer { CSLDestroy(options) }

@@ -13,6 +13,8 @@ public struct Tiler {
     public var overwrite: Bool
     /// Weight of a tile's outermost pixels relative to its centre.
     public var edgeWeight: Double = 1e-3
+    /// Threads GDAL may compress the output's blocks on while the tiles go on.
+    public var writerThreads = 1
 
     public init(chipSize: Int, stride: Int? = nil, batchSize: Int = 8, format: RasterWriter.Format = .geoTIFF, overwrite: Bool = false) {
         self.chipSize = chipSize
@@ -45,7 +47,8 @@ public struct Tiler {
             throw DataError(scene.aspDSM.path, "chip of \(chip) px is larger than the \(width)×\(height) px scene")
         }
         let nodata = scene.aspDSM.nodata ?? -Double(Float.greatestFiniteMagnitude)
-        let writer = try RasterWriter(path: path, grid: scene.grid, nodata: nodata, format: format, overwrite: overwrite)
+        let writer = try RasterWriter(path: path, grid: scene.grid, nodata: nodata, format: format, overwrite: overwrite,
+                                      threads: writerThreads)
         // GDAL's block cache need only hold the rows of blocks the current strip of tiles touches,
         // in every band read and in the output (256-row blocks); left at the process default it
         // fills with the decoded scene as the strips go by (~250 MB more at 4096² × 6 bands).

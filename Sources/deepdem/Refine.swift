@@ -49,8 +49,9 @@ struct Refine: ParsableCommand {
             try Checkpoint.load(checkpoint, into: network)
             let model = ResidualModel(network: network, gsf: Float(config.gsf))
             let scene = try Scene(folder: data, bands: config.bands, target: nil)
-            let tiler = Tiler(chipSize: config.chipSize, stride: stride, batchSize: batchSize,
+            var tiler = Tiler(chipSize: config.chipSize, stride: stride, batchSize: batchSize,
                               format: cog ? .cog : .geoTIFF, overwrite: overwrite)
+            tiler.writerThreads = BLAS.threads
             let c = config.bands.count, s = config.chipSize, plane = s * s
             var batches: [Int: Tensor] = [:]
             let t0 = Date()
