@@ -1,0 +1,44 @@
+import Data
+import Foundation
+import NN
+import XCTest
+
+/// `deepdem refine` when the output cannot be written whole.
+final class RefineCommandTests: XCTestCase {
+    /// A disk that fills up halfway through the output (a 300 KB tmpfs for a ~1 MB GeoTIFF): one
+    /// error line naming the output, exit 1, and no file left behind, neither the output nor its
+    /// temporary, with GDAL compressing on several threads. Needs root's `mount`; skipped without.
+    func testFullDiskLeavesNothingBehind() throws {
+        let folder = NSTemporaryDirectory() + "refine-full-\(getpid())"
+        let full = folder + "/full"
+        try FileManager.default.createDirectory(atPath: full, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        guard shell("mount -t tmpfs -o size=300k tmpfs \(full)") == 0 else { throw XCTSkip("cannot mount a tmpfs here") }
+        defer { _ = shell("umount \(full)") }
+
+        let bands = ["asp_dsm", "ortho_channel1", "ortho_channel2", "ndvi", "nodata_mask", "triangulation_error"]
+        let config = ModelConfig(arch: "unet", bands: bands, chipSize: 64, gsf: 1,
+                                 unet: UNetConfig(nInputChannels: bands.count, depth: 2, startKernel: 8, maxFilterDepth: 16))
+        try Checkpoint.save(try makeNetwork(config, seed: 1), to: folder + "/model.safetensors")
+        let synth = try runDeepDEM(["synth", "--out", folder + "/scene", "--size", "512"])
+        XCTAssertEqual(synth.status, 0, synth.stderr)
+
+        let out = full + "/refined.tif"
+        let refine = try runDeepDEM(["refine", "--checkpoint", folder + "/model.safetensors", "--data", folder + "/scene",
+                                     "--out", out, "--threads", "2"])
+        XCTAssertEqual(refine.status, 1, refine.stderr)
+        let lines = refine.stderr.split(separator: "\n").filter { $0.hasPrefix("deepdem:") }
+        XCTAssertEqual(lines.count, 1, refine.stderr)
+        XCTAssertTrue(lines.first?.contains("\(out): write failed") ?? false, refine.stderr)
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: full), [], "left behind after the failure")
+    }
+
+    private func shell(_ command: String) -> Int32 {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/bin/sh")
+        p.arguments = ["-c", command + " 2>/dev/null"]
+        guard (try? p.run()) != nil else { return -1 }
+        p.waitUntilExit()
+        return p.terminationStatus
+    }
+}
