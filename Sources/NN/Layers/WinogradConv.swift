@@ -38,10 +38,7 @@ struct WinogradConv: WinogradTiling {
             Parallel.forEach(cout) { o, w in transformOutputGradient(dy, images: images, rows: rows, channels: o, into: dm, plane: planes[w]) }
             if dw != nil {
                 Parallel.forEach(cin) { c, w in transformInput(x, images: images, rows: rows, channels: c, into: v, plane: planes[w]) }
-                gemmBatch(Self.positions) { xi in
-                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(cout), Int32(cin), Int32(t),
-                                1, dm + xi &* ms, Int32(t), v + xi &* vs, Int32(t), k == 0 ? 0 : 1, du + xi &* us, Int32(cin))
-                }
+                gemmBatch(Self.positions) { xi in weightGradientProduct(xi, dm, v, into: du, tiles: t, first: k == 0) }
             }
             guard let dx else { continue }
             // V is spent: dV takes its place.

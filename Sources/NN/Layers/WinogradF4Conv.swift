@@ -28,15 +28,11 @@ struct WinogradF4Conv: WinogradTiling {
         let passes = self.passes
         let (v, dm, _, planes) = buffers(ws, tiles: passes.map(tiles(in:)).max()!)
         let du = ws.buffer(Self.positions * Self.slab(cout * cin), slot: 3)
-        let us = Self.slab(cout &* cin)
         for (k, (images, rows)) in passes.enumerated() {
-            let t = tiles(in: (images, rows)), vs = Self.slab(cin &* t), ms = Self.slab(cout &* t)
+            let t = tiles(in: (images, rows))
             Parallel.forEach(cin) { c, w in transformInput(x, images: images, rows: rows, channels: c, into: v, plane: planes[w]) }
             Parallel.forEach(cout) { o, w in transformOutputGradient(dy, images: images, rows: rows, channels: o, into: dm, plane: planes[w]) }
-            gemmBatch(Self.positions) { xi in
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(cout), Int32(cin), Int32(t),
-                            1, dm + xi &* ms, Int32(t), v + xi &* vs, Int32(t), k == 0 ? 0 : 1, du + xi &* us, Int32(cin))
-            }
+            gemmBatch(Self.positions) { xi in weightGradientProduct(xi, dm, v, into: du, tiles: t, first: k == 0) }
         }
         Parallel.forEach(cout * cin, grain: 256) { range, _ in accumulateWeightGradient(du, range, into: dw) }
     }

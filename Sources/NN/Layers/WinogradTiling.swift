@@ -110,21 +110,31 @@ extension WinogradTiling {
             }
             Parallel.forEach(passes.count) { range, w in
                 for (images, rows) in passes[range] {
-                    let (v, m) = own[w]
+                    let (v, m) = own[w], t = self.tiles(in: (images, rows))
                     transformInput(x, images: images, rows: rows, channels: 0..<cin, into: v, plane: planes[w])
-                    for xi in 0..<k { multiply(xi, u, v, m, tiles: self.tiles(in: (images, rows))) }
+                    for xi in 0..<k { multiply(xi, u, v, m, tiles: t) }
                     transformOutput(m, images: images, rows: rows, channels: 0..<cout, bias: bias, epilogue: epilogue, into: y, plane: planes[w])
                 }
             }
             return
         }
         for (images, rows) in passes {
+            let t = self.tiles(in: (images, rows))
             Parallel.forEach(cin) { c, w in transformInput(x, images: images, rows: rows, channels: c, into: v, plane: planes[w]) }
-            gemmBatch(Self.positions) { xi in multiply(xi, u, v, m, tiles: self.tiles(in: (images, rows))) }
+            gemmBatch(Self.positions) { xi in multiply(xi, u, v, m, tiles: t) }
             Parallel.forEach(cout) { o, w in
                 transformOutput(m, images: images, rows: rows, channels: o, bias: bias, epilogue: epilogue, into: y, plane: planes[w])
             }
         }
+    }
+
+    /// dU[ξ] = dM[ξ]·V[ξ]ᵀ for a pass of `tiles` tiles, added to the passes before it unless `first`:
+    /// the weight gradient's sum over the tiles, on the calling thread.
+    func weightGradientProduct(_ xi: Int, _ dm: UnsafePointer<Float>, _ v: UnsafePointer<Float>, into du: UnsafeMutablePointer<Float>,
+                               tiles t: Int, first: Bool) {
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(cout), Int32(cin), Int32(t),
+                    1, dm + xi &* Self.slab(cout &* t), Int32(t), v + xi &* Self.slab(cin &* t), Int32(t),
+                    first ? 0 : 1, du + xi &* Self.slab(cout &* cin), Int32(cin))
     }
 
     /// M[ξ] = U[ξ]·V[ξ] for a pass of `tiles` tiles, on the calling thread.
