@@ -35,7 +35,7 @@ public final class RasterWriter {
         guard let driver = GDALGetDriverByName("GTiff") else { throw DataError(path, "GDAL has no GTiff driver") }
         var options: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>? = nil
         for (key, value) in [("TILED", "YES"), ("BLOCKXSIZE", "256"), ("BLOCKYSIZE", "256"), ("COMPRESS", "DEFLATE"),
-                             ("PREDICTOR", "3"), ("BIGTIFF", "IF_SAFER")] + (threads > 1 ? [("NUM_THREADS", "\(threads)")] : []) {
+                             ("PREDICTOR", "3"), ("BIGTIFF", "IF_SAFER"), ("NUM_THREADS", "\(threads)")] {
             options = CSLSetNameValue(options, key, value)
         }
         defer { CSLDestroy(options) }

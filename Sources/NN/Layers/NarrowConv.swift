@@ -1,9 +1,9 @@
 /// A 3×3, stride-1, padding-1 convolution with very few output channels (the U-Nets' last layer has
 /// one), computed directly: Winograd and im2col would both expand the whole input only to feed
-/// GEMMs with one row (unet's last layer, backward at 1 thread: 5.5 → 2.0 ms per 128² tile). Each output row is
-/// accumulated eight columns at a time in a register over every input channel and kernel row,
-/// reading a zero-bordered copy of the input so that no tap needs a bounds check; backward reads
-/// bordered copies the same way.
+/// GEMMs with one row (unet's last layer, backward at 1 thread: 5.5 → 2.0 ms per 128² tile). Each
+/// output row is accumulated eight columns at a time in a register over every input channel and
+/// kernel row, reading a zero-bordered copy of the input so that no tap needs a bounds check;
+/// backward reads bordered copies the same way.
 struct NarrowConv {
     let cin: Int, cout: Int
     let n: Int, h: Int, w: Int
@@ -16,7 +16,7 @@ struct NarrowConv {
     var pw: Int { w + 2 }
     var ph: Int { h + 2 }
 
-    /// Planes `planes` of the image at `src` (`count` planes of h × w) into `padded` with a zero border.
+    /// Planes `planes` of the h × w planes at `src` into the same planes of `padded`, with a zero border.
     private func border(_ src: UnsafePointer<Float>, planes: Range<Int>, into padded: UnsafeMutablePointer<Float>) {
         let (h, w, ph, pw) = (self.h, self.w, self.ph, self.pw)
         for c in planes {
@@ -35,7 +35,7 @@ struct NarrowConv {
     func forward(_ x: UnsafePointer<Float>, weight: UnsafePointer<Float>, bias: UnsafePointer<Float>?,
                  into y: UnsafeMutablePointer<Float>, workspace ws: Workspace) {
         let padded = ws.buffer(cin * ph * pw, slot: 4)
-        let (cin, cout, h, w, ph, pw) = (self.cin, self.cout, self.h, self.w, self.ph, self.pw)
+        let (cin, cout, h, w) = (self.cin, self.cout, self.h, self.w)
         for b in 0..<n {
             Parallel.forEach(cin) { channels, _ in border(x + b &* cin &* h &* w, planes: channels, into: padded) }
             correlate(padded, planes: cin, taps: weight, bias: bias, into: y + b &* cout &* h &* w, planes: cout)
