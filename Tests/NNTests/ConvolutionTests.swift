@@ -78,11 +78,12 @@ final class ConvolutionTests: XCTestCase {
 
     /// Splitting work over threads does not change a single bit: GEMMs cut into blocks of columns
     /// or, with few columns, of rows (the first layer's weight gradient, a 4×4 image's input
-    /// gradient), Winograd's passes and chunks, the direct last layer.
+    /// gradient), Winograd's passes and chunks, gradients of banded images that the workers take
+    /// whole (three images for two workers), the direct last layer.
     func testThreadsGiveIdenticalResults() {
         let before = BLAS.threads
         defer { BLAS.setThreads(before) }
-        for (cin, cout, shape) in [(5, 64, [2, 5, 64, 64]), (256, 256, [4, 256, 4, 4]), (32, 32, [2, 32, 40, 40]), (64, 1, [2, 64, 40, 40])] {
+        for (cin, cout, shape) in [(5, 64, [2, 5, 64, 64]), (256, 256, [4, 256, 4, 4]), (32, 32, [2, 32, 40, 40]), (16, 8, [3, 16, 96, 96]), (64, 1, [2, 64, 40, 40])] {
             var results: [[[Float]]] = []
             for threads in [1, 2] {
                 BLAS.setThreads(threads)

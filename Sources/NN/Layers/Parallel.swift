@@ -88,9 +88,23 @@ func gemm(_ transA: Bool, _ transB: Bool, _ m: Int, _ n: Int, _ k: Int, _ alpha:
     }
 }
 
-/// `count` independent GEMMs (or other work) spread over the workers, each on one thread.
-func gemmBatch(_ count: Int, _ body: (Int) -> Void) {
-    Parallel.forEach(count) { range, _ in
-        for i in range { body(i) }
+/// Where the loops of one piece of work run: split over the workers, or all on worker `w`, which
+/// took the whole piece (with buffers of its own) as its part of a larger parallel loop.
+enum Spread {
+    case shared
+    case on(Int)
+
+    func forEach(_ count: Int, grain: Int = 1, _ body: (Range<Int>, Int) -> Void) {
+        switch self {
+        case .shared: Parallel.forEach(count, grain: grain, body)
+        case .on(let w): if count > 0 { body(0..<count, w) }
+        }
+    }
+
+    /// `body(i)` for each i in 0..<count: independent GEMMs (or other work), each on one thread.
+    func each(_ count: Int, _ body: (Int) -> Void) {
+        forEach(count) { range, _ in
+            for i in range { body(i) }
+        }
     }
 }

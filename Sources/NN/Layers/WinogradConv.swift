@@ -27,28 +27,39 @@ struct WinogradConv: WinogradTiling {
                   weightGradient dw: UnsafeMutablePointer<Float>?, dx: UnsafeMutablePointer<Float>?, workspace ws: Workspace) {
         // Pass by pass as the forward goes (bands of tile rows of a large image), so that dM and dV
         // stay in cache between their transforms and the GEMMs. The weight gradient only comes
-        // here for images under 16×16, whose passes are whole images.
-        let passes = self.passes
-        let (v, dm, u, planes) = buffers(ws, tiles: passes.map(tiles(in:)).max()!)
-        let du = ws.buffer(Self.positions * Self.slab(cout * cin), slot: 3)
+        // here for images under 16×16, whose passes are whole images, shared by the workers.
+        let passes = self.passes, tiles = passes.map(tiles(in:)).max()!
+        let perImage = dw == nil && workersTakeImages ? byImage(passes) : nil
+        let (v, dm, u, planes) = buffers(ws, tiles: perImage == nil ? tiles : 0)
+        let du = dw.map { _ in ws.buffer(Self.positions * Self.slab(cout * cin), slot: 3) }
         let us = Self.slab(cout &* cin)
         if dx != nil { Parallel.forEach(cout * cin, grain: 256) { range, _ in transformWeights(weight, range, into: u) } }
-        for (k, (images, rows)) in passes.enumerated() {
-            let t = tiles(in: (images, rows)), vs = Self.slab(cin &* t), ms = Self.slab(cout &* t)
-            Parallel.forEach(cout) { o, w in transformOutputGradient(dy, images: images, rows: rows, channels: o, into: dm, plane: planes[w]) }
-            if dw != nil {
-                Parallel.forEach(cin) { c, w in transformInput(x, images: images, rows: rows, channels: c, into: v, plane: planes[w]) }
-                gemmBatch(Self.positions) { xi in weightGradientProduct(xi, dm, v, into: du, tiles: t, first: k == 0) }
+        func run(_ pass: Pass, first: Bool, _ spread: Spread, v: UnsafeMutablePointer<Float>, dm: UnsafeMutablePointer<Float>) {
+            let (images, rows) = pass, t = self.tiles(in: pass), vs = Self.slab(cin &* t), ms = Self.slab(cout &* t)
+            spread.forEach(cout) { o, w in transformOutputGradient(dy, images: images, rows: rows, channels: o, into: dm, plane: planes[w]) }
+            if let du {
+                spread.forEach(cin) { c, w in transformInput(x, images: images, rows: rows, channels: c, into: v, plane: planes[w]) }
+                spread.each(Self.positions) { xi in weightGradientProduct(xi, dm, v, into: du, tiles: t, first: first) }
             }
-            guard let dx else { continue }
+            guard let dx else { return }
             // V is spent: dV takes its place.
-            gemmBatch(Self.positions) { xi in
+            spread.each(Self.positions) { xi in
                 cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Int32(cin), Int32(t), Int32(cout),
                             1, u + xi &* us, Int32(cin), dm + xi &* ms, Int32(t), 0, v + xi &* vs, Int32(t))
             }
-            Parallel.forEach(cin) { c, w in transformInputGradient(v, images: images, rows: rows, channels: c, into: dx, plane: planes[w]) }
+            spread.forEach(cin) { c, w in transformInputGradient(v, images: images, rows: rows, channels: c, into: dx, plane: planes[w]) }
         }
-        if let dw { Parallel.forEach(cout * cin, grain: 256) { range, _ in accumulateWeightGradient(du, range, into: dw) } }
+        if let perImage {
+            let buffers = ownBuffers(ws, tiles: tiles)
+            Parallel.forEach(n) { images, w in
+                for b in images {
+                    for pass in perImage[b] { run(pass, first: false, .on(w), v: buffers[w].v, dm: buffers[w].m) }
+                }
+            }
+        } else {
+            for (k, pass) in passes.enumerated() { run(pass, first: k == 0, .shared, v: v, dm: dm) }
+        }
+        if let dw, let du { Parallel.forEach(cout * cin, grain: 256) { range, _ in accumulateWeightGradient(du, range, into: dw) } }
     }
 
     /// (d0 + (d1 + d2)/2, (d1 − d2)/2, (d1 + d2)/2 + d3): Gᵀ applied to four values, G's adjoint.

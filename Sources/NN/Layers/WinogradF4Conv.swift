@@ -22,19 +22,35 @@ struct WinogradF4Conv: WinogradTiling {
     /// dW += conv-weight-gradient(x, dy). (Conv2d takes input gradients from F(2×2): see `Conv2d.winograd`.)
     /// Pass by pass, as the forward goes, so that the transformed input and output gradient stay in
     /// cache between their transforms and the GEMMs (a whole 256² image with 32 channels makes
-    /// 19 MB of V); dU sums the passes in order.
+    /// 19 MB of V). dU sums the passes in order, image by image where passes lie within images
+    /// (which lets workers take whole images), and dW adds the images' sums in order: the same
+    /// sums however many workers there are.
     func weightGradient(_ x: UnsafePointer<Float>, dy: UnsafePointer<Float>, into dw: UnsafeMutablePointer<Float>,
                         workspace ws: Workspace) {
-        let passes = self.passes
-        let (v, dm, _, planes) = buffers(ws, tiles: passes.map(tiles(in:)).max()!)
-        let du = ws.buffer(Self.positions * Self.slab(cout * cin), slot: 3)
-        for (k, (images, rows)) in passes.enumerated() {
-            let t = tiles(in: (images, rows))
-            Parallel.forEach(cin) { c, w in transformInput(x, images: images, rows: rows, channels: c, into: v, plane: planes[w]) }
-            Parallel.forEach(cout) { o, w in transformOutputGradient(dy, images: images, rows: rows, channels: o, into: dm, plane: planes[w]) }
-            gemmBatch(Self.positions) { xi in weightGradientProduct(xi, dm, v, into: du, tiles: t, first: k == 0) }
+        let passes = self.passes, tiles = passes.map(tiles(in:)).max()!
+        let perImage = byImage(passes), groups = perImage ?? [passes], own = perImage != nil && workersTakeImages
+        let (v, dm, _, planes) = buffers(ws, tiles: own ? 0 : tiles)
+        let size = Self.positions * Self.slab(cout * cin)
+        let du = ws.buffer(groups.count * size, slot: 3)
+        func run(_ group: Int, _ spread: Spread, v: UnsafeMutablePointer<Float>, dm: UnsafeMutablePointer<Float>) {
+            for (k, pass) in groups[group].enumerated() {
+                let (images, rows) = pass, t = self.tiles(in: pass)
+                spread.forEach(cin) { c, w in transformInput(x, images: images, rows: rows, channels: c, into: v, plane: planes[w]) }
+                spread.forEach(cout) { o, w in transformOutputGradient(dy, images: images, rows: rows, channels: o, into: dm, plane: planes[w]) }
+                spread.each(Self.positions) { xi in weightGradientProduct(xi, dm, v, into: du + group &* size, tiles: t, first: k == 0) }
+            }
         }
-        Parallel.forEach(cout * cin, grain: 256) { range, _ in accumulateWeightGradient(du, range, into: dw) }
+        if own {
+            let buffers = ownBuffers(ws, tiles: tiles)
+            Parallel.forEach(groups.count) { range, w in
+                for group in range { run(group, .on(w), v: buffers[w].v, dm: buffers[w].m) }
+            }
+        } else {
+            for group in groups.indices { run(group, .shared, v: v, dm: dm) }
+        }
+        Parallel.forEach(cout * cin, grain: 256) { range, _ in
+            for group in groups.indices { accumulateWeightGradient(du + group &* size, range, into: dw) }
+        }
     }
 
     // MARK: the 1-D transforms, each on four tiles at once

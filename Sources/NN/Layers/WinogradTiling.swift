@@ -26,6 +26,9 @@ protocol WinogradTiling {
                          plane: UnsafeMutablePointer<Float>)
 }
 
+/// Tile rows `rows` of the images `images`: the unit the transforms and GEMMs go through together.
+typealias Pass = (images: Range<Int>, rows: Range<Int>)
+
 extension WinogradTiling {
     /// Transformed positions ξ: one GEMM each.
     static var positions: Int { (tile + 2) * (tile + 2) }
@@ -46,7 +49,7 @@ extension WinogradTiling {
     var exact: Bool { h % Self.tile == 0 && w == Self.tile * tw }
 
     /// Tiles in a pass.
-    func tiles(in pass: (images: Range<Int>, rows: Range<Int>)) -> Int { pass.images.count * pass.rows.count * tw }
+    func tiles(in pass: Pass) -> Int { pass.images.count * pass.rows.count * tw }
 
     /// The batch in ranges of `count` images (the last may be shorter).
     func groups(of count: Int) -> [Range<Int>] { stride(from: 0, to: n, by: count).map { $0..<min($0 + count, n) } }
@@ -55,7 +58,7 @@ extension WinogradTiling {
     /// with twice that many or more, so that the transformed buffers stay in cache from the
     /// transform to the GEMMs and back (a whole 256² image with 32 channels would make 19 MB of
     /// them). Each output column's sums are the same whatever the pass.
-    var passes: [(images: Range<Int>, rows: Range<Int>)] {
+    var passes: [Pass] {
         let target = Self.passTiles
         guard tilesPerImage >= 2 * target else { return groups(of: images(toFill: target)).map { ($0, 0..<th) } }
         let band = max(1, target / tw)
@@ -67,12 +70,20 @@ extension WinogradTiling {
     static func slab(_ count: Int) -> Int { count + 16 }
 
     // Workspace slots: 0 V (and dV), 1 M (and dM), 2 U, 3 dU, 8… one padded plane per worker,
-    // 32… V and M of each worker's own passes (`forward`).
+    // 32… V and M (or dV and dM) of each worker's own passes or images.
     func buffers(_ ws: Workspace, tiles: Int) -> (v: UnsafeMutablePointer<Float>, m: UnsafeMutablePointer<Float>,
                                                  u: UnsafeMutablePointer<Float>, planes: [UnsafeMutablePointer<Float>]) {
         let k = Self.positions
         return (ws.buffer(k * Self.slab(cin * tiles), slot: 0), ws.buffer(k * Self.slab(cout * tiles), slot: 1),
                 ws.buffer(k * Self.slab(cout * cin), slot: 2), (0..<Parallel.workers).map { ws.buffer(ph * pw, slot: 8 + $0) })
+    }
+
+    /// V and M of each worker's own passes of up to `tiles` tiles.
+    func ownBuffers(_ ws: Workspace, tiles: Int) -> [(v: UnsafeMutablePointer<Float>, m: UnsafeMutablePointer<Float>)] {
+        let k = Self.positions
+        return (0..<Parallel.workers).map { w in
+            (ws.buffer(k * Self.slab(cin * tiles), slot: 32 + 2 * w), ws.buffer(k * Self.slab(cout * tiles), slot: 33 + 2 * w))
+        }
     }
 
     /// One h × w plane into the split, zero-padded plane, shifted by `at` rows and columns (1 for
@@ -98,35 +109,40 @@ extension WinogradTiling {
     /// this way). Otherwise the workers share each pass. Either way a pass computes the same sums.
     func forward(_ x: UnsafePointer<Float>, weight: UnsafePointer<Float>, bias: UnsafePointer<Float>?,
                  into y: UnsafeMutablePointer<Float>, epilogue: Epilogue?, workspace ws: Workspace) {
-        let passes = self.passes, workers = Parallel.workers
-        let tiles = passes.map(tiles(in:)).max()!
-        let ownPasses = passes.count >= 2 * workers
+        let passes = self.passes, tiles = passes.map(tiles(in:)).max()!
+        let ownPasses = passes.count >= 2 * Parallel.workers
         let (v, m, u, planes) = buffers(ws, tiles: ownPasses ? 0 : tiles)
         Parallel.forEach(cout * cin, grain: 256) { range, _ in transformWeights(weight, range, into: u) }
-        guard !ownPasses else {
-            let k = Self.positions
-            let own = (0..<workers).map { w in
-                (ws.buffer(k * Self.slab(cin * tiles), slot: 32 + 2 * w), ws.buffer(k * Self.slab(cout * tiles), slot: 33 + 2 * w))
-            }
-            Parallel.forEach(passes.count) { range, w in
-                for (images, rows) in passes[range] {
-                    let (v, m) = own[w], t = self.tiles(in: (images, rows))
-                    transformInput(x, images: images, rows: rows, channels: 0..<cin, into: v, plane: planes[w])
-                    for xi in 0..<k { multiply(xi, u, v, m, tiles: t) }
-                    transformOutput(m, images: images, rows: rows, channels: 0..<cout, bias: bias, epilogue: epilogue, into: y, plane: planes[w])
-                }
-            }
-            return
-        }
-        for (images, rows) in passes {
-            let t = self.tiles(in: (images, rows))
-            Parallel.forEach(cin) { c, w in transformInput(x, images: images, rows: rows, channels: c, into: v, plane: planes[w]) }
-            gemmBatch(Self.positions) { xi in multiply(xi, u, v, m, tiles: t) }
-            Parallel.forEach(cout) { o, w in
+        func run(_ pass: Pass, _ spread: Spread, v: UnsafeMutablePointer<Float>, m: UnsafeMutablePointer<Float>) {
+            let (images, rows) = pass, t = self.tiles(in: pass)
+            spread.forEach(cin) { c, w in transformInput(x, images: images, rows: rows, channels: c, into: v, plane: planes[w]) }
+            spread.each(Self.positions) { xi in multiply(xi, u, v, m, tiles: t) }
+            spread.forEach(cout) { o, w in
                 transformOutput(m, images: images, rows: rows, channels: o, bias: bias, epilogue: epilogue, into: y, plane: planes[w])
             }
         }
+        guard ownPasses else {
+            for pass in passes { run(pass, .shared, v: v, m: m) }
+            return
+        }
+        let own = ownBuffers(ws, tiles: tiles)
+        Parallel.forEach(passes.count) { range, w in
+            for pass in passes[range] { run(pass, .on(w), v: own[w].v, m: own[w].m) }
+        }
     }
+
+    /// The passes image by image, or nil when a pass holds several images. A backward whose
+    /// passes lie within images can give each worker whole images (their bands depend on each
+    /// other, the images do not) with buffers of its own: one parallel region per layer where
+    /// sharing each pass takes three per pass (a 256² layer with 16 channels has 64 passes of a few
+    /// hundred microseconds each).
+    func byImage(_ passes: [Pass]) -> [[Pass]]? {
+        guard passes.allSatisfy({ $0.images.count == 1 }) else { return nil }
+        return (0..<n).map { b in passes.filter { $0.images.lowerBound == b } }
+    }
+
+    /// Whether the workers take whole images rather than sharing each pass: when there are images for all.
+    var workersTakeImages: Bool { Parallel.workers > 1 && n >= Parallel.workers }
 
     /// dU[ξ] = dM[ξ]·V[ξ]ᵀ for a pass of `tiles` tiles, added to the passes before it unless `first`:
     /// the weight gradient's sum over the tiles, on the calling thread.
