@@ -30,10 +30,11 @@ struct WinogradConv: WinogradTiling {
         // here for images under 16×16, whose passes are whole images, shared by the workers.
         let passes = self.passes, tiles = passes.map(tiles(in:)).max()!
         let perImage = dw == nil && workersTakeImages ? byImage(passes) : nil
-        let (v, dm, u, planes) = buffers(ws, tiles: perImage == nil ? tiles : 0)
+        let (v, dm, planes) = buffers(ws, tiles: perImage == nil ? tiles : 0)
         let du = dw.map { _ in ws.buffer(Self.positions * Self.slab(cout * cin), slot: 3) }
         let us = Self.slab(cout &* cin)
-        if dx != nil { Parallel.forEach(cout * cin, grain: 256) { range, _ in transformWeights(weight, range, into: u) } }
+        let u = dx.map { _ in transformedWeights(ws) }
+        if let u { Parallel.forEach(cout * cin, grain: 256) { range, _ in transformWeights(weight, range, into: u) } }
         func run(_ pass: Pass, first: Bool, _ spread: Spread, v: UnsafeMutablePointer<Float>, dm: UnsafeMutablePointer<Float>) {
             let (images, rows) = pass, t = self.tiles(in: pass), vs = Self.slab(cin &* t), ms = Self.slab(cout &* t)
             spread.forEach(cout) { o, w in transformOutputGradient(dy, images: images, rows: rows, channels: o, into: dm, plane: planes[w]) }
@@ -41,7 +42,7 @@ struct WinogradConv: WinogradTiling {
                 spread.forEach(cin) { c, w in transformInput(x, images: images, rows: rows, channels: c, into: v, plane: planes[w]) }
                 spread.each(Self.positions) { xi in weightGradientProduct(xi, dm, v, into: du, tiles: t, first: first) }
             }
-            guard let dx else { return }
+            guard let dx, let u else { return }
             // V is spent: dV takes its place.
             spread.each(Self.positions) { xi in
                 cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Int32(cin), Int32(t), Int32(cout),

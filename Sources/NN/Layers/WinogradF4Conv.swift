@@ -29,7 +29,7 @@ struct WinogradF4Conv: WinogradTiling {
                         workspace ws: Workspace) {
         let passes = self.passes, tiles = passes.map(tiles(in:)).max()!
         let perImage = byImage(passes), groups = perImage ?? [passes], own = perImage != nil && workersTakeImages
-        let (v, dm, _, planes) = buffers(ws, tiles: own ? 0 : tiles)
+        let (v, dm, planes) = buffers(ws, tiles: own ? 0 : tiles)
         let size = Self.positions * Self.slab(cout * cin)
         let du = ws.buffer(groups.count * size, slot: 3)
         func run(_ group: Int, _ spread: Spread, v: UnsafeMutablePointer<Float>, dm: UnsafeMutablePointer<Float>) {

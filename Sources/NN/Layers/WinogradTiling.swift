@@ -72,10 +72,15 @@ extension WinogradTiling {
     // Workspace slots: 0 V (and dV), 1 M (and dM), 2 U, 3 dU, 8… one padded plane per worker,
     // 32… V and M (or dV and dM) of each worker's own passes or images.
     func buffers(_ ws: Workspace, tiles: Int) -> (v: UnsafeMutablePointer<Float>, m: UnsafeMutablePointer<Float>,
-                                                 u: UnsafeMutablePointer<Float>, planes: [UnsafeMutablePointer<Float>]) {
+                                                 planes: [UnsafeMutablePointer<Float>]) {
         let k = Self.positions
         return (ws.buffer(k * Self.slab(cin * tiles), slot: 0), ws.buffer(k * Self.slab(cout * tiles), slot: 1),
-                ws.buffer(k * Self.slab(cout * cin), slot: 2), (0..<Parallel.workers).map { ws.buffer(ph * pw, slot: 8 + $0) })
+                (0..<Parallel.workers).map { ws.buffer(ph * pw, slot: 8 + $0) })
+    }
+
+    /// U, for the passes that need the transformed weights (the weight gradient does not).
+    func transformedWeights(_ ws: Workspace) -> UnsafeMutablePointer<Float> {
+        ws.buffer(Self.positions * Self.slab(cout * cin), slot: 2)
     }
 
     /// V and M of each worker's own passes of up to `tiles` tiles.
@@ -111,7 +116,7 @@ extension WinogradTiling {
                  into y: UnsafeMutablePointer<Float>, epilogue: Epilogue?, workspace ws: Workspace) {
         let passes = self.passes, tiles = passes.map(tiles(in:)).max()!
         let ownPasses = passes.count >= 2 * Parallel.workers
-        let (v, m, u, planes) = buffers(ws, tiles: ownPasses ? 0 : tiles)
+        let (v, m, planes) = buffers(ws, tiles: ownPasses ? 0 : tiles), u = transformedWeights(ws)
         Parallel.forEach(cout * cin, grain: 256) { range, _ in transformWeights(weight, range, into: u) }
         func run(_ pass: Pass, _ spread: Spread, v: UnsafeMutablePointer<Float>, m: UnsafeMutablePointer<Float>) {
             let (images, rows) = pass, t = self.tiles(in: pass)
