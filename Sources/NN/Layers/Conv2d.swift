@@ -113,12 +113,12 @@ public final class Conv2d: Layer {
         // single-threaded GEMM each): one parallel region instead of two per band.
         let workers = Parallel.workers
         if !g.isPointwise && bands.count >= 2 * workers {
-            let cols = (0..<workers).map { workspace.buffer(g.colRows * rowsPerBand * ow, slot: 40 + $0) }
+            let cols = (0..<workers).map { workspace.buffer(g.colRows * rowsPerBand * ow, .workerOperand($0)) }
             Parallel.forEach(bands.count) { range, w in
                 for (b, rows) in bands[range] { band(x, g, image: b, rows: rows, col: cols[w], serial: true, into: y) }
             }
         } else {
-            let col = g.isPointwise ? nil : workspace.buffer(g.colRows * rowsPerBand * ow)
+            let col = g.isPointwise ? nil : workspace.buffer(g.colRows * rowsPerBand * ow, .operand)
             for (b, rows) in bands { band(x, g, image: b, rows: rows, col: col, serial: false, into: y) }
         }
         epilogue?.apply(to: y)
@@ -149,8 +149,8 @@ public final class Conv2d: Layer {
     /// out[Cout × images·OH·OW] = W · [col(x₀) col(x₁) …] (+ bias), then back into NCHW.
     private func forward(_ x: Tensor, _ g: ConvGeometry, imagesPerChunk perChunk: Int, into y: Tensor) {
         let ohw = g.colCols, k = g.colRows, cout = outChannels
-        let col = workspace.buffer(k &* perChunk &* ohw)
-        let c = workspace.buffer(cout &* perChunk &* ohw, slot: 1)
+        let col = workspace.buffer(k &* perChunk &* ohw, .operand)
+        let c = workspace.buffer(cout &* perChunk &* ohw, .product)
         for first in Swift.stride(from: 0, to: x.n, by: perChunk) {
             let images = min(perChunk, x.n &- first), cols = images &* ohw
             for i in 0..<images {
@@ -192,7 +192,7 @@ public final class Conv2d: Layer {
             return dxT
         }
         // The column buffer doubles as the input-gradient columns once dW has used it.
-        let col = g.isPointwise ? nil : workspace.buffer(g.colRows * g.colCols)
+        let col = g.isPointwise ? nil : workspace.buffer(g.colRows * g.colCols, .operand)
         for b in 0..<x.n {
             let xb = x.data + b &* inChannels &* g.height &* g.width
             let dyb = dy.data + b &* outChannels &* g.colCols

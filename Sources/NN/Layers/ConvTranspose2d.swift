@@ -39,8 +39,8 @@ public final class ConvTranspose2d: Layer {
         // Small images are multiplied several at a time, side by side in one [Cin × images·HW]
         // matrix: an 8×8 image alone would leave the GEMM too narrow to split over the workers.
         let perChunk = min(x.n, max(1, (gemmWideColumns + hw - 1) / hw))
-        let p = workspace.buffer(rows &* perChunk &* hw)
-        let packed = perChunk > 1 ? workspace.buffer(cin &* perChunk &* hw, slot: 1) : nil
+        let p = workspace.buffer(rows &* perChunk &* hw, .product)
+        let packed = perChunk > 1 ? workspace.buffer(cin &* perChunk &* hw, .operand) : nil
         for first in stride(from: 0, to: x.n, by: perChunk) {
             let images = min(perChunk, x.n &- first), cols = images &* hw
             let xb = x.data + first &* cin &* hw
@@ -96,7 +96,7 @@ public final class ConvTranspose2d: Layer {
         let k = kernel, h = x.h, w = x.w, hw = h &* w, kk = k &* k, ow = w &* k
         let rows = outChannels &* kk
         let dxT = TensorPool.shared.tensor(x.shape)
-        let p = workspace.buffer(rows &* hw)
+        let p = workspace.buffer(rows &* hw, .product)
         let biasGrad = bias.map { $0.grad.data }
         for b in 0..<x.n {
             let dyb = dy.data + b &* outChannels &* hw &* kk

@@ -34,7 +34,7 @@ struct NarrowConv {
 
     func forward(_ x: UnsafePointer<Float>, weight: UnsafePointer<Float>, bias: UnsafePointer<Float>?,
                  into y: UnsafeMutablePointer<Float>, workspace ws: Workspace) {
-        let padded = ws.buffer(cin * ph * pw, slot: 4)
+        let padded = ws.buffer(cin * ph * pw, .borderedInput)
         let (cin, cout, h, w) = (self.cin, self.cout, self.h, self.w)
         for b in 0..<n {
             Parallel.forEach(cin) { channels, _ in border(x + b &* cin &* h &* w, planes: channels, into: padded) }
@@ -90,10 +90,10 @@ struct NarrowConv {
                   weightGradient dw: UnsafeMutablePointer<Float>, dx: UnsafeMutablePointer<Float>?, workspace ws: Workspace) {
         let (cin, cout, h, w, ph, pw) = (self.cin, self.cout, self.h, self.w, self.ph, self.pw)
         // One bordered input plane per worker, used while it is in cache; dy bordered once per image.
-        let planes = (0..<Parallel.workers).map { ws.buffer(ph * pw, slot: 48 + $0) }, paddedDY = ws.buffer(cout * ph * pw, slot: 5)
+        let planes = (0..<Parallel.workers).map { ws.buffer(ph * pw, .plane($0)) }, paddedDY = ws.buffer(cout * ph * pw, .borderedGradient)
         // dx[c][y][x] = Σ_o Σ_ky,kx W[o][c][ky][kx]·dy[o][y + 1 − ky][x + 1 − kx]: the correlation of
         // the bordered dy with each kernel turned by 180°, transposed to [cin][cout][3][3].
-        let flipped = ws.buffer(cin * cout * 9, slot: 6)
+        let flipped = ws.buffer(cin * cout * 9, .turnedWeights)
         if dx != nil {
             for o in 0..<cout {
                 for c in 0..<cin {

@@ -31,7 +31,7 @@ struct WinogradConv: WinogradTiling {
         let passes = self.passes, tiles = passes.map(tiles(in:)).max()!
         let perImage = dw == nil && workersTakeImages ? byImage(passes) : nil
         let (v, dm, planes) = buffers(ws, tiles: perImage == nil ? tiles : 0)
-        let du = dw.map { _ in ws.buffer(Self.positions * Self.slab(cout * cin), slot: 3) }
+        let du = dw.map { _ in ws.buffer(Self.positions * Self.slab(cout * cin), .transformedWeightGradient) }
         let us = Self.slab(cout &* cin)
         let u = dx.map { _ in transformedWeights(ws) }
         if let u { Parallel.forEach(cout * cin, grain: 256) { range, _ in transformWeights(weight, range, into: u) } }

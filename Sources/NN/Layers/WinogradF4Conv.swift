@@ -31,7 +31,7 @@ struct WinogradF4Conv: WinogradTiling {
         let perImage = byImage(passes), groups = perImage ?? [passes], own = perImage != nil && workersTakeImages
         let (v, dm, planes) = buffers(ws, tiles: own ? 0 : tiles)
         let size = Self.positions * Self.slab(cout * cin)
-        let du = ws.buffer(groups.count * size, slot: 3)
+        let du = ws.buffer(groups.count * size, .transformedWeightGradient)
         func run(_ group: Int, _ spread: Spread, v: UnsafeMutablePointer<Float>, dm: UnsafeMutablePointer<Float>) {
             for (k, pass) in groups[group].enumerated() {
                 let (images, rows) = pass, t = self.tiles(in: pass)

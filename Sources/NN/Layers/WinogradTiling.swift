@@ -69,25 +69,23 @@ extension WinogradTiling {
     /// size is a multiple of 4 KB would put all the streams of a transform into the same cache sets.
     static func slab(_ count: Int) -> Int { count + 16 }
 
-    // Workspace slots: 0 V (and dV), 1 M (and dM), 2 U, 3 dU, 8… one padded plane per worker,
-    // 32… V and M (or dV and dM) of each worker's own passes or images.
     func buffers(_ ws: Workspace, tiles: Int) -> (v: UnsafeMutablePointer<Float>, m: UnsafeMutablePointer<Float>,
                                                  planes: [UnsafeMutablePointer<Float>]) {
         let k = Self.positions
-        return (ws.buffer(k * Self.slab(cin * tiles), slot: 0), ws.buffer(k * Self.slab(cout * tiles), slot: 1),
-                (0..<Parallel.workers).map { ws.buffer(ph * pw, slot: 8 + $0) })
+        return (ws.buffer(k * Self.slab(cin * tiles), .operand), ws.buffer(k * Self.slab(cout * tiles), .product),
+                (0..<Parallel.workers).map { ws.buffer(ph * pw, .plane($0)) })
     }
 
     /// U, for the passes that need the transformed weights (the weight gradient does not).
     func transformedWeights(_ ws: Workspace) -> UnsafeMutablePointer<Float> {
-        ws.buffer(Self.positions * Self.slab(cout * cin), slot: 2)
+        ws.buffer(Self.positions * Self.slab(cout * cin), .transformedWeights)
     }
 
     /// V and M of each worker's own passes of up to `tiles` tiles.
     func ownBuffers(_ ws: Workspace, tiles: Int) -> [(v: UnsafeMutablePointer<Float>, m: UnsafeMutablePointer<Float>)] {
         let k = Self.positions
         return (0..<Parallel.workers).map { w in
-            (ws.buffer(k * Self.slab(cin * tiles), slot: 32 + 2 * w), ws.buffer(k * Self.slab(cout * tiles), slot: 33 + 2 * w))
+            (ws.buffer(k * Self.slab(cin * tiles), .workerOperand(w)), ws.buffer(k * Self.slab(cout * tiles), .workerProduct(w)))
         }
     }
 
