@@ -111,7 +111,7 @@ struct NarrowConv {
                     for o in 0..<cout {
                         // a[3·ky + kx] = Σ dy[y][x]·x[y + ky − 1][x + kx − 1], eight columns per lane.
                         var a0 = SIMD8<Float>.zero, a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0, a8 = a0
-                        var tail = [Float](repeating: 0, count: 9)
+                        var tail = SIMD16<Float>.zero   // taps 0…8 of the columns past the last eight
                         for oy in 0..<h {
                             let d = dyb + (o &* h &+ oy) &* w, top = UnsafePointer(padded + oy &* pw)
                             var i = 0
@@ -127,8 +127,10 @@ struct NarrowConv {
                                 i &+= 1
                             }
                         }
-                        let acc = [a0, a1, a2, a3, a4, a5, a6, a7, a8], taps = dw + (o &* cin &+ c) &* 9
-                        for k in 0..<9 { taps[k] += acc[k].sum() + tail[k] }
+                        let taps = dw + (o &* cin &+ c) &* 9
+                        taps[0] += a0.sum() + tail[0]; taps[1] += a1.sum() + tail[1]; taps[2] += a2.sum() + tail[2]
+                        taps[3] += a3.sum() + tail[3]; taps[4] += a4.sum() + tail[4]; taps[5] += a5.sum() + tail[5]
+                        taps[6] += a6.sum() + tail[6]; taps[7] += a7.sum() + tail[7]; taps[8] += a8.sum() + tail[8]
                     }
                 }
             }
