@@ -7,9 +7,9 @@
 CI never runs this; its outputs are committed. It needs torch, segmentation_models_pytorch,
 safetensors and numpy.
 
-Models are DESIGN.md's: ResDepth's UNet (written below from its published structure, so the
-state_dict names are ResDepth's) and segmentation_models_pytorch.Unet with a ResNet encoder,
-wrapped in DeepDEM's residual formulation (`residual_forward`).
+Models are DESIGN.md's, from tools/reference_models.py (as checkpoint conversion and the benchmark
+use them): ResDepth's UNet and segmentation_models_pytorch.Unet with a ResNet encoder, wrapped in
+DeepDEM's residual formulation (`residual_forward`).
 
 Weights are not random draws but a formula that the Swift tests regenerate exactly (see
 `formula_weights`; GoldenTests.swift has the same generator). For the k-th floating tensor in
@@ -47,10 +47,11 @@ import sys
 
 import numpy as np
 import torch
-import torch.nn as nn
-import segmentation_models_pytorch as smp
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[3] / "tools"))
+from reference_models import make_module, residual_forward  # noqa: E402  (the modules checkpoints name)
 
 HERE = pathlib.Path(__file__).resolve().parent
 GOLDEN = 0x9E3779B97F4A7C15
@@ -76,75 +77,6 @@ CONFIGS = {
                      channels=3, chip=64, batch=1, gsf=5.0, seed=14),
 }
 ADAM = dict(lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-4)
-
-
-# ---------------------------------------------------------------- ResDepth's UNet
-
-def conv3x3(cin, cout, bias):
-    return nn.Conv2d(cin, cout, kernel_size=3, stride=1, padding=1, bias=bias)
-
-
-def conv_bn_relu(cin, cout, do_bn):
-    """conv3x3 (bias only without BN), [BatchNorm2d], ReLU."""
-    layers = [conv3x3(cin, cout, bias=not do_bn)]
-    if do_bn:
-        layers.append(nn.BatchNorm2d(cout))
-    layers.append(nn.ReLU())
-    return nn.Sequential(*layers)
-
-
-class ResDepthUNet(nn.Module):
-    def __init__(self, n_input_channels, depth, start_kernel, max_filter_depth, do_BN, bias_conv_layer,
-                 outer_skip, outer_skip_BN, up_mode="transpose"):
-        super().__init__()
-        assert up_mode == "transpose"
-        filters = [min(start_kernel * 2 ** i, max_filter_depth) for i in range(depth)]
-        self.encoder = nn.ModuleList()
-        cin = n_input_channels
-        for i in range(depth):
-            cout = start_kernel if i == 0 else filters[i]
-            self.encoder.append(nn.Sequential(conv_bn_relu(cin, cout, do_BN), nn.MaxPool2d(2, 2)))
-            cin = cout
-        self.bottleneck = conv_bn_relu(filters[-1], filters[-1], do_BN)
-        up = list(reversed(filters))
-        self.decoder = nn.ModuleList()
-        for c, c_next in zip(up[:-1], up[1:]):
-            self.decoder.append(nn.Sequential(nn.ConvTranspose2d(c, c, 2, 2), conv_bn_relu(c, c_next, do_BN)))
-        self.decoder.append(nn.ConvTranspose2d(up[-1], up[-1], 2, 2))
-        self.last_layer = conv3x3(start_kernel, 1, bias=bias_conv_layer)
-        self.outer_skip = outer_skip
-        if outer_skip and outer_skip_BN:
-            self.layer_outer_skip = nn.ModuleList([nn.BatchNorm2d(1)])
-
-    def forward(self, x):
-        skips = []
-        out = x
-        for block in self.encoder:
-            out = block[0](out)
-            skips.append(out)
-            out = block[1](out)
-        out = self.bottleneck(out)
-        last = len(self.decoder) - 1
-        for i, block in enumerate(self.decoder):
-            if i < last:
-                out = block[1](skips[-1 - i] + block[0](out))
-            else:
-                out = skips[-1 - i] + block(out)
-        out = self.last_layer(out)
-        if self.outer_skip:
-            x0 = x[:, :1]
-            if hasattr(self, "layer_outer_skip"):
-                x0 = self.layer_outer_skip[0](x0)
-            out = out + x0
-        return out
-
-
-def make_module(config):
-    if config["arch"] == "unet":
-        return ResDepthUNet(**config["unet"])
-    enc = config["encoder"]
-    return smp.Unet(enc["name"], encoder_weights=None, in_channels=enc["in_channels"], classes=1, activation=None,
-                    decoder_channels=tuple(enc.get("decoder_channels", (256, 128, 64, 32, 16))))
 
 
 # ---------------------------------------------------------------- formula weights
@@ -207,18 +139,6 @@ def make_batch(n, c, size, gsf, seed):
     mask = (rng.random((n, size, size)) < 0.85).astype(np.float64)
     f = lambda a: torch.from_numpy(a.astype(np.float32))
     return f(x), f(target[:, None]), f(mask[:, None])
-
-
-def residual_forward(module, x, gsf, normalize_in_float64=False):
-    """DESIGN.md: normalize channel 0 per chip, refined = initial + gsf * net(x)[:, 0]."""
-    initial = x[:, :1]
-    xn = x.clone()
-    if normalize_in_float64:
-        i64 = initial.double()
-        xn[:, :1] = ((i64 - i64.mean(dim=(2, 3), keepdim=True)) / gsf).to(x.dtype)
-    else:
-        xn[:, :1] = (initial - initial.mean(dim=(2, 3), keepdim=True)) / gsf
-    return initial + gsf * module(xn)[:, :1]
 
 
 def masked_l1(refined, target, mask):
