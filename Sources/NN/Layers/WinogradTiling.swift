@@ -69,6 +69,7 @@ extension WinogradTiling {
     /// size is a multiple of 4 KB would put all the streams of a transform into the same cache sets.
     static func slab(_ count: Int) -> Int { count + 16 }
 
+    /// V and M of passes of up to `tiles` tiles that the workers share, and each worker's padded plane.
     func buffers(_ ws: Workspace, tiles: Int) -> (v: UnsafeMutablePointer<Float>, m: UnsafeMutablePointer<Float>,
                                                  planes: [UnsafeMutablePointer<Float>]) {
         let k = Self.positions
