@@ -42,6 +42,7 @@ struct Refine: ParsableCommand {
 
     func run() {
         guarded {
+            if let threads, threads < 1 { throw CLIError("--threads \(threads): needs at least 1 thread") }
             if let hillshade { try RasterWriter.checkDestination(hillshade, overwrite: overwrite) }
             BLAS.setThreads(threads ?? ProcessInfo.processInfo.activeProcessorCount)
             let config = try Checkpoint.readConfig(checkpoint)

@@ -3,7 +3,7 @@ import Foundation
 import NN
 import XCTest
 
-/// `deepdem refine` when the output cannot be written whole.
+/// `deepdem refine` on bad arguments and when the output cannot be written whole.
 final class RefineCommandTests: XCTestCase {
     /// A disk that fills up halfway through the output (a 300 KB tmpfs for a ~1 MB GeoTIFF): one
     /// error line naming the output, exit 1, and no file left behind, neither the output nor its
@@ -31,6 +31,16 @@ final class RefineCommandTests: XCTestCase {
         XCTAssertEqual(lines.count, 1, refine.stderr)
         XCTAssertTrue(lines.first?.contains("\(out): write failed") ?? false, refine.stderr)
         XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: full), [], "left behind after the failure")
+    }
+
+    /// `--threads 0` used to run on one thread without a word; it is refused before any work.
+    func testThreadsBelowOneAreRefused() throws {
+        let folder = try makeCommandFolder()
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let out = folder.appendingPathComponent("refined.tif").path
+        assertRefused(try runDeepDEM(["refine", "--checkpoint", folder.appendingPathComponent("none.safetensors").path,
+                                      "--data", folder.path, "--out", out, "--threads", "0"]), "--threads 0: needs at least 1 thread")
+        XCTAssertFalse(FileManager.default.fileExists(atPath: out))
     }
 
     private func shell(_ command: String) -> Int32 {
