@@ -134,11 +134,16 @@ public struct TrainingConfig: Codable, Equatable, Sendable {
             throw ConfigError("'chip_size' \(chipSize) must be a positive multiple of \(multiple) for \(arch)")
         }
         if case .value(let v) = gsf, !(v > 0) { throw ConfigError("'gsf' must be positive or auto") }
-        guard lr > 0, samplesPerEpoch > 0, valSamples >= 0, maxEpochs > 0, checkpointEvery > 0, logEvery > 0, threads > 0,
-              bucketMB > 0, cacheMB > 0, (0...1).contains(minValidFraction), trainSplit > 0, trainSplit < 1 else {
-            throw ConfigError("lr, samples_per_epoch, max_epochs, checkpoint_every, log_every, threads, bucket_mb and "
-                + "cache_mb must be positive; train_split in (0, 1); min_valid_fraction in [0, 1]")
-        }
+        let positive = "positive", ranges: [(key: String, value: String, valid: Bool, rule: String)] = [
+            ("lr", "\(lr)", lr > 0, positive), ("samples_per_epoch", "\(samplesPerEpoch)", samplesPerEpoch > 0, positive),
+            ("val_samples", "\(valSamples)", valSamples >= 0, "0 or more"), ("max_epochs", "\(maxEpochs)", maxEpochs > 0, positive),
+            ("checkpoint_every", "\(checkpointEvery)", checkpointEvery > 0, positive), ("log_every", "\(logEvery)", logEvery > 0, positive),
+            ("threads", "\(threads)", threads > 0, positive), ("bucket_mb", "\(bucketMB)", bucketMB > 0, positive),
+            ("cache_mb", "\(cacheMB)", cacheMB > 0, positive),
+            ("min_valid_fraction", "\(minValidFraction)", (0...1).contains(minValidFraction), "in [0, 1]"),
+            ("train_split", "\(trainSplit)", trainSplit > 0 && trainSplit < 1, "in (0, 1)"),
+        ]
+        if let bad = ranges.first(where: { !$0.valid }) { throw ConfigError("'\(bad.key)' is \(bad.value); it must be \(bad.rule)") }
         if let m = maxSteps, m < 0 { throw ConfigError("'max_steps' must not be negative") }
         guard ["plateau", "step", "none"].contains(lrScheduler.kind) else {
             throw ConfigError("'lr_scheduler.kind' is '\(lrScheduler.kind)'; known: plateau, step, none")

@@ -149,6 +149,8 @@ extension TrainingTests {
             (["data": out + "/nowhere"], "no such scene folder", 2),
             (["batch_size": 2], "smaller than the 3 ranks", 3),
             (["arch": "vgg"], "'arch' is 'vgg'", 0),
+            (["threads": 0], "'threads' is 0; it must be positive", 0),
+            (["train_split": 1.0], "'train_split' is 1.0; it must be in (0, 1)", 0),
         ]
         for (extra, message, ranks) in cases {
             let r = try TrainingRun.run(["train", "--config", TrainingRun.config(scene: scene, out: out, extra)], ranks: ranks)
