@@ -13,8 +13,9 @@ public struct Tiler {
     public var overwrite: Bool
     /// Weight of a tile's outermost pixels relative to its centre.
     public var edgeWeight: Double = 1e-3
-    /// Threads GDAL may compress the output's blocks on while the tiles go on.
-    public var writerThreads = 1
+    /// Threads that blend the predicted tiles and that GDAL may compress the output's blocks on
+    /// while the tiles go on: the refinement's own, not every core of the machine.
+    public var threads = 1
 
     public init(chipSize: Int, stride: Int? = nil, batchSize: Int = 8, format: RasterWriter.Format = .geoTIFF, overwrite: Bool = false) {
         self.chipSize = chipSize
@@ -48,7 +49,7 @@ public struct Tiler {
         }
         let nodata = scene.aspDSM.nodata ?? -Double(Float.greatestFiniteMagnitude)
         let writer = try RasterWriter(path: path, grid: scene.grid, nodata: nodata, format: format, overwrite: overwrite,
-                                      threads: writerThreads)
+                                      threads: threads)
         // GDAL's block cache need only hold the rows of blocks the current strip of tiles touches,
         // in every band read and in the output (256-row blocks); left at the process default it
         // fills with the decoded scene as the strips go by (~250 MB more at 4096² × 6 bands).
@@ -110,7 +111,7 @@ public struct Tiler {
             }
             // Split by tile row: the accumulators' rows are disjoint, and each element still takes
             // the tiles in order.
-            let parts = min(chip, ProcessInfo.processInfo.activeProcessorCount), tiles = pending
+            let parts = min(chip, max(1, threads)), tiles = pending
             sum.withUnsafeMutableBufferPointer { s in
                 weight.withUnsafeMutableBufferPointer { wsum in
                     batchOutputs.withUnsafeBufferPointer { o in

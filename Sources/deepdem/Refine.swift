@@ -28,7 +28,7 @@ struct Refine: ParsableCommand {
     @Option(help: "Tiles per forward pass.")
     var batchSize = 8
 
-    @Option(help: "OpenBLAS threads (default: all cores).")
+    @Option(help: "Threads (default: the cores this process may run on, or OPENBLAS_NUM_THREADS).")
     var threads: Int?
 
     @Flag(help: "Write a Cloud-Optimized GeoTIFF.")
@@ -44,7 +44,7 @@ struct Refine: ParsableCommand {
         guarded {
             if let threads, threads < 1 { throw CLIError("--threads \(threads): needs at least 1 thread") }
             if let hillshade { try RasterWriter.checkDestination(hillshade, overwrite: overwrite) }
-            BLAS.setThreads(threads ?? ProcessInfo.processInfo.activeProcessorCount)
+            if let threads { BLAS.setThreads(threads) }
             let config = try Checkpoint.readConfig(checkpoint)
             let network = try makeNetwork(config, seed: nil)
             try Checkpoint.load(checkpoint, into: network)
@@ -52,7 +52,7 @@ struct Refine: ParsableCommand {
             let scene = try Scene(folder: data, bands: config.bands, target: nil)
             var tiler = Tiler(chipSize: config.chipSize, stride: stride, batchSize: batchSize,
                               format: cog ? .cog : .geoTIFF, overwrite: overwrite)
-            tiler.writerThreads = BLAS.threads
+            tiler.threads = BLAS.threads
             let c = config.bands.count, s = config.chipSize, plane = s * s
             var batches: [Int: Tensor] = [:]
             let t0 = Date()

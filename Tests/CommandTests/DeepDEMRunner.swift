@@ -8,12 +8,14 @@ struct DeepDEMOutput {
     let stderr: String
 }
 
-/// Runs the `deepdem` executable built next to the test bundle.
-func runDeepDEM(_ arguments: [String]) throws -> DeepDEMOutput {
+/// Runs the `deepdem` executable built next to the test bundle, through `launcher` (a program and
+/// its arguments, e.g. taskset) when one is given.
+func runDeepDEM(_ arguments: [String], launcher: [String] = []) throws -> DeepDEMOutput {
     let folder = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().deletingLastPathComponent()
+    let deepdem = folder.appendingPathComponent("deepdem")
     let process = Process()
-    process.executableURL = folder.appendingPathComponent("deepdem")
-    process.arguments = arguments
+    process.executableURL = launcher.first.map { URL(fileURLWithPath: $0) } ?? deepdem
+    process.arguments = launcher.dropFirst() + (launcher.isEmpty ? [] : [deepdem.path]) + arguments
     let out = Pipe(), err = Pipe()
     process.standardOutput = out
     process.standardError = err

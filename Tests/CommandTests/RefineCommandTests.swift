@@ -16,12 +16,7 @@ final class RefineCommandTests: XCTestCase {
         guard shell("mount -t tmpfs -o size=300k tmpfs \(full)") == 0 else { throw XCTSkip("cannot mount a tmpfs here") }
         defer { _ = shell("umount \(full)") }
 
-        let bands = ["asp_dsm", "ortho_channel1", "ortho_channel2", "ndvi", "nodata_mask", "triangulation_error"]
-        let config = ModelConfig(arch: "unet", bands: bands, chipSize: 64, gsf: 1,
-                                 unet: UNetConfig(nInputChannels: bands.count, depth: 2, startKernel: 8, maxFilterDepth: 16))
-        try Checkpoint.save(try makeNetwork(config, seed: 1), to: folder + "/model.safetensors")
-        let synth = try runDeepDEM(["synth", "--out", folder + "/scene", "--size", "512"])
-        XCTAssertEqual(synth.status, 0, synth.stderr)
+        try makeModelAndScene(in: folder, size: 512)
 
         let out = full + "/refined.tif"
         let refine = try runDeepDEM(["refine", "--checkpoint", folder + "/model.safetensors", "--data", folder + "/scene",
@@ -41,6 +36,31 @@ final class RefineCommandTests: XCTestCase {
         assertRefused(try runDeepDEM(["refine", "--checkpoint", folder.appendingPathComponent("none.safetensors").path,
                                       "--data", folder.path, "--out", out, "--threads", "0"]), "--threads 0: needs at least 1 thread")
         XCTAssertFalse(FileManager.default.fileExists(atPath: out))
+    }
+
+    /// Without --threads, refine takes the cores it may run on (one, by taskset here, as a Slurm
+    /// allocation or mpirun's binding would restrict it), not every core of the machine.
+    func testDefaultThreadsFollowTheAffinity() throws {
+        let taskset = "/usr/bin/taskset"
+        guard FileManager.default.isExecutableFile(atPath: taskset) else { throw XCTSkip("no taskset") }
+        guard ProcessInfo.processInfo.activeProcessorCount > 1 else { throw XCTSkip("one core: nothing to tell apart") }
+        let folder = try makeCommandFolder().path
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        try makeModelAndScene(in: folder, size: 128)
+        let refine = try runDeepDEM(["refine", "--checkpoint", folder + "/model.safetensors", "--data", folder + "/scene",
+                                     "--out", folder + "/refined.tif"], launcher: [taskset, "-c", "0"])
+        XCTAssertEqual(refine.status, 0, refine.stderr)
+        XCTAssertTrue(refine.stdout.contains("× 1)"), "expected one thread: \(refine.stdout)")
+    }
+
+    /// A small unet checkpoint (chip 64) and a synthetic scene of size² pixels in `folder`.
+    private func makeModelAndScene(in folder: String, size: Int) throws {
+        let bands = ["asp_dsm", "ortho_channel1", "ortho_channel2", "ndvi", "nodata_mask", "triangulation_error"]
+        let config = ModelConfig(arch: "unet", bands: bands, chipSize: 64, gsf: 1,
+                                 unet: UNetConfig(nInputChannels: bands.count, depth: 2, startKernel: 8, maxFilterDepth: 16))
+        try Checkpoint.save(try makeNetwork(config, seed: 1), to: folder + "/model.safetensors")
+        let synth = try runDeepDEM(["synth", "--out", folder + "/scene", "--size", "\(size)"])
+        XCTAssertEqual(synth.status, 0, synth.stderr)
     }
 
     private func shell(_ command: String) -> Int32 {

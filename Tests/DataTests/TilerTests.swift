@@ -26,7 +26,9 @@ final class TilerTests: XCTestCase {
         var batches: [Int] = []
         var fractions: [Double] = []
         let constant: Float = 123.456
-        try Tiler(chipSize: 32, stride: 12, batchSize: 3).run(scene: scene, output: out, predict: { inputs, count, outputs in
+        var tiler = Tiler(chipSize: 32, stride: 12, batchSize: 3)
+        tiler.threads = 3   // blending split over three tile-row ranges of the chip
+        try tiler.run(scene: scene, output: out, predict: { inputs, count, outputs in
             batches.append(count)
             for i in 0..<count * 2 * 32 * 32 { XCTAssertTrue(inputs[i].isFinite) }
             for i in 0..<count * 32 * 32 { outputs[i] = constant }
