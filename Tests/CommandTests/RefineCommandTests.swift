@@ -3,7 +3,7 @@ import Foundation
 import NN
 import XCTest
 
-/// `deepdem refine` on bad arguments and when the output cannot be written whole.
+/// `deepdem refine`: its default threads, bad arguments, and an output that cannot be written whole.
 final class RefineCommandTests: XCTestCase {
     /// A disk that fills up halfway through the output (a 300 KB tmpfs for a ~1 MB GeoTIFF): one
     /// error line naming the output, exit 1, and no file left behind, neither the output nor its
