@@ -26,39 +26,32 @@ struct WinogradConv: WinogradTiling {
     func backward(_ x: UnsafePointer<Float>, dy: UnsafePointer<Float>, weight: UnsafePointer<Float>,
                   weightGradient dw: UnsafeMutablePointer<Float>?, dx: UnsafeMutablePointer<Float>?, workspace ws: Workspace) {
         // Pass by pass as the forward goes (bands of tile rows of a large image), so that dM and dV
-        // stay in cache between their transforms and the GEMMs. The weight gradient only comes
-        // here for images under 16×16, whose passes are whole images, shared by the workers.
-        let passes = self.passes, tiles = passes.map(tiles(in:)).max()!
-        let perImage = dw == nil && workersTakeImages ? byImage(passes) : nil
-        let (v, dm, planes) = buffers(ws, tiles: perImage == nil ? tiles : 0)
+        // stay in cache between their transforms and the GEMMs. Workers take whole images only
+        // for the input gradient alone: the weight gradient (which comes here only for images under
+        // 16×16) sums every pass into one dU.
+        let passes = self.passes, planes = self.planes(ws)
+        let perImage = dw == nil && workersTakeImages ? byImage(passes) : nil, groups = perImage ?? passes.map { [$0] }
         let du = dw.map { _ in ws.buffer(Self.positions * Self.slab(cout * cin), .transformedWeightGradient) }
         let us = Self.slab(cout &* cin)
         let u = dx.map { _ in transformedWeights(ws) }
         if let u { Parallel.forEach(cout * cin, grain: 256) { range, _ in transformWeights(weight, range, into: u) } }
-        func run(_ pass: Pass, first: Bool, _ spread: Spread, v: UnsafeMutablePointer<Float>, dm: UnsafeMutablePointer<Float>) {
-            let (images, rows) = pass, t = self.tiles(in: pass), vs = Self.slab(cin &* t), ms = Self.slab(cout &* t)
-            spread.forEach(cout) { o, w in transformOutputGradient(dy, images: images, rows: rows, channels: o, into: dm, plane: planes[w]) }
-            if let du {
-                spread.forEach(cin) { c, w in transformInput(x, images: images, rows: rows, channels: c, into: v, plane: planes[w]) }
-                spread.each(Self.positions) { xi in weightGradientProduct(xi, dm, v, into: du, tiles: t, first: first) }
-            }
-            guard let dx, let u else { return }
-            // V is spent: dV takes its place.
-            spread.each(Self.positions) { xi in
-                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Int32(cin), Int32(t), Int32(cout),
-                            1, u + xi &* us, Int32(cin), dm + xi &* ms, Int32(t), 0, v + xi &* vs, Int32(t))
-            }
-            spread.forEach(cin) { c, w in transformInputGradient(v, images: images, rows: rows, channels: c, into: dx, plane: planes[w]) }
-        }
-        if let perImage {
-            let buffers = ownBuffers(ws, tiles: tiles)
-            Parallel.forEach(n) { images, w in
-                for b in images {
-                    for pass in perImage[b] { run(pass, first: false, .on(w), v: buffers[w].v, dm: buffers[w].m) }
+        forEachUnit(groups.count, own: perImage != nil, tiles: passes.map(tiles(in:)).max()!, workspace: ws) { group, spread, v, dm in
+            for pass in groups[group] {
+                let (images, rows) = pass, t = tiles(in: pass), vs = Self.slab(cin &* t), ms = Self.slab(cout &* t)
+                spread.forEach(cout) { o, w in transformOutputGradient(dy, images: images, rows: rows, channels: o, into: dm, plane: planes[w]) }
+                if let du {
+                    // Without own images each group is one pass, in order: the first one sets dU.
+                    spread.forEach(cin) { c, w in transformInput(x, images: images, rows: rows, channels: c, into: v, plane: planes[w]) }
+                    spread.each(Self.positions) { xi in weightGradientProduct(xi, dm, v, into: du, tiles: t, first: group == 0) }
                 }
+                guard let dx, let u else { continue }
+                // V is spent: dV takes its place.
+                spread.each(Self.positions) { xi in
+                    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Int32(cin), Int32(t), Int32(cout),
+                                1, u + xi &* us, Int32(cin), dm + xi &* ms, Int32(t), 0, v + xi &* vs, Int32(t))
+                }
+                spread.forEach(cin) { c, w in transformInputGradient(v, images: images, rows: rows, channels: c, into: dx, plane: planes[w]) }
             }
-        } else {
-            for (k, pass) in passes.enumerated() { run(pass, first: k == 0, .shared, v: v, dm: dm) }
         }
         if let dw, let du { Parallel.forEach(cout * cin, grain: 256) { range, _ in accumulateWeightGradient(du, range, into: dw) } }
     }

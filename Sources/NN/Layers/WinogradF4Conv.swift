@@ -27,26 +27,18 @@ struct WinogradF4Conv: WinogradTiling {
     /// sums however many workers there are.
     func weightGradient(_ x: UnsafePointer<Float>, dy: UnsafePointer<Float>, into dw: UnsafeMutablePointer<Float>,
                         workspace ws: Workspace) {
-        let passes = self.passes, tiles = passes.map(tiles(in:)).max()!
-        let perImage = byImage(passes), groups = perImage ?? [passes], own = perImage != nil && workersTakeImages
-        let (v, dm, planes) = buffers(ws, tiles: own ? 0 : tiles)
+        let passes = self.passes, planes = self.planes(ws)
+        let perImage = byImage(passes), groups = perImage ?? [passes]
         let size = Self.positions * Self.slab(cout * cin)
         let du = ws.buffer(groups.count * size, .transformedWeightGradient)
-        func run(_ group: Int, _ spread: Spread, v: UnsafeMutablePointer<Float>, dm: UnsafeMutablePointer<Float>) {
+        forEachUnit(groups.count, own: perImage != nil && workersTakeImages, tiles: passes.map(tiles(in:)).max()!,
+                    workspace: ws) { group, spread, v, dm in
             for (k, pass) in groups[group].enumerated() {
-                let (images, rows) = pass, t = self.tiles(in: pass)
+                let (images, rows) = pass, t = tiles(in: pass)
                 spread.forEach(cin) { c, w in transformInput(x, images: images, rows: rows, channels: c, into: v, plane: planes[w]) }
                 spread.forEach(cout) { o, w in transformOutputGradient(dy, images: images, rows: rows, channels: o, into: dm, plane: planes[w]) }
                 spread.each(Self.positions) { xi in weightGradientProduct(xi, dm, v, into: du + group &* size, tiles: t, first: k == 0) }
             }
-        }
-        if own {
-            let buffers = ownBuffers(ws, tiles: tiles)
-            Parallel.forEach(groups.count) { range, w in
-                for group in range { run(group, .on(w), v: buffers[w].v, dm: buffers[w].m) }
-            }
-        } else {
-            for group in groups.indices { run(group, .shared, v: v, dm: dm) }
         }
         Parallel.forEach(cout * cin, grain: 256) { range, _ in
             for group in groups.indices { accumulateWeightGradient(du + group &* size, range, into: dw) }

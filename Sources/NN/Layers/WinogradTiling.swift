@@ -69,12 +69,9 @@ extension WinogradTiling {
     /// size is a multiple of 4 KB would put all the streams of a transform into the same cache sets.
     static func slab(_ count: Int) -> Int { count + 16 }
 
-    /// V and M of passes of up to `tiles` tiles that the workers share, and each worker's padded plane.
-    func buffers(_ ws: Workspace, tiles: Int) -> (v: UnsafeMutablePointer<Float>, m: UnsafeMutablePointer<Float>,
-                                                 planes: [UnsafeMutablePointer<Float>]) {
-        let k = Self.positions
-        return (ws.buffer(k * Self.slab(cin * tiles), .operand), ws.buffer(k * Self.slab(cout * tiles), .product),
-                (0..<Parallel.workers).map { ws.buffer(ph * pw, .plane($0)) })
+    /// Each worker's padded plane.
+    func planes(_ ws: Workspace) -> [UnsafeMutablePointer<Float>] {
+        (0..<Parallel.workers).map { ws.buffer(ph * pw, .plane($0)) }
     }
 
     /// U, for the passes that need the transformed weights (the weight gradient does not).
@@ -82,11 +79,23 @@ extension WinogradTiling {
         ws.buffer(Self.positions * Self.slab(cout * cin), .transformedWeights)
     }
 
-    /// V and M of each worker's own passes of up to `tiles` tiles.
-    func ownBuffers(_ ws: Workspace, tiles: Int) -> [(v: UnsafeMutablePointer<Float>, m: UnsafeMutablePointer<Float>)] {
+    /// `body(unit, spread, V, M)` for each unit in 0..<count (a pass, an image's passes), with V and M
+    /// for up to `tiles` tiles. Either the workers share each unit in turn, through one V and M, or,
+    /// with `own`, each worker takes whole units with a V and M of its own: one parallel region
+    /// instead of several per pass. A unit computes the same sums either way.
+    func forEachUnit(_ count: Int, own: Bool, tiles: Int, workspace ws: Workspace,
+                     _ body: (Int, Spread, UnsafeMutablePointer<Float>, UnsafeMutablePointer<Float>) -> Void) {
         let k = Self.positions
-        return (0..<Parallel.workers).map { w in
-            (ws.buffer(k * Self.slab(cin * tiles), .workerOperand(w)), ws.buffer(k * Self.slab(cout * tiles), .workerProduct(w)))
+        guard own else {
+            let v = ws.buffer(k * Self.slab(cin * tiles), .operand), m = ws.buffer(k * Self.slab(cout * tiles), .product)
+            for unit in 0..<count { body(unit, .shared, v, m) }
+            return
+        }
+        let buffers = (0..<Parallel.workers).map { w in
+            (v: ws.buffer(k * Self.slab(cin * tiles), .workerOperand(w)), m: ws.buffer(k * Self.slab(cout * tiles), .workerProduct(w)))
+        }
+        Parallel.forEach(count) { range, w in
+            for unit in range { body(unit, .on(w), buffers[w].v, buffers[w].m) }
         }
     }
 
@@ -108,30 +117,20 @@ extension WinogradTiling {
     func outputPixels(_ rows: Range<Int>) -> Range<Int> { min(Self.tile &* rows.lowerBound, h) &* w..<min(Self.tile &* rows.upperBound, h) &* w }
 
     /// y = conv(x) (+ bias), NCHW, then the epilogue. With enough passes each worker takes whole
-    /// passes into transformed buffers of its own: one parallel region per layer instead of three
-    /// per pass, whose wake-ups and waits kept a 2-thread refinement's cores 163–168 % busy (174–176 %
-    /// this way). Otherwise the workers share each pass. Either way a pass computes the same sums.
+    /// passes (`forEachUnit`), whose single parallel region per layer, against three per pass, took
+    /// a 2-thread refinement's cores from 163–168 % busy to 174–176 %.
     func forward(_ x: UnsafePointer<Float>, weight: UnsafePointer<Float>, bias: UnsafePointer<Float>?,
                  into y: UnsafeMutablePointer<Float>, epilogue: Epilogue?, workspace ws: Workspace) {
-        let passes = self.passes, tiles = passes.map(tiles(in:)).max()!
-        let ownPasses = passes.count >= 2 * Parallel.workers
-        let (v, m, planes) = buffers(ws, tiles: ownPasses ? 0 : tiles), u = transformedWeights(ws)
+        let passes = self.passes, planes = self.planes(ws), u = transformedWeights(ws)
         Parallel.forEach(cout * cin, grain: 256) { range, _ in transformWeights(weight, range, into: u) }
-        func run(_ pass: Pass, _ spread: Spread, v: UnsafeMutablePointer<Float>, m: UnsafeMutablePointer<Float>) {
-            let (images, rows) = pass, t = self.tiles(in: pass)
+        forEachUnit(passes.count, own: passes.count >= 2 * Parallel.workers, tiles: passes.map(tiles(in:)).max()!,
+                    workspace: ws) { unit, spread, v, m in
+            let (images, rows) = passes[unit], t = tiles(in: passes[unit])
             spread.forEach(cin) { c, w in transformInput(x, images: images, rows: rows, channels: c, into: v, plane: planes[w]) }
             spread.each(Self.positions) { xi in multiply(xi, u, v, m, tiles: t) }
             spread.forEach(cout) { o, w in
                 transformOutput(m, images: images, rows: rows, channels: o, bias: bias, epilogue: epilogue, into: y, plane: planes[w])
             }
-        }
-        guard ownPasses else {
-            for pass in passes { run(pass, .shared, v: v, m: m) }
-            return
-        }
-        let own = ownBuffers(ws, tiles: tiles)
-        Parallel.forEach(passes.count) { range, w in
-            for pass in passes[range] { run(pass, .on(w), v: own[w].v, m: own[w].m) }
         }
     }
 
