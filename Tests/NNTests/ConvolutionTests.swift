@@ -86,7 +86,7 @@ final class ConvolutionTests: XCTestCase {
         defer { BLAS.setThreads(before) }
         for (cin, cout, shape) in [(5, 64, [2, 5, 64, 64]), (256, 256, [4, 256, 4, 4]), (32, 32, [2, 32, 40, 40]), (16, 8, [3, 16, 96, 96]), (16, 8, [4, 16, 256, 256]), (64, 1, [2, 64, 40, 40])] {
             var results: [[[Float]]] = []
-            for threads in [1, 2, 32] {
+            for threads in [1, 2, 3, 32] {
                 BLAS.setThreads(threads)
                 var rng = SplitMix64(seed: 3)
                 let conv = Conv2d(cin, cout, kernel: 3, padding: 1, workspace: Workspace())
@@ -100,7 +100,7 @@ final class ConvolutionTests: XCTestCase {
                 results.append([inference, y, dx, conv.weight.grad.array])
             }
             for (k, what) in ["inference output", "output", "input gradient", "weight gradient"].enumerated() {
-                for (threads, result) in zip([2, 32], results.dropFirst()) {
+                for (threads, result) in zip([2, 3, 32], results.dropFirst()) {
                     XCTAssertEqual(results[0][k], result[k], "\(what) of \(shape) differs between 1 and \(threads) threads")
                 }
             }

@@ -47,6 +47,9 @@ public final class Conv2d: Layer {
     /// per tile at 1 thread).
     static let columnBudget = 1 << 18
 
+    /// Bands of output rows from which the workers take whole bands rather than sharing each band's GEMM.
+    static let wholeBands = 4
+
     /// Winograd for 3×3 'same' convolutions of 16 or more input channels on images of 8×8 or more.
     /// With fewer channels (the first layer's 5 or 6 bands) its GEMMs are too thin to pay for
     /// transforming the output; on smaller images the rows of tiles, padded to four, are half empty
@@ -109,11 +112,11 @@ public final class Conv2d: Layer {
         let ow = g.outWidth, oh = g.outHeight
         let rowsPerBand = g.isPointwise ? oh : max(1, min(oh, Conv2d.columnBudget / (g.colRows &* ow)))
         let bands = (0..<x.n).flatMap { b in Swift.stride(from: 0, to: oh, by: rowsPerBand).map { (b, $0..<min($0 + rowsPerBand, oh)) } }
-        // With at least two bands per worker each worker takes whole bands (its own columns, one
-        // single-threaded GEMM each): one parallel region instead of two per band.
-        let workers = Parallel.workers
-        if !g.isPointwise && bands.count >= 2 * workers {
-            let cols = (0..<workers).map { workspace.buffer(g.colRows * rowsPerBand * ow, .workerOperand($0)) }
+        // With `wholeBands` bands or more the workers take whole bands (their own columns, one
+        // single-threaded GEMM each): one parallel region instead of two per band. The two ways cut
+        // the GEMMs differently, so the shape chooses between them, never the number of workers.
+        if !g.isPointwise && bands.count >= Conv2d.wholeBands {
+            let cols = (0..<Parallel.workers).map { workspace.buffer(g.colRows * rowsPerBand * ow, .workerOperand($0)) }
             Parallel.forEach(bands.count) { range, w in
                 for (b, rows) in bands[range] { band(x, g, image: b, rows: rows, col: cols[w], serial: true, into: y) }
             }

@@ -20,15 +20,22 @@ enum Parallel {
         openblas_set_num_threads(1)
     }
 
-    /// `body(part)` for each part in 0..<parts, concurrently when there is more than one.
-    static func run(_ parts: Int, _ body: (Int) -> Void) {
-        if parts <= 1 {
-            body(0)
+    /// Most parts one loop or GEMM is cut into.
+    static let maxParts = 64
+
+    /// `body(part, worker)` for each part in 0..<parts: the workers (at most `parts` of them) take
+    /// contiguous runs of parts, concurrently when there is more than one.
+    static func run(_ parts: Int, _ body: (Int, Int) -> Void) {
+        let threads = min(workers, parts)
+        if threads <= 1 {
+            for p in 0..<parts { body(p, 0) }
         } else {
             // The parts touch disjoint memory through raw pointers, which Swift cannot see.
             withoutActuallyEscaping(body) { body in
                 let work = Unchecked(body)
-                DispatchQueue.concurrentPerform(iterations: parts) { work.value($0) }
+                DispatchQueue.concurrentPerform(iterations: threads) { w in
+                    for p in (parts * w / threads)..<(parts * (w + 1) / threads) { work.value(p, w) }
+                }
             }
         }
     }
@@ -38,13 +45,15 @@ enum Parallel {
         init(_ value: T) { self.value = value }
     }
 
-    /// Splits 0..<count into one contiguous range per worker (fewer when a range would hold less
-    /// than `grain` items) and runs `body(range, worker)` on each.
+    /// Splits 0..<count into contiguous ranges of at least `grain` items (at most `maxParts`) and
+    /// runs `body(range, worker)` on each. The ranges depend on `count` and `grain` alone, never on
+    /// the number of workers, so whatever a body computes from its range has the same bits at any
+    /// thread count; `worker` only picks that worker's scratch buffers.
     static func forEach(_ count: Int, grain: Int = 1, _ body: (Range<Int>, Int) -> Void) {
-        let parts = max(1, min(workers, count / max(grain, 1)))
-        run(parts) { p in
+        let parts = max(1, min(maxParts, count / max(grain, 1)))
+        run(parts) { p, w in
             let lo = count * p / parts, hi = count * (p + 1) / parts
-            if lo < hi { body(lo..<hi, p) }
+            if lo < hi { body(lo..<hi, w) }
         }
     }
 
@@ -58,19 +67,24 @@ enum Parallel {
 /// several small images at once to reach it.
 let gemmWideColumns = 1024
 
-/// Row-major C[M × N] = α·op(A)·op(B) + β·C, split over the workers when it is big enough to be
-/// worth it and `split`: into blocks of columns, or of rows when there are too few columns (a
-/// weight gradient's [Cout × Cin·k²] from a 5-band input, an input gradient's columns of a 4×4
-/// image). Each block is an independent single-threaded sgemm computing its elements as the
-/// whole would.
+/// Most blocks one GEMM is cut into.
+let gemmBlocks = 8
+
+/// Row-major C[M × N] = α·op(A)·op(B) + β·C as independent single-threaded sgemms over blocks of
+/// C, shared out over the workers. The blocks depend on the shape alone: of at least 64 columns,
+/// or of at least 32 rows when there are too few columns for `gemmBlocks` column blocks and more
+/// row blocks (a weight gradient's [Cout × Cin·k²] from a 5-band input, an input gradient's columns
+/// of a 4×4 image); at least about 4 MFLOP each. OpenBLAS's Haswell kernels round an element
+/// differently depending on where the block edges fall (PLATFORM.md), so a cut that followed the
+/// number of workers would change the bits with it. Without `split` the product is one block: for
+/// callers whose shape makes the whole GEMM one unit of a larger parallel loop.
 func gemm(_ transA: Bool, _ transB: Bool, _ m: Int, _ n: Int, _ k: Int, _ alpha: Float,
           _ a: UnsafePointer<Float>, _ lda: Int, _ b: UnsafePointer<Float>, _ ldb: Int,
           _ beta: Float, _ c: UnsafeMutablePointer<Float>, _ ldc: Int, split: Bool = true) {
     let ta = transA ? CblasTrans : CblasNoTrans, tb = transB ? CblasTrans : CblasNoTrans
-    // Blocks of at least 64 columns (or 32 rows) and about 4 MFLOP each.
-    let byRows = n / 64 < Parallel.workers && m > n
-    let blocks = split ? max(1, min(Parallel.workers, byRows ? m / 32 : n / 64, m * n * k / (1 << 21))) : 1
-    Parallel.run(blocks) { p in
+    let byRows = n / 64 < gemmBlocks && m / 32 > n / 64
+    let blocks = split ? max(1, min(gemmBlocks, byRows ? m / 32 : n / 64, m * n * k / (1 << 21))) : 1
+    Parallel.run(blocks) { p, _ in
         let extent = byRows ? m : n
         let lo = (extent * p / blocks) & ~15, hi = p == blocks - 1 ? extent : (extent * (p + 1) / blocks) & ~15
         guard lo < hi else { return }
