@@ -31,6 +31,9 @@ let package = Package(
         ]),
         // Multi-rank checks of the communicator, run by DistributedTests under mpirun.
         .executableTarget(name: "mpi-probe", dependencies: ["Distributed", "NN"], path: "Tests/MPIProbe"),
+        // Every route by which the layers split work over threads, at several thread counts,
+        // run by NNTests once per OpenBLAS kernel.
+        .executableTarget(name: "thread-identity", dependencies: ["NN"], path: "Tests/ThreadIdentity"),
         // Blocking vs bucketed gradient all-reduce on the models' layouts (bench/allreduce/run.sh).
         .executableTarget(name: "allreduce-bench", dependencies: ["Distributed", "NN"], path: "bench/allreduce",
                           exclude: ["run.sh"]),

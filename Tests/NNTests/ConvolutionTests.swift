@@ -76,37 +76,6 @@ final class ConvolutionTests: XCTestCase {
         }
     }
 
-    /// Splitting work over threads does not change a single bit: GEMMs cut into blocks of columns
-    /// or, with few columns, of rows (the first layer's weight gradient, a 4×4 image's input
-    /// gradient), Winograd's passes and chunks, gradients of banded images that the workers take
-    /// whole (three images for two workers), the direct last layer; and 32 threads, as on a
-    /// 32-core node, where 64 bands of 256² images give every worker passes of its own.
-    func testThreadsGiveIdenticalResults() {
-        let before = BLAS.threads
-        defer { BLAS.setThreads(before) }
-        for (cin, cout, shape) in [(5, 64, [2, 5, 64, 64]), (256, 256, [4, 256, 4, 4]), (32, 32, [2, 32, 40, 40]), (16, 8, [3, 16, 96, 96]), (16, 8, [4, 16, 256, 256]), (64, 1, [2, 64, 40, 40])] {
-            var results: [[[Float]]] = []
-            for threads in [1, 2, 3, 32] {
-                BLAS.setThreads(threads)
-                var rng = SplitMix64(seed: 3)
-                let conv = Conv2d(cin, cout, kernel: 3, padding: 1, workspace: Workspace())
-                for i in 0..<conv.weight.count { conv.weight.value[i] = rng.normal() }
-                let x = Tensor(shape), dy = Tensor([shape[0], cout, shape[2], shape[3]])
-                for i in 0..<x.count { x[i] = rng.normal() }
-                for i in 0..<dy.count { dy[i] = rng.normal() }
-                let inference = conv.forward(x, training: false).array, y = conv.forward(x, training: true).array
-                conv.weight.grad.zero()
-                let dx = conv.backward(dy).array
-                results.append([inference, y, dx, conv.weight.grad.array])
-            }
-            for (k, what) in ["inference output", "output", "input gradient", "weight gradient"].enumerated() {
-                for (threads, result) in zip([2, 3, 32], results.dropFirst()) {
-                    XCTAssertEqual(results[0][k], result[k], "\(what) of \(shape) differs between 1 and \(threads) threads")
-                }
-            }
-        }
-    }
-
     func check(cin: Int, cout: Int, kernel k: Int, stride s: Int, padding p: Int, shape: [Int], bias: Bool = true,
                file: StaticString = #filePath, line: UInt = #line) {
         var rng = SplitMix64(seed: 5)
