@@ -43,6 +43,8 @@ public struct RunFolder: Sendable {
         var weights: String
         var optimizer: String
         var trainer: TrainerState
+        /// The ranks that saved it; absent in states saved before they were recorded.
+        var ranks: Int?
     }
 
     public var hasState: Bool { FileManager.default.fileExists(atPath: latest) }
@@ -56,14 +58,14 @@ public struct RunFolder: Sendable {
     }
 
     /// Writes weights, optimizer state and trainer state for `state.step`, then `last.safetensors`.
-    func saveState(network: any Network, optimizer: Adam, trainer: TrainerState, metadata: [String: String]) throws {
+    func saveState(network: any Network, optimizer: Adam, trainer: TrainerState, ranks: Int, metadata: [String: String]) throws {
         let stamp = String(format: "%09d", trainer.step)
         let weights = "weights-\(stamp).safetensors", optim = "optimizer-\(stamp).safetensors"
         let folder = stateFolder as NSString
         try Checkpoint.save(network, to: folder.appendingPathComponent(weights), extraMetadata: metadata)
         try optimizer.state.write(to: folder.appendingPathComponent(optim))
         let previous = try? readLatest()
-        let json = try JSONEncoder().encode(Latest(step: trainer.step, weights: weights, optimizer: optim, trainer: trainer))
+        let json = try JSONEncoder().encode(Latest(step: trainer.step, weights: weights, optimizer: optim, trainer: trainer, ranks: ranks))
         try writeAtomically(json, to: latest)
         if let previous, previous.step != trainer.step {
             try? FileManager.default.removeItem(atPath: folder.appendingPathComponent(previous.weights))
@@ -74,6 +76,9 @@ public struct RunFolder: Sendable {
 
     /// The global scale factor the saved run was trained with.
     func savedGSF() throws -> Double { try readLatest().trainer.gsf }
+
+    /// The number of ranks that saved the state, where it was recorded.
+    func savedRanks() throws -> Int? { try readLatest().ranks }
 
     private func readLatest() throws -> Latest {
         do {

@@ -47,6 +47,8 @@ public final class Trainer {
     let events: (TrainingEvent) -> Void
     var state: TrainerState
     let resumed: Bool
+    /// What the log says about a resumption, after the start line.
+    let resumeNotes: [String]
     let buffers: [Tensor]
     private var lastCheckpoint = -1
 
@@ -82,28 +84,29 @@ public final class Trainer {
             try table.withUnsafeMutableBytes { try communicator.broadcast($0, root: 0) }
             return rank0 ? rank0Maps[i] : try ValidityMap(scene: scene, cell: Trainer.validityCell, table: table)
         }
-        let (train, val, canResume) = try agreeing(communicator) {
+        let (train, val, resumption) = try agreeing(communicator) {
             let train = try ChipSampler(maps: maps, region: .train, chipSize: config.chipSize, trainSplit: config.trainSplit,
                                         minValidFraction: config.minValidFraction, seed: seed, channelSwap: config.channelSwap)
             let val = config.valSamples > 0
                 ? try ChipSampler(maps: maps, region: .validation, chipSize: config.chipSize, trainSplit: config.trainSplit,
                                   minValidFraction: config.minValidFraction, seed: seed)
                 : nil
-            let canResume = resume && folder.hasState
-            if canResume, !resumeAnyway, let saved = try folder.savedConfig() {
-                try Trainer.checkResumable(saved: saved, now: config)
-            }
-            return (train, val, canResume)
+            let resumption = resume && folder.hasState
+                ? try Resumption(saved: folder.savedConfig() ?? config, savedRanks: folder.savedRanks(), now: config, anyway: resumeAnyway)
+                : nil
+            return (train, val, resumption)
         }
         trainSampler = train
         valSampler = val
         reader = ChipReader(scenes: scenes, chipSize: config.chipSize)
-        resumed = canResume
-        if resume && !canResume { self.events(.note("no saved state in \(config.out); starting fresh")) }
+        resumed = resumption != nil
+        if resume && resumption == nil { self.events(.note("no saved state in \(config.out); starting fresh")) }
 
         var gsf = 0.0
-        if canResume {
+        if let resumption {
             gsf = try agreeing(communicator) { try folder.savedGSF() }
+            // A gsf changed with --resume-anyway applies from here on.
+            if resumption.changed("gsf"), case .value(let v) = config.gsf { gsf = v }
         } else {
             if case .value(let v) = config.gsf {
                 gsf = v
@@ -118,8 +121,12 @@ public final class Trainer {
             let network = try makeNetwork(config.modelConfig(gsf: gsf), seed: seed)
             let optimizer = Adam(network.parameters, lr: config.lr, weightDecay: config.weightDecay)
             var state = TrainerState(lr: config.lr, gsf: gsf)
-            if canResume {
+            if let resumption {
                 state = try folder.loadState(network: network, optimizer: optimizer)
+                state.gsf = gsf
+                // Settings changed with --resume-anyway take effect; the schedule keeps its progress.
+                if resumption.changed("lr") { state.lr = config.lr }
+                if resumption.changed("lr_scheduler") { state.plateau = state.plateau?.continued(as: Trainer.plateau(config)) }
                 optimizer.lr = state.lr
             } else if let initCheckpoint, rank0 {
                 try Trainer.loadInit(initCheckpoint, into: network, expected: config.modelConfig(gsf: gsf))
@@ -127,13 +134,15 @@ public final class Trainer {
             if rank0 {
                 try folder.create()
                 try folder.writeConfig(config)
-                if canResume { try folder.truncateMetrics(after: state.step) } else { try? FileManager.default.removeItem(atPath: folder.metrics) }
+                if resumption != nil { try folder.truncateMetrics(after: state.step) } else { try? FileManager.default.removeItem(atPath: folder.metrics) }
             }
             return (network, optimizer, state)
         }
         self.network = network
         self.optimizer = optimizer
         self.state = state
+        resumeNotes = resumption?.notes(ranks: communicator.size, threads: config.threads,
+                                        unsyncedBatchNorm: !network.batchNorms.isEmpty && !config.syncBatchnorm) ?? []
         buffers = network.state().compactMap { if case .buffer(let t) = $1 { return t } else { return nil } }
         model = ResidualModel(network: network, gsf: Float(state.gsf))
         reducer = GradientReducer(parameters: network.parameters, communicator: communicator,
@@ -173,6 +182,7 @@ public final class Trainer {
                                         startStep: state.step, totalSteps: totalSteps, stepsPerEpoch: config.stepsPerEpoch,
                                         localBatch: shares.min()!...shares.max()!, buckets: reducer.buckets.count,
                                         blasCore: BLAS.coreName, blasThreads: BLAS.threads, resumed: resumed)))
+        for note in resumeNotes { events(.note(note)) }
         let started = Date()
         let firstStep = state.step
         var windowLoss = 0.0, windowSteps = 0, windowStart = Date()
@@ -282,9 +292,7 @@ public final class Trainer {
         guard epochEnd else { return false }
         switch config.lrScheduler.kind {
         case "plateau":
-            var p = state.plateau ?? ReduceLROnPlateau(factor: config.lrScheduler.factor, patience: config.lrScheduler.patience,
-                                                       threshold: config.lrScheduler.threshold, cooldown: config.lrScheduler.cooldown,
-                                                       minLR: config.lrScheduler.minLR)
+            var p = state.plateau ?? Trainer.plateau(config)
             let lr = p.step(metric: valLoss, lr: optimizer.lr)
             state.plateau = p
             if lr != optimizer.lr { events(.note("learning rate \(optimizer.lr) → \(lr) (validation loss on a plateau)")) }
@@ -322,7 +330,7 @@ public final class Trainer {
         lastCheckpoint = state.step
         try broadcastBuffers()
         if comm.rank == 0 {
-            try folder.saveState(network: network, optimizer: optimizer, trainer: state, metadata: metadata())
+            try folder.saveState(network: network, optimizer: optimizer, trainer: state, ranks: comm.size, metadata: metadata())
             if config.keepLast > 0 { try keepStepCheckpoint() }
             try LossCurve.write(metricsFile: folder.metrics, to: folder.file("loss.svg"))
             events(.checkpoint(step: state.step, path: folder.last))
@@ -362,24 +370,10 @@ public final class Trainer {
         try Checkpoint.load(path, into: network)
     }
 
-    /// A resumed run must have the configuration it was started with, up to its length.
-    static func checkResumable(saved: TrainingConfig, now: TrainingConfig) throws {
-        func fields(_ c: TrainingConfig) throws -> [String: Data] {
-            let object = try JSONSerialization.jsonObject(with: JSONEncoder().encode(c)) as? [String: Any] ?? [:]
-            return try object.mapValues { try JSONSerialization.data(withJSONObject: $0, options: [.sortedKeys, .fragmentsAllowed]) }
-        }
-        let a = try fields(saved), b = try fields(now)
-        let differing = Set(a.keys).union(b.keys).subtracting(["max_steps", "max_epochs"]).filter { a[$0] != b[$0] }.sorted()
-        if !differing.isEmpty { throw ResumeMismatch(keys: differing) }
-    }
-}
-
-/// `--resume` with a configuration that differs from the run folder's in more than its length.
-public struct ResumeMismatch: Error, CustomStringConvertible {
-    public let keys: [String]
-    public var description: String {
-        "the run folder was trained with different settings for: \(keys.joined(separator: ", ")) "
-            + "(only max_steps and max_epochs may change on --resume; --resume-anyway overrides)"
+    /// The plateau schedule the settings describe, before its first epoch.
+    static func plateau(_ config: TrainingConfig) -> ReduceLROnPlateau {
+        let s = config.lrScheduler
+        return ReduceLROnPlateau(factor: s.factor, patience: s.patience, threshold: s.threshold, cooldown: s.cooldown, minLR: s.minLR)
     }
 }
 

@@ -40,6 +40,17 @@ public struct ReduceLROnPlateau: Codable, Equatable, Sendable {
         case cooldownCounter = "cooldown_counter", lastEpoch = "last_epoch"
     }
 
+    /// `settings` with this schedule's progress (best metric, bad and cooldown epochs): for a
+    /// resumed run whose schedule was changed.
+    public func continued(as settings: ReduceLROnPlateau) -> ReduceLROnPlateau {
+        var next = settings
+        next.best = best
+        next.numBadEpochs = numBadEpochs
+        next.cooldownCounter = cooldownCounter
+        next.lastEpoch = lastEpoch
+        return next
+    }
+
     func isBetter(_ metric: Double) -> Bool {
         switch thresholdMode {
         case .rel: return metric < best * (1 - threshold)

@@ -84,6 +84,46 @@ extension TrainingTests {
         XCTAssertEqual(steps.count, 6, "one training line per step, none repeated:\n\(lines.joined(separator: "\n"))")
     }
 
+    /// A requeued or resubmitted job lands on another allocation. 8 steps straight as one process
+    /// of one thread; 4 steps the same way, then --resume as 2 ranks × 2 threads; 4 steps as 3 ranks,
+    /// then --resume as one process: both end within the N-rank ≡ 1-rank tolerance (see
+    /// checkRanksTrainAsOne), and a resume that changes only the threads ends bit for bit equal.
+    func testResumeOnAnotherAllocation() throws {
+        let scene = try TrainingRun.scene()
+        let settings: [String: Any] = ["lr": 1e-4, "max_steps": 8]
+        let straight = TrainingRun.folder("alloc-straight") + "/run"
+        _ = try train(TrainingRun.config(scene: scene, out: straight, settings), ranks: 0)
+        let reference = try TrainingRun.weights(straight + "/last.safetensors")
+
+        let wider = TrainingRun.folder("alloc-wider") + "/run"
+        let widerConfig = try TrainingRun.config(scene: scene, out: wider, settings)
+        _ = try train(widerConfig, ranks: 0, ["--max-steps", "4"])
+        let resumed = try train(widerConfig, ranks: 2, ["--resume", "--threads", "2"])
+        XCTAssertTrue(resumed.stdout.contains("resuming at step 4"), resumed.stdout)
+        XCTAssertTrue(resumed.stdout.contains("resumed on 2 ranks × 2 threads; was 1 rank × 1 thread"), resumed.stdout)
+        XCTAssertTrue(resumed.stdout.contains("settings changed on resume: max_steps 4 → 8, threads 1 → 2"), resumed.stdout)
+        assertClose(try TrainingRun.weights(wider + "/last.safetensors"), reference, tolerance: 1e-5, "1 rank, then 2 ranks × 2 threads")
+
+        let narrower = TrainingRun.folder("alloc-narrower") + "/run"
+        let narrowerConfig = try TrainingRun.config(scene: scene, out: narrower, settings)
+        _ = try train(narrowerConfig, ranks: 3, ["--max-steps", "4"])
+        let single = try train(narrowerConfig, ranks: 0, ["--resume"])
+        XCTAssertTrue(single.stdout.contains("resumed on 1 rank × 1 thread; was 3 ranks × 1 thread"), single.stdout)
+        assertClose(try TrainingRun.weights(narrower + "/last.safetensors"), reference, tolerance: 1e-5, "3 ranks, then 1")
+
+        let threads = TrainingRun.folder("alloc-threads") + "/run"
+        let threadsConfig = try TrainingRun.config(scene: scene, out: threads, settings)
+        _ = try train(threadsConfig, ranks: 0, ["--max-steps", "4"])
+        _ = try train(threadsConfig, ranks: 0, ["--resume", "--threads", "3", "--bucket-mb", "1", "--log-every", "2"])
+        XCTAssertEqual(try TrainingRun.weights(threads + "/last.safetensors"), reference, "resumed on 3 threads: not the same bits")
+
+        // More ranks than the global batch has chips: one line naming both, before any work.
+        let crowded = try TrainingRun.run(["train", "--config", threadsConfig, "--resume", "--max-steps", "12"], ranks: 7)
+        XCTAssertEqual(crowded.status, 1, crowded.stdout + crowded.stderr)
+        XCTAssertTrue(crowded.stderr.contains("'batch_size' 6 is smaller than the 7 ranks"), crowded.stderr)
+        XCTAssertEqual(crowded.stderr.split(separator: "\n").filter { $0.hasPrefix("deepdem: error:") }.count, 1, crowded.stderr)
+    }
+
     /// A resume whose settings differ in more than the run length is refused, naming the keys.
     func testResumeWithOtherSettingsIsRefused() throws {
         let scene = try TrainingRun.scene()
@@ -92,10 +132,16 @@ extension TrainingTests {
         _ = try train(config, ranks: 0)
         let r = try TrainingRun.run(["train", "--config", config, "--resume", "--lr", "0.1", "--max-steps", "2"])
         XCTAssertEqual(r.status, 1)
-        XCTAssertTrue(r.stderr.contains("lr") && r.stderr.hasPrefix("deepdem: error:"), r.stderr)
+        XCTAssertTrue(r.stderr.contains("settings for: lr ") && r.stderr.hasPrefix("deepdem: error:"), r.stderr)
         XCTAssertEqual(r.stderr.split(separator: "\n").count, 1, r.stderr)
         let ok = try TrainingRun.run(["train", "--config", config, "--resume", "--resume-anyway", "--lr", "0.1", "--max-steps", "2"])
         XCTAssertEqual(ok.status, 0, ok.stderr)
+        XCTAssertTrue(ok.stdout.contains("settings changed on resume (--resume-anyway): lr 0.001 → 0.1, max_steps 1 → 2"), ok.stdout)
+        // The changed rate is the one the resumed steps train with, not the saved one.
+        let lines = try String(contentsOfFile: out + "/metrics.jsonl", encoding: .utf8).split(separator: "\n")
+        let step2 = lines.compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
+            .first { $0["step"] as? Int == 2 && $0["train_loss"] != nil }
+        XCTAssertEqual(step2?["lr"] as? Double, 0.1, lines.joined(separator: "\n"))
     }
 
     /// SIGUSR1 to one rank: every rank stops at the next step with the resumable code after a
