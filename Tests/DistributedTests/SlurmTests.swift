@@ -76,6 +76,26 @@ final class SlurmTests: XCTestCase {
                            "\(file): a requeued run wrote other metadata")
         }
 
+        // A job stopped by the same warning that cannot requeue itself, resubmitted with 2 CPUs
+        // per task instead of 1, resumes and ends with the uninterrupted run's weights, bit for bit
+        // (a change of ranks, which moves the weights within a tolerance, is TrainingTests').
+        let stopped = try submit(["--no-requeue"] + train(output: "moved"))
+        try waitFor("training to start", timeout: 120, output: "\(work)/moved.out") {
+            !((try? text("\(work)/moved/metrics.jsonl")) ?? "").isEmpty
+        }
+        XCTAssertEqual(try shell(["scancel", "--signal=USR1", "--batch", stopped]).status, 0)
+        let stoppedJob = try waitForEnd(stopped, output: "\(work)/moved.out")
+        let stoppedOutput = try text("\(work)/moved.out")
+        XCTAssertEqual(stoppedJob["ExitCode"], "75:0", stoppedOutput)
+        let moved = try submit(train(output: "moved", cpus: 2))
+        let movedJob = try waitForEnd(moved, output: "\(work)/moved.out")
+        let movedOutput = try text("\(work)/moved.out")
+        XCTAssertEqual(movedJob["JobState"], "COMPLETED", movedOutput)
+        XCTAssertTrue(movedOutput.contains("resumed on 2 ranks × 2 threads; was 2 ranks × 1 thread"), movedOutput)
+        XCTAssertTrue(movedOutput.contains("done: reached max_steps at step \(Self.maxSteps)"), movedOutput)
+        XCTAssertEqual(try TrainingRun.weights("\(work)/moved/last.safetensors"), try TrainingRun.weights("\(work)/plain/last.safetensors"),
+                       "resubmitted with 2 CPUs per task: other weights")
+
         let refine = try submit(["--output=\(work)/refine.out", "\(Self.repo)/slurm/refine.sbatch",
                                  "\(work)/requeued/best.safetensors", "\(work)/scene", "\(work)/refined.tif"])
         let refineJob = try waitForEnd(refine, output: "\(work)/refine.out")
@@ -141,9 +161,9 @@ final class SlurmTests: XCTestCase {
             """.write(toFile: "\(work)/train.yaml", atomically: true, encoding: .utf8)
     }
 
-    /// sbatch arguments for train.sbatch on two nodes × one rank, output and run folder named.
-    private func train(output name: String) -> [String] {
-        ["--nodes=2", "--ntasks-per-node=1", "--cpus-per-task=1", "--output=\(work)/\(name).out",
+    /// sbatch arguments for train.sbatch on two nodes × one rank of `cpus` CPUs, output and run folder named.
+    private func train(output name: String, cpus: Int = 1) -> [String] {
+        ["--nodes=2", "--ntasks-per-node=1", "--cpus-per-task=\(cpus)", "--output=\(work)/\(name).out",
          "\(Self.repo)/slurm/train.sbatch", "\(work)/train.yaml", "--out", "\(work)/\(name)"]
     }
 

@@ -107,3 +107,17 @@ enum TrainingRun {
         return out
     }
 }
+
+/// Asserts that checkpoints' weights agree: the largest |a − b| relative to the largest |b| of each tensor.
+func assertClose(_ a: [String: [Float]], _ b: [String: [Float]], tolerance: Float, _ what: String,
+                 file: StaticString = #filePath, line: UInt = #line) {
+    XCTAssertEqual(Set(a.keys), Set(b.keys), what, file: file, line: line)
+    var worst: Float = 0, at = ""
+    for (name, x) in a {
+        guard let y = b[name] else { continue }
+        let scale = max(y.map(abs).max() ?? 0, 1e-12)
+        let d = zip(x, y).map { abs($0 - $1) }.max() ?? 0
+        if d / scale > worst { worst = d / scale; at = name }
+    }
+    XCTAssertLessThanOrEqual(worst, tolerance, "\(what): worst relative difference \(worst) in \(at)", file: file, line: line)
+}
