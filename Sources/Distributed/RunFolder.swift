@@ -45,6 +45,8 @@ public struct RunFolder: Sendable {
         var trainer: TrainerState
         /// The ranks that saved it; absent in states saved before they were recorded.
         var ranks: Int?
+        /// SHA-256 of each state file, by name; absent in states saved before checksums were.
+        var sha256: [String: String]?
     }
 
     public var hasState: Bool { FileManager.default.fileExists(atPath: latest) }
@@ -64,8 +66,11 @@ public struct RunFolder: Sendable {
         let folder = stateFolder as NSString
         try Checkpoint.save(network, to: folder.appendingPathComponent(weights), extraMetadata: metadata)
         try optimizer.state.write(to: folder.appendingPathComponent(optim))
+        var digests: [String: String] = [:]
+        for name in [weights, optim] { digests[name] = try SHA256.hex(ofFile: folder.appendingPathComponent(name)) }
         let previous = try? readLatest()
-        let json = try JSONEncoder().encode(Latest(step: trainer.step, weights: weights, optimizer: optim, trainer: trainer, ranks: ranks))
+        let json = try JSONEncoder().encode(Latest(step: trainer.step, weights: weights, optimizer: optim, trainer: trainer,
+                                                   ranks: ranks, sha256: digests))
         try writeAtomically(json, to: latest)
         if let previous, previous.step != trainer.step {
             try? FileManager.default.removeItem(atPath: folder.appendingPathComponent(previous.weights))
@@ -80,20 +85,54 @@ public struct RunFolder: Sendable {
     /// The number of ranks that saved the state, where it was recorded.
     func savedRanks() throws -> Int? { try readLatest().ranks }
 
+    /// latest.json, its values checked: a damaged or crafted state is refused here, before any of it is used.
     private func readLatest() throws -> Latest {
+        let l: Latest
         do {
-            return try JSONDecoder().decode(Latest.self, from: Data(contentsOf: URL(fileURLWithPath: latest)))
+            l = try JSONDecoder().decode(Latest.self, from: Data(contentsOf: URL(fileURLWithPath: latest)))
         } catch {
             throw TrainingError("\(latest): unreadable resume state (\(error.localizedDescription))")
         }
+        let t = l.trainer
+        let problems: [(Bool, String)] = [
+            (l.step >= 0 && t.step == l.step, "step \(l.step) (trainer step \(t.step)): steps are 0 or more and agree"),
+            (t.gsf.isFinite && t.gsf > 0, "gsf \(t.gsf): it must be a positive number"),
+            (t.lr.isFinite && t.lr > 0, "lr \(t.lr): it must be a positive number"),
+            (l.ranks.map { $0 > 0 } ?? true, "ranks \(l.ranks ?? 0): there is at least one"),
+            ([l.weights, l.optimizer].allSatisfy { !$0.isEmpty && !$0.contains("/") && $0 != ".." },
+             "state files '\(l.weights)', '\(l.optimizer)': they are names within \(stateFolder)"),
+        ]
+        if let (_, problem) = problems.first(where: { !$0.0 }) { throw TrainingError("\(latest): damaged resume state: \(problem)") }
+        return l
     }
 
-    /// Loads the latest state into `network` and `optimizer`; returns the trainer state.
+    /// Loads the latest state into `network` and `optimizer`, each file checked against the
+    /// checksum latest.json records and the values against what a trained state can hold; returns
+    /// the trainer state.
     func loadState(network: any Network, optimizer: Adam) throws -> TrainerState {
         let l = try readLatest()
         let folder = stateFolder as NSString
-        try Checkpoint.load(folder.appendingPathComponent(l.weights), into: network)
-        try optimizer.restore(OptimizerState.read(folder.appendingPathComponent(l.optimizer)).state)
+        for name in [l.weights, l.optimizer] {
+            let file = folder.appendingPathComponent(name)
+            if let expected = l.sha256?[name], try SHA256.hex(ofFile: file) != expected {
+                throw TrainingError("\(file): damaged: its SHA-256 is not the one \(latest) records")
+            }
+        }
+        let weights = folder.appendingPathComponent(l.weights), moments = folder.appendingPathComponent(l.optimizer)
+        try Checkpoint.load(weights, into: network)
+        let finite = network.state().allSatisfy { _, entry in
+            switch entry {
+            case .parameter(let p): return p.value.array.allSatisfy(\.isFinite)
+            case .buffer(let t): return t.array.allSatisfy(\.isFinite)
+            case .counter(let c): return c.value >= 0
+            }
+        }
+        guard finite else { throw TrainingError("\(weights): damaged: it holds values that are not finite") }
+        do {
+            try optimizer.restore(OptimizerState.read(moments).state)
+        } catch {
+            throw TrainingError("\(moments): \(error)")
+        }
         return l.trainer
     }
 

@@ -86,6 +86,9 @@ public final class Adam: Optimizer {
 
     public func restore(_ s: OptimizerState) throws {
         try checkRestore(s, kind: "adam", buffers: ["exp_avg", "exp_avg_sq"])
+        guard s.buffers["exp_avg"]!.allSatisfy(\.isFinite), s.buffers["exp_avg_sq"]!.allSatisfy({ $0.isFinite && $0 >= 0 }) else {
+            throw NNError("Adam's moments hold values no training gives (not finite, or a negative second moment)")
+        }
         m = s.buffers["exp_avg"]!
         v = s.buffers["exp_avg_sq"]!
         stepCount = s.step

@@ -110,6 +110,69 @@ extension TrainingTests {
         XCTAssertEqual(crowded.stderr.split(separator: "\n").filter { $0.hasPrefix("deepdem: error:") }.count, 1, crowded.stderr)
     }
 
+    /// Resume state is checked before it is used: a state file whose bytes changed, a latest.json
+    /// with impossible values or a file name outside the state folder, Adam moments no training
+    /// gives. Each is one line naming the file, exit 1; the untouched state then resumes.
+    func testDamagedResumeStateIsRefused() throws {
+        let scene = try TrainingRun.scene()
+        let out = TrainingRun.folder("damaged") + "/run"
+        let config = try TrainingRun.config(scene: scene, out: out, ["max_steps": 2])
+        _ = try train(config, ranks: 0)
+        let state = out + "/state", latestPath = state + "/latest.json"
+        let latest = try Data(contentsOf: URL(fileURLWithPath: latestPath))
+        let object = try JSONSerialization.jsonObject(with: latest) as! [String: Any]
+        let weights = state + "/" + (object["weights"] as! String), moments = state + "/" + (object["optimizer"] as! String)
+        func resume() throws -> TrainingRun.Result { try TrainingRun.run(["train", "--config", config, "--resume", "--max-steps", "3"]) }
+        func refused(_ phrase: String, _ what: String) throws {
+            let r = try resume()
+            XCTAssertEqual(r.status, 1, "\(what): \(r.stdout)\(r.stderr)")
+            XCTAssertEqual(r.stderr.split(separator: "\n").count, 1, "\(what): \(r.stderr)")
+            XCTAssertTrue(r.stderr.hasPrefix("deepdem: error: ") && r.stderr.contains(phrase), "\(what): \(r.stderr)")
+        }
+        func edited(_ path: String, _ change: (inout Data) -> Void, _ body: () throws -> Void) throws {
+            let original = try Data(contentsOf: URL(fileURLWithPath: path))
+            var data = original
+            change(&data)
+            try data.write(to: URL(fileURLWithPath: path))
+            defer { try? original.write(to: URL(fileURLWithPath: path)) }
+            try body()
+        }
+        // A few bytes of the weights' or the moments' data replaced: the checksum tells.
+        for file in [weights, moments] {
+            try edited(file, { data in for i in 0..<8 { data[data.count - 100 + i] ^= 0x5a } }) {
+                try refused("\(file): damaged: its SHA-256", "bytes changed in \(file)")
+            }
+        }
+        for (key, value, phrase) in [("step", -5 as Any, "damaged resume state: step -5"), ("weights", "../../config.json" as Any, "state files")] {
+            try edited(latestPath, { data in
+                var o = object
+                o[key] = value
+                data = try! JSONSerialization.data(withJSONObject: o)
+            }) { try refused(phrase, "latest.json with \(key) \(value)") }
+        }
+        try edited(latestPath, { data in
+            var o = object, trainer = o["trainer"] as! [String: Any]
+            trainer["gsf"] = 0
+            o["trainer"] = trainer
+            data = try! JSONSerialization.data(withJSONObject: o)
+        }) { try refused("gsf 0.0: it must be a positive number", "latest.json with gsf 0") }
+        // Moments no training gives, with a checksum that matches them: the values tell.
+        let saved = try OptimizerState.read(moments)
+        try edited(moments, { _ in }) {
+            var bad = saved.state
+            bad.buffers["exp_avg_sq"]![0] = -1
+            try bad.write(to: moments)
+            var o = object, digests = o["sha256"] as! [String: String]
+            digests[(o["optimizer"] as! String)] = try SHA256.hex(ofFile: moments)
+            o["sha256"] = digests
+            try edited(latestPath, { data in data = try! JSONSerialization.data(withJSONObject: o) }) {
+                try refused("\(moments): Adam's moments", "a negative second moment")
+            }
+        }
+        let r = try resume()
+        XCTAssertEqual(r.status, 0, "the restored state does not resume: \(r.stderr)")
+    }
+
     /// A resume whose settings differ in more than the run length is refused, naming the keys.
     func testResumeWithOtherSettingsIsRefused() throws {
         let scene = try TrainingRun.scene()
