@@ -53,16 +53,6 @@ final class RefineCommandTests: XCTestCase {
         XCTAssertTrue(refine.stdout.contains("× 1)"), "expected one thread: \(refine.stdout)")
     }
 
-    /// A small unet checkpoint (chip 64) and a synthetic scene of size² pixels in `folder`.
-    private func makeModelAndScene(in folder: String, size: Int) throws {
-        let bands = ["asp_dsm", "ortho_channel1", "ortho_channel2", "ndvi", "nodata_mask", "triangulation_error"]
-        let config = ModelConfig(arch: "unet", bands: bands, chipSize: 64, gsf: 1,
-                                 unet: UNetConfig(nInputChannels: bands.count, depth: 2, startKernel: 8, maxFilterDepth: 16))
-        try Checkpoint.save(try makeNetwork(config, seed: 1), to: folder + "/model.safetensors")
-        let synth = try runDeepDEM(["synth", "--out", folder + "/scene", "--size", "\(size)"])
-        XCTAssertEqual(synth.status, 0, synth.stderr)
-    }
-
     private func shell(_ command: String) -> Int32 {
         let p = Process()
         p.executableURL = URL(fileURLWithPath: "/bin/sh")
