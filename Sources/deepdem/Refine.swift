@@ -63,6 +63,12 @@ struct Refine: ParsableCommand {
                     batches[count] = x
                     x.data.update(from: inputs, count: count * c * plane)
                     let refined = model.forward(x, training: false)
+                    // Inputs are finite (nodata is filled), so a NaN or infinite height comes from the
+                    // model: written, it would pass for nodata or for a height.
+                    if (0..<count * plane).contains(where: { !refined.data[$0].isFinite }) {
+                        throw CLIError("\(checkpoint): the model gives NaN or infinite heights on \(data) (gsf \(config.gsf)); "
+                            + "it cannot refine this scene, and nothing was written")
+                    }
                     outputs.update(from: refined.data, count: count * plane)
                 }, progress: progress)
             }

@@ -3,7 +3,8 @@ import Foundation
 import NN
 import XCTest
 
-/// `deepdem refine`: its default threads, bad arguments, and an output that cannot be written whole.
+/// `deepdem refine`: its default threads, bad arguments, inputs and weights that cannot give
+/// heights, and an output that cannot be written whole.
 final class RefineCommandTests: XCTestCase {
     /// A disk that fills up halfway through the output (a 300 KB tmpfs for a ~1 MB GeoTIFF): one
     /// error line naming the output, exit 1, and no file left behind, neither the output nor its
@@ -51,6 +52,59 @@ final class RefineCommandTests: XCTestCase {
                                      "--out", folder + "/refined.tif"], launcher: [taskset, "-c", "0"])
         XCTAssertEqual(refine.status, 0, refine.stderr)
         XCTAssertTrue(refine.stdout.contains("× 1)"), "expected one thread: \(refine.stdout)")
+    }
+
+    /// A DSM without one valid pixel used to give exit 0 and an all-nodata file.
+    func testDSMWithoutValidPixelsIsRefused() throws {
+        let folder = try makeCommandFolder().path
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        try makeModelAndScene(in: folder, size: 128)
+        let dsm = folder + "/scene/final_asp_dsm.tif"
+        let raster = try Raster(path: dsm)
+        let nodata = raster.nodata!
+        try RasterWriter.write([Float](repeating: Float(nodata), count: raster.grid.pixelCount), grid: raster.grid,
+                               nodata: nodata, to: dsm, overwrite: true)
+        let out = folder + "/refined.tif"
+        assertRefused(try runDeepDEM(["refine", "--checkpoint", folder + "/model.safetensors", "--data", folder + "/scene", "--out", out]),
+                      "\(dsm): has no valid pixel")
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: folder).sorted(), ["model.safetensors", "scene"])
+    }
+
+    /// One NaN or infinite weight, refused on loading by refine and info alike.
+    func testNonFiniteWeightsAreRefused() throws {
+        let folder = try makeCommandFolder().path
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        try makeModelAndScene(in: folder, size: 128)
+        let model = folder + "/model.safetensors"
+        for (value, name) in [(Float.nan, "nan"), (Float.infinity, "inf")] {
+            let network = try makeNetwork(try Checkpoint.readConfig(model), seed: 1)
+            network.parameters.parameters[3].value.data[2] = value
+            let bad = folder + "/\(name).safetensors"
+            try Checkpoint.save(network, to: bad)
+            let out = folder + "/refined.tif"
+            assertRefused(try runDeepDEM(["refine", "--checkpoint", bad, "--data", folder + "/scene", "--out", out]),
+                          "holds 1 NaN or infinite value")
+            XCTAssertFalse(FileManager.default.fileExists(atPath: out))
+            assertRefused(try runDeepDEM(["info", bad]), "\(bad): tensor ")
+        }
+    }
+
+    /// A gsf that makes every height NaN (0) or infinite (1e308 does not fit a Float) used to give
+    /// exit 0 and a file of nodata or ±inf; now one line naming the checkpoint and nothing written.
+    func testGSFThatCannotGiveHeightsIsRefused() throws {
+        for gsf in [0, 1e308] {
+            let folder = try makeCommandFolder().path
+            defer { try? FileManager.default.removeItem(atPath: folder) }
+            try makeModelAndScene(in: folder, size: 128, gsf: gsf)
+            let model = folder + "/model.safetensors"
+            let refine = try runDeepDEM(["refine", "--checkpoint", model, "--data", folder + "/scene", "--out", folder + "/refined.tif"])
+            XCTAssertEqual(refine.status, 1, "gsf \(gsf): \(refine.stderr)")
+            let lines = refine.stderr.split(separator: "\n").filter { $0.hasPrefix("deepdem: error: ") }
+            XCTAssertEqual(lines.count, 1, refine.stderr)
+            XCTAssertTrue(lines.first?.contains(model) ?? false, refine.stderr)
+            XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: folder).sorted(), ["model.safetensors", "scene"],
+                           "gsf \(gsf): a file was left")
+        }
     }
 
     private func shell(_ command: String) -> Int32 {
