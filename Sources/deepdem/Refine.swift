@@ -43,6 +43,7 @@ struct Refine: ParsableCommand {
     func run() {
         guarded {
             if let threads, threads < 1 { throw CLIError("--threads \(threads): needs at least 1 thread") }
+            PartialFiles.removeOnSignals()
             try InputGuard.check(files: [out] + [hillshade].compactMap { $0 }, reading: [checkpoint] + InputGuard.sceneFiles(data))
             if let hillshade { try RasterWriter.checkDestination(hillshade, overwrite: overwrite) }
             if let threads { BLAS.setThreads(threads) }

@@ -4,7 +4,7 @@ import NN
 import XCTest
 
 /// `deepdem refine`: its default threads, bad arguments, inputs and weights that cannot give
-/// heights, and an output that cannot be written whole.
+/// heights, and an output that cannot be written whole (a full disk, a signal).
 final class RefineCommandTests: XCTestCase {
     /// A disk that fills up halfway through the output (a 300 KB tmpfs for a ~1 MB GeoTIFF): one
     /// error line naming the output, exit 1, and no file left behind, neither the output nor its
@@ -104,6 +104,37 @@ final class RefineCommandTests: XCTestCase {
             XCTAssertTrue(lines.first?.contains(model) ?? false, refine.stderr)
             XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: folder).sorted(), ["model.safetensors", "scene"],
                            "gsf \(gsf): a file was left")
+        }
+    }
+
+    /// SIGTERM or SIGINT while the output is being written: the hidden partial file goes with
+    /// the process, which ends by that signal.
+    func testSignalRemovesThePartialOutput() throws {
+        let folder = try makeCommandFolder().path
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        try makeModelAndScene(in: folder, size: 1536)
+        for signal in [SIGTERM, SIGINT] {
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
+                .deletingLastPathComponent().appendingPathComponent("deepdem")
+            process.arguments = ["refine", "--checkpoint", folder + "/model.safetensors", "--data", folder + "/scene",
+                                 "--out", folder + "/refined.tif", "--threads", "1", "--overwrite"]
+            process.standardError = FileHandle.nullDevice
+            process.standardOutput = FileHandle.nullDevice
+            try process.run()
+            let deadline = Date().addingTimeInterval(60)
+            var partial: String?
+            while partial == nil, process.isRunning, Date() < deadline {
+                partial = try FileManager.default.contentsOfDirectory(atPath: folder).first { $0.contains(".partial-") }
+                usleep(10_000)
+            }
+            XCTAssertNotNil(partial, "no partial file seen while refining")
+            kill(process.processIdentifier, signal)
+            process.waitUntilExit()
+            XCTAssertEqual(process.terminationReason, .uncaughtSignal)
+            XCTAssertEqual(process.terminationStatus, signal)
+            XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: folder).sorted(), ["model.safetensors", "scene"],
+                           "left behind after signal \(signal)")
         }
     }
 
