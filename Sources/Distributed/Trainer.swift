@@ -48,13 +48,18 @@ public final class Trainer {
     var state: TrainerState
     let resumed: Bool
     let buffers: [Tensor]
+    /// Rank 0's lock on the run folder, held for the trainer's (the process's) life.
+    private let runLock: RunLock?
     private var lastCheckpoint = -1
 
     /// Sets everything up on every rank; throws (on every rank alike) for bad data or state.
+    /// Without `resume`, a run folder that holds a run is refused unless `overwrite`, which
+    /// replaces that run. `configFile` is the file the configuration came from (an input, like
+    /// the scenes and `initCheckpoint`, that the run must not write onto).
     /// `stop` reports a pending stop signal on this rank; `events` is called on rank 0 only.
     public init(config: TrainingConfig, communicator: Communicator, resume: Bool, resumeAnyway: Bool = false,
-                initCheckpoint: String? = nil, stop: (() -> Int32?)? = nil,
-                events: @escaping (TrainingEvent) -> Void) throws {
+                overwrite: Bool = false, configFile: String? = nil, initCheckpoint: String? = nil,
+                stop: (() -> Int32?)? = nil, events: @escaping (TrainingEvent) -> Void) throws {
         self.config = config
         comm = communicator
         folder = RunFolder(config.out)
@@ -68,6 +73,11 @@ public final class Trainer {
         // so a bad file on one rank cannot leave the others waiting in a collective.
         let (scenes, rank0Maps) = try agreeing(communicator) {
             try config.validate(ranks: communicator.size)
+            if resume && overwrite {
+                throw TrainingError("--resume continues the run in \(config.out) and --overwrite replaces it: give one of them")
+            }
+            try InputGuard.check(files: folder.runFiles, folders: folder.runFolders,
+                                 reading: [configFile, initCheckpoint].compactMap { $0 } + config.data.flatMap(InputGuard.sceneFiles))
             BLAS.setThreads(config.threads)
             GDAL.setCacheBudget(bytes: config.cacheMB << 20)
             let scenes = try config.data.map { try Scene(folder: $0, bands: config.bands, target: config.target) }
@@ -82,7 +92,14 @@ public final class Trainer {
             try table.withUnsafeMutableBytes { try communicator.broadcast($0, root: 0) }
             return rank0 ? rank0Maps[i] : try ValidityMap(scene: scene, cell: Trainer.validityCell, table: table)
         }
-        let (train, val, canResume) = try agreeing(communicator) {
+        let (train, val, canResume, lock) = try agreeing(communicator) {
+            var lock: (lock: RunLock?, unavailable: String?) = (nil, nil)
+            if rank0 {
+                lock = try folder.lock()
+                if !resume, !overwrite, folder.holdsRun {
+                    throw TrainingError("\(config.out): already holds a run (pass --resume to continue it or --overwrite to replace it)")
+                }
+            }
             let train = try ChipSampler(maps: maps, region: .train, chipSize: config.chipSize, trainSplit: config.trainSplit,
                                         minValidFraction: config.minValidFraction, seed: seed, channelSwap: config.channelSwap)
             let val = config.valSamples > 0
@@ -93,8 +110,10 @@ public final class Trainer {
             if canResume, !resumeAnyway, let saved = try folder.savedConfig() {
                 try Trainer.checkResumable(saved: saved, now: config)
             }
-            return (train, val, canResume)
+            return (train, val, canResume, lock)
         }
+        runLock = lock.lock
+        if let unavailable = lock.unavailable { self.events(.note(unavailable)) }
         trainSampler = train
         valSampler = val
         reader = ChipReader(scenes: scenes, chipSize: config.chipSize)
@@ -125,9 +144,11 @@ public final class Trainer {
                 try Trainer.loadInit(initCheckpoint, into: network, expected: config.modelConfig(gsf: gsf))
             }
             if rank0 {
+                // A fresh start (allowed: --overwrite, or --resume finding no state) leaves no file
+                // of the earlier run behind, which the new run's would mix with.
+                if canResume { try folder.truncateMetrics(after: state.step) } else { try folder.removeRun() }
                 try folder.create()
                 try folder.writeConfig(config)
-                if canResume { try folder.truncateMetrics(after: state.step) } else { try? FileManager.default.removeItem(atPath: folder.metrics) }
             }
             return (network, optimizer, state)
         }

@@ -35,6 +35,9 @@ struct Train: ParsableCommand {
     @Flag(help: "With --resume: accept settings that differ from the run folder's.")
     var resumeAnyway = false
 
+    @Flag(help: "Replace the run the run folder holds (without it, a folder that holds a run is refused; --resume continues it).")
+    var overwrite = false
+
     @Option(name: .customLong("init"), help: "Initialize the weights from this checkpoint (fine-tuning).")
     var initCheckpoint: String?
 
@@ -57,7 +60,8 @@ struct Train: ParsableCommand {
         let trainer: Trainer
         do {
             trainer = try Trainer(config: settings, communicator: comm, resume: resume, resumeAnyway: resumeAnyway,
-                                  initCheckpoint: initCheckpoint, stop: { stop.signal }, events: printer.show)
+                                  overwrite: overwrite, configFile: config, initCheckpoint: initCheckpoint,
+                                  stop: { stop.signal }, events: printer.show)
         } catch let failure as SetupFailure {
             try? comm.finalize()
             if failure.report { fail(failure) }
