@@ -12,6 +12,8 @@ public struct TrainerState: Codable, Equatable, Sendable {
     /// Early stopping: best validation loss seen and validations since it improved by min_delta.
     public var earlyBest: Double?
     public var earlyBad = 0
+    /// The run was stopped during the validation of `step`, which a resumed run does first.
+    public var validationPending: Bool?
 
     public init(lr: Double, gsf: Double) {
         self.lr = lr

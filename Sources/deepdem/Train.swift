@@ -62,35 +62,42 @@ struct Train: ParsableCommand {
             trainer = try Trainer(config: settings, communicator: comm, resume: resume, resumeAnyway: resumeAnyway,
                                   overwrite: overwrite, configFile: config, initCheckpoint: initCheckpoint,
                                   stop: { stop.signal }, events: printer.show)
-        } catch let failure as SetupFailure {
-            try? comm.finalize()
-            if failure.report { fail(failure) }
-            Foundation.exit(TrainExit.userError)
+        } catch let failure as RankFailure {
+            end(failure, comm)
         } catch {
             comm.rank == 0 ? fail(error) : Foundation.exit(TrainExit.userError)
         }
         let outcome: TrainingOutcome
         do {
             outcome = try trainer.run()
+        } catch let failure as RankFailure {
+            end(failure, comm)
         } catch {
-            // One rank failed mid-run (I/O, MPI): the others may be waiting in a collective, so the
-            // whole job ends now.
+            // MPI itself failed: other ranks may be stuck in a collective, so the job ends now.
             FileHandle.standardError.write(Data("deepdem: error: rank \(comm.rank): \(error)\n".utf8))
             comm.abort(code: TrainExit.userError)
         }
-        try? comm.finalize()
-        let log = { (text: String) in if comm.rank == 0 { Console.line(text) } }
+        let (code, message): (Int32, String)
         switch outcome {
         case .finished(let why):
-            log("done: \(why); weights in \(settings.out)/last.safetensors, best in \(settings.out)/best.safetensors")
-            Foundation.exit(TrainExit.finished)
+            (code, message) = (TrainExit.finished, "done: \(why); weights in \(settings.out)/last.safetensors, best in \(settings.out)/best.safetensors")
         case .stopped(let signal, let step):
-            log("stopped by signal \(signal) at step \(step); state saved, continue with --resume")
-            Foundation.exit(TrainExit.resumable)
+            (code, message) = (TrainExit.resumable, "stopped by signal \(signal) at step \(step); state saved, continue with --resume")
         case .diverged(let step):
-            log("diverged at step \(step); the last good checkpoint is in \(settings.out)")
-            Foundation.exit(TrainExit.diverged)
+            (code, message) = (TrainExit.diverged, "diverged at step \(step); the last good checkpoint is in \(settings.out)")
         }
+        // Before MPI_Finalize, which mpirun holds up until its kill timeouts after a SIGTERM.
+        if comm.rank == 0 { Console.line(message) }
+        try? comm.finalize()
+        Foundation.exit(code)
+    }
+
+    /// Every rank knows a rank failed: all leave through MPI_Finalize, which ends the job without
+    /// Open MPI's abort report, and the one rank that `report`s prints the error line.
+    func end(_ failure: RankFailure, _ comm: Communicator) -> Never {
+        try? comm.finalize()
+        if failure.report { fail(failure) }
+        Foundation.exit(TrainExit.userError)
     }
 
     /// The config file's mapping with the flags applied over it.
