@@ -87,14 +87,27 @@ struct Train: ParsableCommand {
             (code, message) = (TrainExit.diverged, "diverged at step \(step); the last good checkpoint is in \(settings.out)")
         }
         // Before MPI_Finalize, which mpirun holds up until its kill timeouts after a SIGTERM.
-        if comm.rank == 0 { Console.line(message) }
+        if comm.rank == 0 {
+            recordExitCode(code)
+            Console.line(message)
+        }
         try? comm.finalize()
         Foundation.exit(code)
+    }
+
+    /// Under mpirun a job stopped by SIGTERM ends with mpirun's own status 1, whatever the ranks
+    /// return (Open MPI 4.1), and mpirun may hold the ranks in MPI_Finalize until its kill
+    /// timeouts pass; so rank 0 writes its code, before finalizing, to DEEPDEM_EXIT_CODE_FILE when
+    /// set, where slurm/train.sbatch reads it.
+    func recordExitCode(_ code: Int32) {
+        guard let path = ProcessInfo.processInfo.environment["DEEPDEM_EXIT_CODE_FILE"] else { return }
+        try? "\(code)\n".write(toFile: path, atomically: true, encoding: .utf8)
     }
 
     /// Every rank knows a rank failed: all leave through MPI_Finalize, which ends the job without
     /// Open MPI's abort report, and the one rank that `report`s prints the error line.
     func end(_ failure: RankFailure, _ comm: Communicator) -> Never {
+        if comm.rank == 0 { recordExitCode(TrainExit.userError) }
         try? comm.finalize()
         if failure.report { fail(failure) }
         Foundation.exit(TrainExit.userError)
