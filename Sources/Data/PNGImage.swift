@@ -94,6 +94,8 @@ struct PNGImage {
         // No .aux.xml side file: the PNG is the whole output.
         CPLSetThreadLocalConfigOption("GDAL_PAM_ENABLED", "NO")
         defer { CPLSetThreadLocalConfigOption("GDAL_PAM_ENABLED", nil) }
+        let partial = PartialFiles.add(temporary)
+        defer { PartialFiles.remove(partial) }
         do {
             let written = try GDAL.call(path, "cannot write the PNG") {
                 GDALCreateCopy(png, temporary, dataset, 0, nil, nil, nil)

@@ -47,6 +47,11 @@ public struct ScenePreparation: Sendable {
         self.out = out
     }
 
+    /// Every raster the preparation reads.
+    public var sources: [RasterSource] {
+        [dsm] + orthos + [triangulationError, red, nir, ndvi, lidar, lidarDTM, validMask].compactMap { $0 }
+    }
+
     /// One input to warp: the band it becomes (or an intermediate name) and how.
     struct Input {
         let name: String

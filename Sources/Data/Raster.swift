@@ -89,6 +89,19 @@ public final class Raster: @unchecked Sendable {
         return values
     }
 
+    /// True when some pixel holds data. Reads rows of blocks until it finds one, so a usual
+    /// raster costs a block row and an empty one a pass over the file.
+    public func hasValidPixel() throws -> Bool {
+        let rows = blockHeight
+        var buffer = [Float](repeating: 0, count: rows * grid.width)
+        for y in stride(from: 0, to: grid.height, by: rows) {
+            let height = min(rows, grid.height - y)
+            try buffer.withUnsafeMutableBufferPointer { try read(x: 0, y: y, width: grid.width, height: height, into: $0.baseAddress!) }
+            if buffer.prefix(height * grid.width).contains(where: { !$0.isNaN }) { return true }
+        }
+        return false
+    }
+
     /// The whole raster; for small files (tests, synthetic scenes), never for scenes.
     public func readAll() throws -> [Float] {
         try read(x: 0, y: 0, width: grid.width, height: grid.height)

@@ -18,6 +18,7 @@ public final class RasterWriter {
     private let format: Format
     private let threads: Int
     private let temporaryPath: String
+    private let partial: Int
     private var dataset: GDALDatasetH?
     private let band: GDALRasterBandH
     private let nodataValue: Float?
@@ -33,6 +34,7 @@ public final class RasterWriter {
         temporaryPath = url.deletingLastPathComponent()
             .appendingPathComponent(".\(url.lastPathComponent).partial-\(getpid()).tif").path
         guard let driver = GDALGetDriverByName("GTiff") else { throw DataError(path, "GDAL has no GTiff driver") }
+        let partial = PartialFiles.add(temporaryPath)
         var options: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>? = nil
         for (key, value) in [("TILED", "YES"), ("BLOCKXSIZE", "256"), ("BLOCKYSIZE", "256"), ("COMPRESS", "DEFLATE"),
                              ("PREDICTOR", "3"), ("BIGTIFF", "IF_SAFER"), ("NUM_THREADS", "\(threads)")] {
@@ -40,9 +42,16 @@ public final class RasterWriter {
         }
         defer { CSLDestroy(options) }
         let temporary = temporaryPath
-        let created = try GDAL.call(path, "cannot create") {
-            GDALCreate(driver, temporary, Int32(grid.width), Int32(grid.height), 1, GDT_Float32, options)
+        let created: GDALDatasetH
+        do {
+            created = try GDAL.call(path, "cannot create") {
+                GDALCreate(driver, temporary, Int32(grid.width), Int32(grid.height), 1, GDT_Float32, options)
+            }
+        } catch {
+            PartialFiles.remove(partial)
+            throw error
         }
+        self.partial = partial
         var transform = grid.geoTransform
         GDALSetGeoTransform(created, &transform)
         if !grid.crsWKT.isEmpty { GDALSetProjection(created, grid.crsWKT) }
@@ -62,6 +71,7 @@ public final class RasterWriter {
             GDALClose(dataset)
             unlink(temporaryPath)
         }
+        PartialFiles.remove(partial)
     }
 
     /// Fails early with the message a command prints when the output cannot go where asked.
@@ -126,9 +136,10 @@ public final class RasterWriter {
             unlink(temporaryPath)
             throw DataError(path, "write failed: \(message)")
         }
-        var finished = temporaryPath
+        let finished = format == .cog ? temporaryPath + ".cog.tif" : temporaryPath
+        let cog = format == .cog ? PartialFiles.add(finished) : nil
+        defer { if let cog { PartialFiles.remove(cog) } }
         if format == .cog {
-            finished = temporaryPath + ".cog.tif"
             defer { unlink(temporaryPath) }
             try RasterWriter.convertToCOG(from: temporaryPath, to: finished, reportAs: path, threads: threads)
         }

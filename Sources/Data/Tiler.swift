@@ -47,6 +47,9 @@ public struct Tiler {
         guard chip <= width, chip <= height else {
             throw DataError(scene.aspDSM.path, "chip of \(chip) px is larger than the \(width)×\(height) px scene")
         }
+        guard try scene.aspDSM.hasValidPixel() else {
+            throw DataError(scene.aspDSM.path, "has no valid pixel (all nodata): nothing to refine")
+        }
         let nodata = scene.aspDSM.nodata ?? -Double(Float.greatestFiniteMagnitude)
         let writer = try RasterWriter(path: path, grid: scene.grid, nodata: nodata, format: format, overwrite: overwrite,
                                       threads: threads)

@@ -64,10 +64,22 @@ public extension Communicator {
     /// so decisions taken from them (LR plateau, early stopping, best checkpoint) agree.
     /// Integers up to 2^53 are exact.
     func sumAcrossRanks(_ values: [Double]) throws -> [Double] {
-        let all = try allGather(values)
+        try sumAcrossRanks(values, failure: nil)
+    }
+
+    /// `sumAcrossRanks` that also tells every rank whether any rank brings a `failure` of its
+    /// own work; if one does, every rank throws `RankFailure`, so all end together through
+    /// `finalize` with one error line, instead of one rank aborting the job.
+    @discardableResult
+    func sumAcrossRanks(_ values: [Double], failure: Error?) throws -> [Double] {
+        let n = values.count + 1
+        let all = try allGather(values + [failure == nil ? 0 : 1])
+        if let first = (0..<size).first(where: { all[$0 * n + values.count] != 0 }) {
+            throw RankFailure(error: failure, report: rank == first)
+        }
         var sums = [Double](repeating: 0, count: values.count)
         for r in 0..<size {
-            for i in 0..<values.count { sums[i] += all[r * values.count + i] }
+            for i in 0..<values.count { sums[i] += all[r * n + i] }
         }
         return sums
     }
@@ -80,6 +92,15 @@ public extension Communicator {
         try out.withUnsafeMutableBytes { try broadcast($0, root: root) }
         return out
     }
+}
+
+/// Some rank failed at work of its own (reading its chips, writing the run folder), so every rank
+/// stops. `error` is this rank's own failure (nil where another rank failed); `report` is true on
+/// exactly one rank, the lowest that failed, which prints it.
+public struct RankFailure: Error, CustomStringConvertible {
+    public let error: Error?
+    public let report: Bool
+    public var description: String { error.map { "\($0)" } ?? "another rank failed" }
 }
 
 /// One process, no MPI: sums and broadcasts are the identity.

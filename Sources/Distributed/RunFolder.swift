@@ -12,6 +12,8 @@ public struct TrainerState: Codable, Equatable, Sendable {
     /// Early stopping: best validation loss seen and validations since it improved by min_delta.
     public var earlyBest: Double?
     public var earlyBad = 0
+    /// The run was stopped during the validation of `step`, which a resumed run does first.
+    public var validationPending: Bool?
 
     public init(lr: Double, gsf: Double) {
         self.lr = lr
@@ -50,6 +52,44 @@ public struct RunFolder: Sendable {
     }
 
     public var hasState: Bool { FileManager.default.fileExists(atPath: latest) }
+
+    /// What a run writes here: `--overwrite` removes exactly these, and none may be an input.
+    var runFiles: [String] { [last, best, metrics, configFile, file("loss.svg")] }
+    var runFolders: [String] { [stateFolder, file("checkpoints")] }
+
+    /// True when an earlier run left its files here (every run writes config.json first).
+    var holdsRun: Bool { runFiles.contains { FileManager.default.fileExists(atPath: $0) } }
+
+    /// Removes an earlier run's files (not the folder, nor files of the user's own in it).
+    func removeRun() throws {
+        for path in runFiles + runFolders where FileManager.default.fileExists(atPath: path) {
+            do { try FileManager.default.removeItem(atPath: path) } catch {
+                throw TrainingError("cannot remove \(path) of the earlier run: \(error.localizedDescription)")
+            }
+        }
+    }
+
+    /// Takes the folder's lock (`train.lock`, created with the folder), held until the process
+    /// ends, so a second training cannot interleave its checkpoints with this one's. `flock`
+    /// excludes across nodes only where the shared file system implements it (NFS through its
+    /// lock manager, Lustre when mounted with `-o flock`): where it does not, the lock is not
+    /// taken and the returned reason says why.
+    func lock() throws -> (lock: RunLock?, unavailable: String?) {
+        do { try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true) } catch {
+            throw TrainingError("cannot create the run folder \(path): \(error.localizedDescription)")
+        }
+        let path = file("train.lock")
+        let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
+        guard fd >= 0 else { throw TrainingError("\(path): cannot open the run folder's lock: \(String(cString: strerror(errno)))") }
+        if flock(fd, LOCK_EX | LOCK_NB) == 0 { return (RunLock(fd: fd), nil) }
+        let reason = errno
+        close(fd)
+        if reason == EWOULDBLOCK {
+            throw TrainingError("\(self.path): another deepdem train is running in this run folder (it holds \(path)); "
+                + "wait for it to end or choose another --out")
+        }
+        return (nil, "cannot lock \(path) (\(String(cString: strerror(reason)))): a second training in this folder would not be noticed")
+    }
 
     public func create() throws {
         do {
@@ -172,6 +212,13 @@ public struct RunFolder: Sendable {
             try line.write(to: URL(fileURLWithPath: metrics))
         }
     }
+}
+
+/// An open, locked `train.lock`; the kernel releases it when the process ends, however it ends.
+final class RunLock: @unchecked Sendable {
+    private let fd: Int32
+    init(fd: Int32) { self.fd = fd }
+    deinit { close(fd) }
 }
 
 /// Writes `data` to a temporary name beside `path`, flushes it and renames it into place.

@@ -50,13 +50,20 @@ public final class Trainer {
     /// What the log says about a resumption, after the start line.
     let resumeNotes: [String]
     let buffers: [Tensor]
+    /// Rank 0's lock on the run folder, held for the trainer's (the process's) life.
+    private let runLock: RunLock?
     private var lastCheckpoint = -1
+    /// This rank's first failure of its own work, not yet known to the others (see `locally`).
+    private var failure: Error?
 
     /// Sets everything up on every rank; throws (on every rank alike) for bad data or state.
+    /// Without `resume`, a run folder that holds a run is refused unless `overwrite`, which
+    /// replaces that run. `configFile` is the file the configuration came from (an input, like
+    /// the scenes and `initCheckpoint`, that the run must not write onto).
     /// `stop` reports a pending stop signal on this rank; `events` is called on rank 0 only.
     public init(config: TrainingConfig, communicator: Communicator, resume: Bool, resumeAnyway: Bool = false,
-                initCheckpoint: String? = nil, stop: (() -> Int32?)? = nil,
-                events: @escaping (TrainingEvent) -> Void) throws {
+                overwrite: Bool = false, configFile: String? = nil, initCheckpoint: String? = nil,
+                stop: (() -> Int32?)? = nil, events: @escaping (TrainingEvent) -> Void) throws {
         self.config = config
         comm = communicator
         folder = RunFolder(config.out)
@@ -70,6 +77,11 @@ public final class Trainer {
         // so a bad file on one rank cannot leave the others waiting in a collective.
         let (scenes, rank0Maps) = try agreeing(communicator) {
             try config.validate(ranks: communicator.size)
+            if resume && overwrite {
+                throw TrainingError("--resume continues the run in \(config.out) and --overwrite replaces it: give one of them")
+            }
+            try InputGuard.check(files: folder.runFiles, folders: folder.runFolders,
+                                 reading: [configFile, initCheckpoint].compactMap { $0 } + config.data.flatMap(InputGuard.sceneFiles))
             BLAS.setThreads(config.threads)
             GDAL.setCacheBudget(bytes: config.cacheMB << 20)
             let scenes = try config.data.map { try Scene(folder: $0, bands: config.bands, target: config.target) }
@@ -84,7 +96,14 @@ public final class Trainer {
             try table.withUnsafeMutableBytes { try communicator.broadcast($0, root: 0) }
             return rank0 ? rank0Maps[i] : try ValidityMap(scene: scene, cell: Trainer.validityCell, table: table)
         }
-        let (train, val, resumption) = try agreeing(communicator) {
+        let (train, val, resumption, lock) = try agreeing(communicator) {
+            var lock: (lock: RunLock?, unavailable: String?) = (nil, nil)
+            if rank0 {
+                lock = try folder.lock()
+                if !resume, !overwrite, folder.holdsRun {
+                    throw TrainingError("\(config.out): already holds a run (pass --resume to continue it or --overwrite to replace it)")
+                }
+            }
             let train = try ChipSampler(maps: maps, region: .train, chipSize: config.chipSize, trainSplit: config.trainSplit,
                                         minValidFraction: config.minValidFraction, seed: seed, channelSwap: config.channelSwap)
             let val = config.valSamples > 0
@@ -94,8 +113,10 @@ public final class Trainer {
             let resumption = resume && folder.hasState
                 ? try Resumption(saved: folder.savedConfig() ?? config, savedRanks: folder.savedRanks(), now: config, anyway: resumeAnyway)
                 : nil
-            return (train, val, resumption)
+            return (train, val, resumption, lock)
         }
+        runLock = lock.lock
+        if let unavailable = lock.unavailable { self.events(.note(unavailable)) }
         trainSampler = train
         valSampler = val
         reader = ChipReader(scenes: scenes, chipSize: config.chipSize)
@@ -132,9 +153,11 @@ public final class Trainer {
                 try Trainer.loadInit(initCheckpoint, into: network, expected: config.modelConfig(gsf: gsf))
             }
             if rank0 {
+                // A fresh start (allowed: --overwrite, or --resume finding no state) leaves no file
+                // of the earlier run behind, which the new run's would mix with.
+                if resumption != nil { try folder.truncateMetrics(after: state.step) } else { try folder.removeRun() }
                 try folder.create()
                 try folder.writeConfig(config)
-                if resumption != nil { try folder.truncateMetrics(after: state.step) } else { try? FileManager.default.removeItem(atPath: folder.metrics) }
             }
             return (network, optimizer, state)
         }
@@ -143,6 +166,7 @@ public final class Trainer {
         self.state = state
         resumeNotes = resumption?.notes(ranks: communicator.size, threads: config.threads,
                                         unsyncedBatchNorm: !network.batchNorms.isEmpty && !config.syncBatchnorm) ?? []
+        if resumption != nil { lastCheckpoint = state.step }   // the state on disk is this one
         buffers = network.state().compactMap { if case .buffer(let t) = $1 { return t } else { return nil } }
         model = ResidualModel(network: network, gsf: Float(state.gsf))
         reducer = GradientReducer(parameters: network.parameters, communicator: communicator,
@@ -187,67 +211,100 @@ public final class Trainer {
         let firstStep = state.step
         var windowLoss = 0.0, windowSteps = 0, windowStart = Date()
         var lastValidated = -1
+        // A run stopped during a validation owes it first: an uninterrupted run did it at this step.
+        var validationOwed = state.validationPending == true
 
-        while state.step < totalSteps {
-            let step = state.step
-            for (k, i) in local.enumerated() {
-                let chip = trainSampler.chip(step: step, index: i)
-                let plane = s * s
-                try reader.read(chip, inputs: x.data + k * c * plane, target: target.data + k * plane, mask: mask.data + k * plane)
+        while validationOwed || state.step < totalSteps {
+            if !validationOwed {
+                let step = state.step
+                locally {
+                    for (k, i) in local.enumerated() {
+                        let chip = trainSampler.chip(step: step, index: i)
+                        let plane = s * s
+                        try reader.read(chip, inputs: x.data + k * c * plane, target: target.data + k * plane, mask: mask.data + k * plane)
+                    }
+                }
+                network.parameters.zeroGrad()
+                var lossSum = 0.0, count = 0.0
+                if failure == nil {
+                    _ = model.forward(x, training: true)
+                    (lossSum, count) = model.loss(target: target, mask: mask)
+                }
+                let signal = stop?() ?? 0
+                let totals = try comm.sumAcrossRanks([lossSum, count, Double(signal)], failure: failure)
+                if totals[2] != 0 { return try stopped() }
+                guard totals[0].isFinite, totals[1] > 0 else {
+                    events(.note("loss is \(totals[0] / totals[1]) at step \(step); stopping, the last good checkpoint is kept"))
+                    return .diverged(step: step)
+                }
+                model.backward(target: target, mask: mask, normalizer: totals[1])
+                try reducer.finish()
+                optimizer.step()
+                state.step += 1
+                let loss = totals[0] / totals[1]
+                windowLoss += loss
+                windowSteps += 1
+
+                let epochEnd = state.step % config.stepsPerEpoch == 0
+                if windowSteps == config.logEvery || epochEnd || state.step == totalSteps {
+                    let elapsed = Date().timeIntervalSince(windowStart)
+                    let tiles = Double(config.batchSize * windowSteps) / max(elapsed, 1e-9)
+                    let perStep = Date().timeIntervalSince(started) / Double(state.step - firstStep)
+                    let report = StepReport(step: state.step, epoch: epoch(state.step), totalSteps: totalSteps,
+                                            loss: windowLoss / Double(windowSteps), lr: optimizer.lr, tilesPerSecond: tiles,
+                                            secondsLeft: perStep * Double(totalSteps - state.step))
+                    if comm.rank == 0 {
+                        locally {
+                            try folder.appendMetrics(["step": report.step, "epoch": report.epoch, "train_loss": report.loss,
+                                                      "lr": report.lr, "tiles_per_s": report.tilesPerSecond])
+                        }
+                    }
+                    events(.step(report))
+                    windowLoss = 0
+                    windowSteps = 0
+                    windowStart = Date()
+                }
+                validationOwed = epochEnd || (config.valEvery.map { state.step % $0 == 0 } ?? false)
             }
-            network.parameters.zeroGrad()
-            _ = model.forward(x, training: true)
-            let (lossSum, count) = model.loss(target: target, mask: mask)
-            let signal = stop?() ?? 0
-            let totals = try comm.sumAcrossRanks([lossSum, count, Double(signal)])
-            if totals[2] != 0 {
-                try checkpoint()
-                return .stopped(signal: signal != 0 ? signal : Int32(SIGUSR1), step: step)
-            }
-            guard totals[0].isFinite, totals[1] > 0 else {
-                events(.note("loss is \(totals[0] / totals[1]) at step \(step); stopping, the last good checkpoint is kept"))
-                return .diverged(step: step)
-            }
-            model.backward(target: target, mask: mask, normalizer: totals[1])
-            try reducer.finish()
-            optimizer.step()
-            state.step += 1
-            let loss = totals[0] / totals[1]
-            windowLoss += loss
-            windowSteps += 1
 
             let epochEnd = state.step % config.stepsPerEpoch == 0
-            if windowSteps == config.logEvery || epochEnd || state.step == totalSteps {
-                let elapsed = Date().timeIntervalSince(windowStart)
-                let tiles = Double(config.batchSize * windowSteps) / max(elapsed, 1e-9)
-                let perStep = Date().timeIntervalSince(started) / Double(state.step - firstStep)
-                let report = StepReport(step: state.step, epoch: epoch(state.step), totalSteps: totalSteps,
-                                        loss: windowLoss / Double(windowSteps), lr: optimizer.lr, tilesPerSecond: tiles,
-                                        secondsLeft: perStep * Double(totalSteps - state.step))
-                if comm.rank == 0 {
-                    try folder.appendMetrics(["step": report.step, "epoch": report.epoch, "train_loss": report.loss,
-                                              "lr": report.lr, "tiles_per_s": report.tilesPerSecond])
-                }
-                events(.step(report))
-                windowLoss = 0
-                windowSteps = 0
-                windowStart = Date()
-            }
-
             var stopEarly = false
-            if epochEnd || (config.valEvery.map { state.step % $0 == 0 } ?? false) {
-                stopEarly = try validate(epochEnd: epochEnd)
+            if validationOwed {
+                guard let early = try validate(epochEnd: epochEnd) else { return try stopped() }
+                stopEarly = early
+                validationOwed = false
                 lastValidated = state.step
             }
             if epochEnd || state.step % config.checkpointEvery == 0 { try checkpoint() }
             if stopEarly {
+                try comm.sumAcrossRanks([], failure: failure)
                 return .finished("early stopping: no validation improvement of \(config.earlyStopping.minDelta) "
                     + "in \(config.earlyStopping.patience) validations")
             }
         }
-        if lastValidated != state.step { _ = try validate(epochEnd: false) }
+        if lastValidated != state.step {
+            guard try validate(epochEnd: false) != nil else { return try stopped() }
+        }
         if lastCheckpoint != state.step { try checkpoint() }
+        try comm.sumAcrossRanks([], failure: failure)
         return .finished("reached \(config.maxSteps.map { _ in "max_steps" } ?? "max_epochs") at step \(state.step)")
+    }
+
+    /// A stop signal reached some rank (every rank calls this together): the state is saved,
+    /// unless the checkpoint on disk already holds it, and the run can resume.
+    private func stopped() throws -> TrainingOutcome {
+        // The signal may have reached one rank only; every rank reports the one that came.
+        let signal = try comm.allReduceMax(stop?() ?? 0)
+        if lastCheckpoint != state.step { try checkpoint() }
+        return .stopped(signal: signal, step: state.step)
+    }
+
+    /// Runs work that only this rank does (reading its chips, rank 0 writing files) and keeps its
+    /// first error for the next exchange between ranks, where every rank learns of it and stops
+    /// together, instead of this rank leaving the others waiting in a collective.
+    private func locally(_ work: () throws -> Void) {
+        guard failure == nil else { return }
+        do { try work() } catch { failure = error }
     }
 
     /// The epoch (from 0) in which the step that brought the count to `step` ran.
@@ -255,38 +312,54 @@ public final class Trainer {
 
     /// The validation loss over the seed-fixed validation chips, split over ranks and summed
     /// exactly; updates best.safetensors, the plateau schedule (at epoch ends) and early stopping.
-    /// Returns true when early stopping says to stop.
-    func validate(epochEnd: Bool) throws -> Bool {
+    /// Returns true when early stopping says to stop, nil when a stop signal came first: the ranks
+    /// ask after every batch of chips (a validation may take minutes) and leave the state as it
+    /// was, marked to validate again on resume.
+    func validate(epochEnd: Bool) throws -> Bool? {
         guard let sampler = valSampler else { return false }
         try broadcastBuffers()
         let mine = slice(config.valSamples)
         let c = config.bands.count, s = config.chipSize, plane = s * s
         let chunk = max(1, (config.batchSize + comm.size - 1) / comm.size)
+        // Every rank takes as many rounds as the largest slice needs, so all ask equally often.
+        let rounds = ((config.valSamples + comm.size - 1) / comm.size + chunk - 1) / chunk
         var sum = 0.0, count = 0.0
-        var start = mine.lowerBound
-        while start < mine.upperBound {
+        for round in 0..<rounds {
+            let start = mine.lowerBound + round * chunk
             let n = min(chunk, mine.upperBound - start)
-            let x = Tensor([n, c, s, s]), target = Tensor([n, 1, s, s]), mask = Tensor([n, 1, s, s])
-            for k in 0..<n {
-                try reader.read(sampler.chip(step: 0, index: start + k), inputs: x.data + k * c * plane,
-                                target: target.data + k * plane, mask: mask.data + k * plane)
+            if n > 0 && failure == nil {
+                let x = Tensor([n, c, s, s]), target = Tensor([n, 1, s, s]), mask = Tensor([n, 1, s, s])
+                locally {
+                    for k in 0..<n {
+                        try reader.read(sampler.chip(step: 0, index: start + k), inputs: x.data + k * c * plane,
+                                        target: target.data + k * plane, mask: mask.data + k * plane)
+                    }
+                }
+                if failure == nil {
+                    _ = model.forward(x, training: false)
+                    let (ls, lc) = model.loss(target: target, mask: mask)
+                    sum += ls
+                    count += lc
+                }
             }
-            _ = model.forward(x, training: false)
-            let (ls, lc) = model.loss(target: target, mask: mask)
-            sum += ls
-            count += lc
-            start += n
+            if try comm.sumAcrossRanks([Double(stop?() ?? 0)], failure: failure)[0] != 0 {
+                state.validationPending = true
+                return nil
+            }
         }
-        let totals = try comm.sumAcrossRanks([sum, count])
+        let totals = try comm.sumAcrossRanks([sum, count], failure: failure)
+        state.validationPending = nil
+        // The state now differs from any checkpoint of this step.
+        lastCheckpoint = -1
         let valLoss = totals[0] / max(totals[1], 1)
         let best = state.bestValLoss.map { valLoss < $0 } ?? true
         if best {
             state.bestValLoss = valLoss
             state.bestStep = state.step
-            if comm.rank == 0 { try Checkpoint.save(network, to: folder.best, extraMetadata: metadata(valLoss: valLoss)) }
+            if comm.rank == 0 { locally { try Checkpoint.save(network, to: folder.best, extraMetadata: metadata(valLoss: valLoss)) } }
         }
         if comm.rank == 0 {
-            try folder.appendMetrics(["step": state.step, "epoch": epoch(state.step), "val_loss": valLoss])
+            locally { try folder.appendMetrics(["step": state.step, "epoch": epoch(state.step), "val_loss": valLoss]) }
         }
         events(.validated(step: state.step, epoch: epoch(state.step), valLoss: valLoss, best: best))
         guard epochEnd else { return false }
@@ -325,17 +398,19 @@ public final class Trainer {
     }
 
     /// Rank 0 saves the resume state and last.safetensors (and a step checkpoint with keep_last);
-    /// all ranks wait, so no rank runs ahead of a checkpoint that might still fail.
+    /// all ranks wait for the outcome, so no rank runs ahead of a checkpoint that failed.
     func checkpoint() throws {
         lastCheckpoint = state.step
         try broadcastBuffers()
         if comm.rank == 0 {
-            try folder.saveState(network: network, optimizer: optimizer, trainer: state, ranks: comm.size, metadata: metadata())
-            if config.keepLast > 0 { try keepStepCheckpoint() }
-            try LossCurve.write(metricsFile: folder.metrics, to: folder.file("loss.svg"))
-            events(.checkpoint(step: state.step, path: folder.last))
+            locally {
+                try folder.saveState(network: network, optimizer: optimizer, trainer: state, ranks: comm.size, metadata: metadata())
+                if config.keepLast > 0 { try keepStepCheckpoint() }
+                try LossCurve.write(metricsFile: folder.metrics, to: folder.file("loss.svg"))
+                events(.checkpoint(step: state.step, path: folder.last))
+            }
         }
-        try comm.barrier()
+        try comm.sumAcrossRanks([], failure: failure)
     }
 
     func keepStepCheckpoint() throws {
@@ -377,24 +452,12 @@ public final class Trainer {
     }
 }
 
-/// A setup step failed on some rank, so every rank stops. `error` is this rank's own failure
-/// (nil where another rank failed); `report` says whether this rank should print it: rank 0
-/// reports its own error, another rank only when rank 0 did not fail.
-public struct SetupFailure: Error, CustomStringConvertible {
-    public let error: Error?
-    public let report: Bool
-    public var description: String { error.map { "\($0)" } ?? "another rank failed during setup" }
-}
-
 /// Runs `body` on every rank and agrees on the outcome: if it threw anywhere, it throws a
-/// `SetupFailure` everywhere.
+/// `RankFailure` everywhere.
 func agreeing<T>(_ comm: Communicator, _ body: () throws -> T) throws -> T {
     let result = Result { try body() }
     var failure: Error?
     if case .failure(let e) = result { failure = e }
-    let flags = try comm.sumAcrossRanks([failure == nil ? 0 : 1, comm.rank == 0 && failure != nil ? 1 : 0])
-    if flags[0] > 0 {
-        throw SetupFailure(error: failure, report: failure != nil && (comm.rank == 0 || flags[1] == 0))
-    }
+    try comm.sumAcrossRanks([], failure: failure)
     return try result.get()
 }

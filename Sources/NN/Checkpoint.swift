@@ -74,6 +74,11 @@ public enum Checkpoint {
             guard t.dtype == .f32 else {
                 throw NNError("\(path): tensor '\(name)' has dtype \(t.dtype.rawValue), expected F32")
             }
+            // One NaN or infinite weight makes every height it touches NaN or infinite.
+            let bad = try file.floats(name).reduce(0) { $1.isFinite ? $0 : $0 + 1 }
+            if bad > 0 {
+                throw NNError("\(path): tensor '\(name)' holds \(bad) NaN or infinite value\(bad == 1 ? "" : "s") of \(t.count); weights must be finite")
+            }
         }
         for (name, entry) in state {
             switch entry {

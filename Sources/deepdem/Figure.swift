@@ -43,6 +43,8 @@ struct Figure: ParsableCommand {
             }
             guard (64...4096).contains(panelSize) else { throw CLIError("--panel-size must be between 64 and 4096 (got \(panelSize))") }
             guard (1...12).contains(columns) else { throw CLIError("--columns must be between 1 and 12 (got \(columns))") }
+            PartialFiles.removeOnSignals()
+            try InputGuard.check(files: [out], reading: InputGuard.sceneFiles(data) + [refined].compactMap { $0 })
             var figure = SceneFigure(data: data)
             figure.refined = refined
             figure.target = target

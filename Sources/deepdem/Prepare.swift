@@ -75,6 +75,8 @@ struct Prepare: ParsableCommand {
     func run() throws {
         guarded {
             let preparation = try settings()
+            try InputGuard.check(files: [], folders: [preparation.out],
+                                 reading: preparation.sources.map(\.path) + [config].compactMap { $0 })
             let scene = try ProgressLine("prepare").run { progress in try preparation.run(progress: progress) }
             let t = scene.grid.geoTransform
             let usable = scene.validFraction[Band.nodataMask] ?? 0

@@ -43,6 +43,8 @@ struct Refine: ParsableCommand {
     func run() {
         guarded {
             if let threads, threads < 1 { throw CLIError("--threads \(threads): needs at least 1 thread") }
+            PartialFiles.removeOnSignals()
+            try InputGuard.check(files: [out] + [hillshade].compactMap { $0 }, reading: [checkpoint] + InputGuard.sceneFiles(data))
             if let hillshade { try RasterWriter.checkDestination(hillshade, overwrite: overwrite) }
             if let threads { BLAS.setThreads(threads) }
             let config = try Checkpoint.readConfig(checkpoint)
@@ -62,6 +64,12 @@ struct Refine: ParsableCommand {
                     batches[count] = x
                     x.data.update(from: inputs, count: count * c * plane)
                     let refined = model.forward(x, training: false)
+                    // Inputs are finite (nodata is filled), so a NaN or infinite height comes from the
+                    // model: written, it would pass for nodata or for a height.
+                    if (0..<count * plane).contains(where: { !refined.data[$0].isFinite }) {
+                        throw CLIError("\(checkpoint): the model gives NaN or infinite heights on \(data) (gsf \(config.gsf)); "
+                            + "it cannot refine this scene, and nothing was written")
+                    }
                     outputs.update(from: refined.data, count: count * plane)
                 }, progress: progress)
             }

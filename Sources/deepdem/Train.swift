@@ -35,6 +35,9 @@ struct Train: ParsableCommand {
     @Flag(help: "With --resume: accept settings that differ from the run folder's.")
     var resumeAnyway = false
 
+    @Flag(help: "Replace the run the run folder holds (without it, a folder that holds a run is refused; --resume continues it).")
+    var overwrite = false
+
     @Option(name: .customLong("init"), help: "Initialize the weights from this checkpoint (fine-tuning).")
     var initCheckpoint: String?
 
@@ -57,36 +60,57 @@ struct Train: ParsableCommand {
         let trainer: Trainer
         do {
             trainer = try Trainer(config: settings, communicator: comm, resume: resume, resumeAnyway: resumeAnyway,
-                                  initCheckpoint: initCheckpoint, stop: { stop.signal }, events: printer.show)
-        } catch let failure as SetupFailure {
-            try? comm.finalize()
-            if failure.report { fail(failure) }
-            Foundation.exit(TrainExit.userError)
+                                  overwrite: overwrite, configFile: config, initCheckpoint: initCheckpoint,
+                                  stop: { stop.signal }, events: printer.show)
+        } catch let failure as RankFailure {
+            end(failure, comm)
         } catch {
             comm.rank == 0 ? fail(error) : Foundation.exit(TrainExit.userError)
         }
         let outcome: TrainingOutcome
         do {
             outcome = try trainer.run()
+        } catch let failure as RankFailure {
+            end(failure, comm)
         } catch {
-            // One rank failed mid-run (I/O, MPI): the others may be waiting in a collective, so the
-            // whole job ends now.
+            // MPI itself failed: other ranks may be stuck in a collective, so the job ends now.
             FileHandle.standardError.write(Data("deepdem: error: rank \(comm.rank): \(error)\n".utf8))
             comm.abort(code: TrainExit.userError)
         }
-        try? comm.finalize()
-        let log = { (text: String) in if comm.rank == 0 { Console.line(text) } }
+        let (code, message): (Int32, String)
         switch outcome {
         case .finished(let why):
-            log("done: \(why); weights in \(settings.out)/last.safetensors, best in \(settings.out)/best.safetensors")
-            Foundation.exit(TrainExit.finished)
+            (code, message) = (TrainExit.finished, "done: \(why); weights in \(settings.out)/last.safetensors, best in \(settings.out)/best.safetensors")
         case .stopped(let signal, let step):
-            log("stopped by signal \(signal) at step \(step); state saved, continue with --resume")
-            Foundation.exit(TrainExit.resumable)
+            (code, message) = (TrainExit.resumable, "stopped by signal \(signal) at step \(step); state saved, continue with --resume")
         case .diverged(let step):
-            log("diverged at step \(step); the last good checkpoint is in \(settings.out)")
-            Foundation.exit(TrainExit.diverged)
+            (code, message) = (TrainExit.diverged, "diverged at step \(step); the last good checkpoint is in \(settings.out)")
         }
+        // Before MPI_Finalize, which mpirun holds up until its kill timeouts after a SIGTERM.
+        if comm.rank == 0 {
+            recordExitCode(code)
+            Console.line(message)
+        }
+        try? comm.finalize()
+        Foundation.exit(code)
+    }
+
+    /// Under mpirun a job stopped by SIGTERM ends with mpirun's own status 1, whatever the ranks
+    /// return (Open MPI 4.1), and mpirun may hold the ranks in MPI_Finalize until its kill
+    /// timeouts pass; so rank 0 writes its code, before finalizing, to DEEPDEM_EXIT_CODE_FILE when
+    /// set, where slurm/train.sbatch reads it.
+    func recordExitCode(_ code: Int32) {
+        guard let path = ProcessInfo.processInfo.environment["DEEPDEM_EXIT_CODE_FILE"] else { return }
+        try? "\(code)\n".write(toFile: path, atomically: true, encoding: .utf8)
+    }
+
+    /// Every rank knows a rank failed: all leave through MPI_Finalize, which ends the job without
+    /// Open MPI's abort report, and the one rank that `report`s prints the error line.
+    func end(_ failure: RankFailure, _ comm: Communicator) -> Never {
+        if comm.rank == 0 { recordExitCode(TrainExit.userError) }
+        try? comm.finalize()
+        if failure.report { fail(failure) }
+        Foundation.exit(TrainExit.userError)
     }
 
     /// The config file's mapping with the flags applied over it.

@@ -1,4 +1,5 @@
 import Foundation
+import NN
 import XCTest
 
 /// What one run of the built `deepdem` printed and returned.
@@ -52,4 +53,15 @@ func makeCommandFolder(_ name: String = #function) throws -> URL {
         .appendingPathComponent("deepdem-cmd-\(name.filter { $0.isLetter })-\(getpid())-\(UInt32.random(in: 0...UInt32.max))")
     try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
     return url
+}
+
+/// A small unet checkpoint (chip 64) at `folder`/model.safetensors and a synthetic scene of
+/// size² pixels at `folder`/scene.
+func makeModelAndScene(in folder: String, size: Int, gsf: Double = 1, file: StaticString = #filePath, line: UInt = #line) throws {
+    let bands = ["asp_dsm", "ortho_channel1", "ortho_channel2", "ndvi", "nodata_mask", "triangulation_error"]
+    let config = ModelConfig(arch: "unet", bands: bands, chipSize: 64, gsf: gsf,
+                             unet: UNetConfig(nInputChannels: bands.count, depth: 2, startKernel: 8, maxFilterDepth: 16))
+    try Checkpoint.save(try makeNetwork(config, seed: 1), to: folder + "/model.safetensors")
+    let synth = try runDeepDEM(["synth", "--out", folder + "/scene", "--size", "\(size)"])
+    XCTAssertEqual(synth.status, 0, synth.stderr, file: file, line: line)
 }

@@ -3,7 +3,8 @@ import Foundation
 import NN
 import XCTest
 
-/// `deepdem refine`: its default threads, bad arguments, and an output that cannot be written whole.
+/// `deepdem refine`: its default threads, bad arguments, inputs and weights that cannot give
+/// heights, and an output that cannot be written whole (a full disk, a signal).
 final class RefineCommandTests: XCTestCase {
     /// A disk that fills up halfway through the output (a 300 KB tmpfs for a ~1 MB GeoTIFF): one
     /// error line naming the output, exit 1, and no file left behind, neither the output nor its
@@ -53,14 +54,88 @@ final class RefineCommandTests: XCTestCase {
         XCTAssertTrue(refine.stdout.contains("× 1)"), "expected one thread: \(refine.stdout)")
     }
 
-    /// A small unet checkpoint (chip 64) and a synthetic scene of size² pixels in `folder`.
-    private func makeModelAndScene(in folder: String, size: Int) throws {
-        let bands = ["asp_dsm", "ortho_channel1", "ortho_channel2", "ndvi", "nodata_mask", "triangulation_error"]
-        let config = ModelConfig(arch: "unet", bands: bands, chipSize: 64, gsf: 1,
-                                 unet: UNetConfig(nInputChannels: bands.count, depth: 2, startKernel: 8, maxFilterDepth: 16))
-        try Checkpoint.save(try makeNetwork(config, seed: 1), to: folder + "/model.safetensors")
-        let synth = try runDeepDEM(["synth", "--out", folder + "/scene", "--size", "\(size)"])
-        XCTAssertEqual(synth.status, 0, synth.stderr)
+    /// A DSM without one valid pixel used to give exit 0 and an all-nodata file.
+    func testDSMWithoutValidPixelsIsRefused() throws {
+        let folder = try makeCommandFolder().path
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        try makeModelAndScene(in: folder, size: 128)
+        let dsm = folder + "/scene/final_asp_dsm.tif"
+        let raster = try Raster(path: dsm)
+        let nodata = raster.nodata!
+        try RasterWriter.write([Float](repeating: Float(nodata), count: raster.grid.pixelCount), grid: raster.grid,
+                               nodata: nodata, to: dsm, overwrite: true)
+        let out = folder + "/refined.tif"
+        assertRefused(try runDeepDEM(["refine", "--checkpoint", folder + "/model.safetensors", "--data", folder + "/scene", "--out", out]),
+                      "\(dsm): has no valid pixel")
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: folder).sorted(), ["model.safetensors", "scene"])
+    }
+
+    /// One NaN or infinite weight, refused on loading by refine and info alike.
+    func testNonFiniteWeightsAreRefused() throws {
+        let folder = try makeCommandFolder().path
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        try makeModelAndScene(in: folder, size: 128)
+        let model = folder + "/model.safetensors"
+        for (value, name) in [(Float.nan, "nan"), (Float.infinity, "inf")] {
+            let network = try makeNetwork(try Checkpoint.readConfig(model), seed: 1)
+            network.parameters.parameters[3].value.data[2] = value
+            let bad = folder + "/\(name).safetensors"
+            try Checkpoint.save(network, to: bad)
+            let out = folder + "/refined.tif"
+            assertRefused(try runDeepDEM(["refine", "--checkpoint", bad, "--data", folder + "/scene", "--out", out]),
+                          "holds 1 NaN or infinite value")
+            XCTAssertFalse(FileManager.default.fileExists(atPath: out))
+            assertRefused(try runDeepDEM(["info", bad]), "\(bad): tensor ")
+        }
+    }
+
+    /// A gsf that makes every height NaN (0) or infinite (1e308 does not fit a Float) used to give
+    /// exit 0 and a file of nodata or ±inf; now one line naming the checkpoint and nothing written.
+    func testGSFThatCannotGiveHeightsIsRefused() throws {
+        for gsf in [0, 1e308] {
+            let folder = try makeCommandFolder().path
+            defer { try? FileManager.default.removeItem(atPath: folder) }
+            try makeModelAndScene(in: folder, size: 128, gsf: gsf)
+            let model = folder + "/model.safetensors"
+            let refine = try runDeepDEM(["refine", "--checkpoint", model, "--data", folder + "/scene", "--out", folder + "/refined.tif"])
+            XCTAssertEqual(refine.status, 1, "gsf \(gsf): \(refine.stderr)")
+            let lines = refine.stderr.split(separator: "\n").filter { $0.hasPrefix("deepdem: error: ") }
+            XCTAssertEqual(lines.count, 1, refine.stderr)
+            XCTAssertTrue(lines.first?.contains(model) ?? false, refine.stderr)
+            XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: folder).sorted(), ["model.safetensors", "scene"],
+                           "gsf \(gsf): a file was left")
+        }
+    }
+
+    /// SIGTERM or SIGINT while the output is being written: the hidden partial file goes with
+    /// the process, which ends by that signal.
+    func testSignalRemovesThePartialOutput() throws {
+        let folder = try makeCommandFolder().path
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        try makeModelAndScene(in: folder, size: 1536)
+        for signal in [SIGTERM, SIGINT] {
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
+                .deletingLastPathComponent().appendingPathComponent("deepdem")
+            process.arguments = ["refine", "--checkpoint", folder + "/model.safetensors", "--data", folder + "/scene",
+                                 "--out", folder + "/refined.tif", "--threads", "1", "--overwrite"]
+            process.standardError = FileHandle.nullDevice
+            process.standardOutput = FileHandle.nullDevice
+            try process.run()
+            let deadline = Date().addingTimeInterval(60)
+            var partial: String?
+            while partial == nil, process.isRunning, Date() < deadline {
+                partial = try FileManager.default.contentsOfDirectory(atPath: folder).first { $0.contains(".partial-") }
+                usleep(10_000)
+            }
+            XCTAssertNotNil(partial, "no partial file seen while refining")
+            kill(process.processIdentifier, signal)
+            process.waitUntilExit()
+            XCTAssertEqual(process.terminationReason, .uncaughtSignal)
+            XCTAssertEqual(process.terminationStatus, signal)
+            XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: folder).sorted(), ["model.safetensors", "scene"],
+                           "left behind after signal \(signal)")
+        }
     }
 
     private func shell(_ command: String) -> Int32 {

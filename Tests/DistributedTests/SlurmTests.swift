@@ -117,6 +117,29 @@ final class SlurmTests: XCTestCase {
         }
     }
 
+    /// scancel sends SIGTERM to every process of the job, ranks and launcher alike. With either
+    /// launcher the ranks save their state and the job's exit code is 75, as for a time limit.
+    /// Under mpirun it was 1: mpirun returns 1 after a SIGTERM whatever the ranks return, and the
+    /// script's forwarded second SIGTERM made mpirun kill the ranks at once.
+    func testScancelStopsResumablyUnderMpirunAndSrun() throws {
+        try writeScene()
+        for launcher in ["mpirun", "srun"] {
+            let id = try submit(train(output: launcher) + ["--max-steps", "100000"], extraEnvironment: ["DEEPDEM_LAUNCHER": launcher])
+            try waitFor("training to start", timeout: 120, output: "\(work)/\(launcher).out") {
+                !((try? text("\(work)/\(launcher)/metrics.jsonl")) ?? "").isEmpty
+            }
+            let cancel = try shell(["scancel", id])
+            XCTAssertEqual(cancel.status, 0, cancel.stderr)
+            let job = try waitForEnd(id, output: "\(work)/\(launcher).out")
+            let output = try text("\(work)/\(launcher).out")
+            XCTAssertEqual(job["JobState"], "CANCELLED", output)
+            XCTAssertEqual(job["ExitCode"], "75:0", "\(launcher):\n\(output)")
+            XCTAssertTrue(output.contains("stopped by a signal after writing a checkpoint"), output)
+            let latest = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: "\(work)/\(launcher)/state/latest.json")))
+            XCTAssertGreaterThan((latest as? [String: Any])?["step"] as? Int ?? 0, 0, "\(launcher): no state saved")
+        }
+    }
+
     /// A scene folder that does not exist ends the job at once, with the trainer's error line.
     func testMissingSceneFailsWithinSeconds() throws {
         try writeScene(synthesize: false)
@@ -191,8 +214,8 @@ final class SlurmTests: XCTestCase {
         ]
     }
 
-    private func submit(_ arguments: [String]) throws -> String {
-        let result = try shell(["sbatch", "--parsable", "--chdir=\(work)"] + arguments)
+    private func submit(_ arguments: [String], extraEnvironment: [String: String] = [:]) throws -> String {
+        let result = try shell(["sbatch", "--parsable", "--chdir=\(work)"] + arguments, extraEnvironment: extraEnvironment)
         guard result.status == 0 else { throw Failure("sbatch failed: \(result.stderr)") }
         return result.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
     }

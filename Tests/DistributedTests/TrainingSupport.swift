@@ -25,12 +25,12 @@ enum TrainingRun {
         return env
     }
 
-    /// `deepdem args…`, under `mpirun -np ranks` when ranks > 0.
-    static func start(_ args: [String], ranks: Int = 0) throws -> (Process, Pipe, Pipe) {
+    /// `deepdem args…`, under `mpirun [mpirunOptions] -np ranks` when ranks > 0.
+    static func start(_ args: [String], ranks: Int = 0, mpirunOptions: [String] = []) throws -> (Process, Pipe, Pipe) {
         let p = Process()
         if ranks > 0 {
             p.executableURL = URL(fileURLWithPath: "/usr/bin/mpirun")
-            p.arguments = ["--oversubscribe", "-np", "\(ranks)", deepdem] + args
+            p.arguments = mpirunOptions + ["--oversubscribe", "-np", "\(ranks)", deepdem] + args
         } else {
             p.executableURL = URL(fileURLWithPath: deepdem)
             p.arguments = args
@@ -43,9 +43,9 @@ enum TrainingRun {
         return (p, out, err)
     }
 
-    static func run(_ args: [String], ranks: Int = 0) throws -> Result {
+    static func run(_ args: [String], ranks: Int = 0, mpirunOptions: [String] = []) throws -> Result {
         let t0 = Date()
-        let (p, out, err) = try start(args, ranks: ranks)
+        let (p, out, err) = try start(args, ranks: ranks, mpirunOptions: mpirunOptions)
         // Read both pipes to the end before waiting, so a chatty child never blocks on a full pipe.
         let group = DispatchGroup()
         nonisolated(unsafe) var o = Data(), e = Data()
