@@ -15,12 +15,7 @@ struct Info: ParsableCommand {
             let config = contents.config
             // Loading into the network the configuration names checks every tensor's presence,
             // shape and data, so `info` also says whether the file is usable.
-            let network: any Network
-            do {
-                network = try makeNetwork(config, seed: nil)
-            } catch let e as NNError {
-                throw NNError("\(checkpoint): \(e.message)")
-            }
+            let network = try makeNetwork(config, seed: nil)
             try Checkpoint.load(checkpoint, into: network)
 
             var rows: [(String, String)] = [

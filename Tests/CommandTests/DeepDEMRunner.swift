@@ -1,4 +1,5 @@
 import Foundation
+import NN
 import XCTest
 
 /// What one run of the built `deepdem` printed and returned.
@@ -52,4 +53,10 @@ func makeCommandFolder(_ name: String = #function) throws -> URL {
         .appendingPathComponent("deepdem-cmd-\(name.filter { $0.isLetter })-\(getpid())-\(UInt32.random(in: 0...UInt32.max))")
     try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
     return url
+}
+
+/// A checkpoint without tensors whose `deepdem` metadata is `config`, written without validating
+/// it: what a careless or hostile converter could produce.
+func writeBareCheckpoint(_ config: ModelConfig, to path: String) throws {
+    try SafeTensorsWriter(metadata: [Checkpoint.metadataKey: try Checkpoint.configJSON(config)]).write(to: path)
 }
