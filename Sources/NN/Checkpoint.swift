@@ -106,6 +106,9 @@ public enum Checkpoint {
         } catch {
             throw NNError("\(path): '\(metadataKey)' metadata is not valid model-configuration JSON")
         }
+        if let keys = DuplicateKeys.first(in: Data(json.utf8)) {
+            throw NNError("\(path): '\(metadataKey)' metadata: '\(keys.joined(separator: "."))' appears twice")
+        }
         do {
             try config.validate()
         } catch let e as ModelConfigError {

@@ -39,16 +39,18 @@ public struct SafeTensors {
     private let data: Data
     private let dataStart: Int
 
-    /// Reads and validates the whole file.
+    /// Reads and validates the whole file. It is read once, so the header and the data it
+    /// describes are the same bytes even if the file changes meanwhile.
     public init(contentsOf path: String) throws {
         let file = try InputFile(path)
-        let headerLength = try SafeTensors.headerLength(file.read(at: 0, count: 8), fileSize: file.size, path: path)
-        let header = try SafeTensors.parseHeader(file.read(at: 8, count: headerLength),
-                                                 dataSize: file.size - 8 - headerLength, path: path)
+        let bytes = try file.read(at: 0, count: file.size)
+        let headerLength = try SafeTensors.headerLength(bytes.prefix(8), fileSize: bytes.count, path: path)
+        let header = try SafeTensors.parseHeader(Data(bytes[8..<8 + headerLength]),
+                                                 dataSize: bytes.count - 8 - headerLength, path: path)
         self.path = path
         metadata = header.metadata
         tensors = header.tensors
-        data = try file.read(at: 0, count: file.size)
+        data = bytes
         dataStart = 8 + headerLength
     }
 
@@ -171,6 +173,15 @@ public struct SafeTensors {
             throw NNError("\(path): corrupt header: \(e.message)")
         } catch {
             throw NNError("\(path): corrupt header: invalid JSON")
+        }
+        if let keys = DuplicateKeys.first(in: json) {
+            let what: String
+            switch (keys.count, keys[0]) {
+            case (1, let name) where name != "__metadata__": what = "tensor '\(name)'"
+            case (2, "__metadata__"): what = "metadata key '\(keys[1])'"
+            default: what = "'\(keys.joined(separator: "."))'"
+            }
+            throw NNError("\(path): corrupt header: \(what) appears twice")
         }
         var tensors: [SafeTensorInfo] = []
         for (name, result) in header.entries {

@@ -169,6 +169,10 @@ final class CheckpointTests: XCTestCase {
         XCTAssertThrowsError(try Checkpoint.readConfig(typed)) {
             XCTAssertEqual("\($0)", "\(typed): 'deepdem' metadata: 'chip_size' has the wrong type")
         }
+        let twice = try write("twice.safetensors", config: try Checkpoint.configJSON(net.config).replacingOccurrences(of: #""gsf":"#, with: #""gsf":0,"gsf":"#), tensors)
+        XCTAssertThrowsError(try Checkpoint.readConfig(twice)) {
+            XCTAssertEqual("\($0)", "\(twice): 'deepdem' metadata: 'gsf' appears twice")
+        }
         let garbage = try write("garbage.safetensors", config: "{arch", tensors)
         XCTAssertThrowsError(try Checkpoint.readConfig(garbage)) {
             XCTAssertEqual("\($0)", "\(garbage): 'deepdem' metadata is not valid model-configuration JSON")
