@@ -233,44 +233,6 @@ public struct SafeTensors {
 
 }
 
-/// A file read with POSIX calls, so that failures report the system's reason.
-private final class InputFile {
-    let path: String
-    let fd: Int32
-    let size: Int
-
-    init(_ path: String) throws {
-        self.path = path
-        fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { throw NNError("\(path): cannot read: \(errnoText())") }
-        var st = stat()
-        guard fstat(fd, &st) == 0 else {
-            close(fd)
-            throw NNError("\(path): cannot read: \(errnoText())")
-        }
-        size = Int(st.st_size)
-    }
-
-    deinit { close(fd) }
-
-    /// Up to `count` bytes at `offset` (fewer at the end of the file).
-    func read(at offset: Int, count: Int) throws -> Data {
-        var out = Data(count: count)
-        let got = try out.withUnsafeMutableBytes { raw -> Int in
-            var done = 0
-            while done < count {
-                let n = pread(fd, raw.baseAddress! + done, count - done, off_t(offset + done))
-                if n < 0 && errno == EINTR { continue }
-                guard n >= 0 else { throw NNError("\(path): cannot read: \(errnoText())") }
-                if n == 0 { break }
-                done += n
-            }
-            return done
-        }
-        return out.prefix(got)
-    }
-}
-
 /// Builds a safetensors file; tensors are written in the order they were added.
 public struct SafeTensorsWriter {
     private enum Source {

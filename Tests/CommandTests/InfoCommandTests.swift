@@ -100,7 +100,7 @@ final class InfoCommandTests: XCTestCase {
 
         let missing = folder.appendingPathComponent("missing.safetensors").path
         assertRefused(try runDeepDEM(["info", missing]), "\(missing): cannot read: No such file or directory")
-        assertRefused(try runDeepDEM(["info", folder.path]), "\(folder.path): cannot read")
+        assertRefused(try runDeepDEM(["info", folder.path]), "\(folder.path): is a folder, not a regular file")
     }
 
     func testRefusesCheckpointsThatDoNotMatchTheirConfiguration() throws {
