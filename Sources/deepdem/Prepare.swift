@@ -48,7 +48,7 @@ struct Prepare: ParsableCommand {
     @Option(help: "Scene folder to write (its parent must exist).")
     var out: String?
 
-    @Option(help: "Target pixel size, in units of the target CRS.")
+    @Option(parsing: .number, help: "Target pixel size, in units of the target CRS.")
     var resolution: Double?
 
     @Option(help: "Target CRS (e.g. EPSG:32610, a WKT or PROJ string).")
@@ -60,7 +60,7 @@ struct Prepare: ParsableCommand {
     @Option(help: "Ortho normalization: clahe, stretch (2–98 %) or none (default clahe).")
     var contrast: String?
 
-    @Option(name: .customLong("fill-holes"), help: "Fill DSM holes from valid pixels at most N pixels away (default 0: off).")
+    @Option(name: .customLong("fill-holes"), parsing: .number, help: "Fill DSM holes from valid pixels at most N pixels away (default 0: off).")
     var fillHoles: Int?
 
     @Flag(help: "Replace the scene in an existing --out folder.")
