@@ -185,6 +185,10 @@ public struct SafeTensors {
         }
         var tensors: [SafeTensorInfo] = []
         for (name, result) in header.entries {
+            // PyTorch names never hold them, and `deepdem info` prints names to a terminal.
+            if name.unicodeScalars.contains(where: { $0.properties.generalCategory == .control }) {
+                throw NNError("\(path): corrupt header: tensor name \(name.debugDescription) holds a control character")
+            }
             guard case .success(let e) = result else {
                 throw NNError("\(path): tensor '\(name)': malformed header entry (needs dtype, shape, data_offsets)")
             }

@@ -147,4 +147,23 @@ final class InfoCommandTests: XCTestCase {
             assertRefused(try runDeepDEM(["info", path]), "\(path): 'deepdem' metadata: \(problem)")
         }
     }
+
+    /// Names and values from the file reach the terminal without their control characters, so a
+    /// checkpoint cannot clear the screen or forge lines, in the table or in an error.
+    func testControlCharactersNeverReachTheTerminal() throws {
+        var config = unetConfig()
+        config.target = "lidar\u{1B}[2J_data"
+        let (path, _) = try save(config, "escapes.safetensors", metadata: ["note": "one\u{1B}[31m\ntwo\rthree\u{7}"])
+        let output = try runDeepDEM(["info", path])
+        XCTAssertEqual(output.status, 0, output.stderr)
+        XCTAssertFalse(output.stdout.unicodeScalars.contains { $0.value < 0x20 && $0 != "\n" || $0.value == 0x7F }, output.stdout)
+        XCTAssertTrue(output.stdout.contains("\nnote          one [31m two three \n"), output.stdout)
+
+        config.arch = "vit\u{1B}[2J\nforged line"
+        let bad = folder.appendingPathComponent("bad.safetensors").path
+        try writeBareCheckpoint(config, to: bad)
+        let refused = try runDeepDEM(["info", bad])
+        assertRefused(refused, "\(bad): 'deepdem' metadata: 'arch' is 'vit [2J forged line'")
+        XCTAssertFalse(refused.stderr.contains("\u{1B}"), refused.stderr)
+    }
 }

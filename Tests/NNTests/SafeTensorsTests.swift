@@ -167,6 +167,14 @@ final class SafeTensorsTests: XCTestCase {
         XCTAssertEqual(try SafeTensors(contentsOf: fine).tensors.map(\.name), ["w"])
     }
 
+    func testControlCharactersInNames() {
+        let w = #"{"dtype": "F32", "shape": [1], "data_offsets": [0, 4]}"#
+        assertError(craft("escape.safetensors", header: #"{"a\u001b[2Jb": \#(w)}"#, dataBytes: 4),
+                    contains: [#"corrupt header: tensor name "a\u{1B}[2Jb" holds a control character"#])
+        assertError(craft("newline.safetensors", header: #"{"a\nb": \#(w)}"#, dataBytes: 4),
+                    contains: [#"tensor name "a\nb" holds a control character"#])
+    }
+
     func testUnsupportedDType() {
         let path = craft("bf16.safetensors", header: #"{"w": {"dtype": "BF16", "shape": [2], "data_offsets": [0, 4]}}"#, dataBytes: 4)
         assertError(path, contains: ["tensor 'w'", "dtype BF16", "only F32 and I64"])
