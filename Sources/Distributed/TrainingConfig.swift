@@ -86,6 +86,8 @@ public struct TrainingConfig: Codable, Equatable, Sendable {
         try checkNested(object, "unet", UNetSettings.CodingKeys.allCases.map(\.rawValue))
         try checkNested(object, "lr_scheduler", SchedulerSettings.CodingKeys.allCases.map(\.rawValue))
         try checkNested(object, "early_stopping", EarlyStoppingSettings.CodingKeys.allCases.map(\.rawValue))
+        // YAML has .inf and .nan, JSON does not: name the key rather than fail in JSONSerialization.
+        if let (key, value) = nonFinite(object, "") { throw ConfigError("'\(key)' is \(value); it must be a finite number") }
         let json = try JSONSerialization.data(withJSONObject: object.filter { !($0.value is NSNull) })
         do {
             return try JSONDecoder().decode(TrainingConfig.self, from: json)
@@ -93,6 +95,15 @@ public struct TrainingConfig: Codable, Equatable, Sendable {
             throw ConfigError("'\(context.codingPath.map(\.stringValue).joined(separator: "."))' must be \(describe(type))")
         } catch let DecodingError.dataCorrupted(context) {
             throw ConfigError("'\(context.codingPath.map(\.stringValue).joined(separator: "."))': \(context.debugDescription)")
+        }
+    }
+
+    private static func nonFinite(_ value: Any, _ key: String) -> (String, Double)? {
+        switch value {
+        case let d as Double: return d.isFinite ? nil : (key, d)
+        case let m as [String: Any]: return m.keys.sorted().lazy.compactMap { nonFinite(m[$0]!, key.isEmpty ? $0 : key + "." + $0) }.first
+        case let a as [Any]: return a.lazy.compactMap { nonFinite($0, key) }.first
+        default: return nil
         }
     }
 

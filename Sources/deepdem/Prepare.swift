@@ -144,8 +144,9 @@ struct Prepare: ParsableCommand {
             p.contrast = method
         }
         if let distance = try number("fill_holes", fillHoles.map(Double.init)) {
-            guard distance >= 0, distance == distance.rounded() else {
-                throw CLIError("--fill-holes must be a whole number of pixels ≥ 0 (got \(short(distance)))")
+            // The bound keeps Int(distance) from trapping on a value such as 1e300 from a config.
+            guard (0...1_000_000).contains(distance), distance == distance.rounded() else {
+                throw CLIError("--fill-holes must be a whole number of pixels between 0 and 1000000 (got \(short(distance)))")
             }
             p.fillHoles = Int(distance)
         }

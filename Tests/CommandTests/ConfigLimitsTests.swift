@@ -60,4 +60,15 @@ final class ConfigLimitsTests: XCTestCase {
         let big = try file("big.yaml", "data: x\n#" + String(repeating: " ", count: 5 << 20) + "\n")
         assertRefused(try runDeepDEM(["train", "--config", big]), "\(big): 5242890 bytes; a configuration file may have at most 4194304")
     }
+
+    /// Numbers a config can hold but a setting cannot: YAML's .inf and .nan used to end in
+    /// JSONSerialization's multi-line NSError, and fill_holes: 1e300 trapped converting to Int.
+    func testNumbersOutOfEveryRange() throws {
+        let inf = try file("inf.yaml", "data: x\nlr: .inf\n")
+        assertRefused(try runDeepDEM(["train", "--config", inf]), "config: 'lr' is inf; it must be a finite number")
+        assertRefused(try runDeepDEM(["train", "--data", "x", "--unet", "{depth: .nan}"]), "config: 'unet.depth' is nan; it must be a finite number")
+        let holes = try file("holes.yaml", "dsm: a.tif\nout: b\nfill_holes: 1e300\n")
+        assertRefused(try runDeepDEM(["prepare", "--config", holes]),
+                      "--fill-holes must be a whole number of pixels between 0 and 1000000 (got 1e+300)")
+    }
 }

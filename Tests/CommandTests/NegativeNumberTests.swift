@@ -27,7 +27,7 @@ final class NegativeNumberTests: XCTestCase {
         assertRefused(try runDeepDEM(["stats", "--data", path("s"), "--chips", "-1"]), "--chips must be positive")
         assertRefused(try runDeepDEM(["figure", "--data", path("s"), "--panel-size", "-1"]), "--panel-size must be between 64 and 4096 (got -1)")
         assertRefused(try runDeepDEM(["prepare", "--dsm", path("d.tif"), "--out", path("p"), "--fill-holes", "-1"]),
-                      "--fill-holes must be a whole number of pixels ≥ 0 (got -1)")
+                      "--fill-holes must be a whole number of pixels between 0 and 1000000 (got -1)")
         assertRefused(try runDeepDEM(["train", "--data", path("s"), "--max-steps", "-1"]), "'max_steps' must not be negative")
         // A negative threshold is a threshold (NDVI is negative over water): evaluate goes on to its files.
         assertRefused(try runDeepDEM(["evaluate", "--prediction", path("p.tif"), "--truth", path("t.tif"), "--threshold", "-0.5"]),
