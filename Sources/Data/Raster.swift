@@ -18,11 +18,7 @@ public final class Raster: @unchecked Sendable {
 
     public init(path: String) throws {
         GDAL.ensureRegistered()
-        var isFolder: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: path, isDirectory: &isFolder) else {
-            throw DataError(path, "no such file")
-        }
-        if isFolder.boolValue { throw DataError(path, "is a folder, not a raster file") }
+        try GDAL.checkRasterFile(path)
         let dataset = try GDAL.call(path, "not a readable raster") { GDALOpen(path, GA_ReadOnly) }
         let bands = GDALGetRasterCount(dataset)
         guard bands >= 1, let band = GDALGetRasterBand(dataset, 1) else {

@@ -48,9 +48,7 @@ final class OpenedSource {
     init(_ source: RasterSource, allBands: Bool) throws {
         GDAL.ensureRegistered()
         let path = source.path
-        var isFolder: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: path, isDirectory: &isFolder) else { throw DataError(path, "no such file") }
-        if isFolder.boolValue { throw DataError(path, "is a folder, not a raster file") }
+        try GDAL.checkRasterFile(path)
         let file = try GDAL.call(path, "not a readable raster") { GDALOpen(path, GA_ReadOnly) }
         var subset: GDALDatasetH?
         do {

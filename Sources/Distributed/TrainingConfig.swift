@@ -86,6 +86,8 @@ public struct TrainingConfig: Codable, Equatable, Sendable {
         try checkNested(object, "unet", UNetSettings.CodingKeys.allCases.map(\.rawValue))
         try checkNested(object, "lr_scheduler", SchedulerSettings.CodingKeys.allCases.map(\.rawValue))
         try checkNested(object, "early_stopping", EarlyStoppingSettings.CodingKeys.allCases.map(\.rawValue))
+        // YAML has .inf and .nan, JSON does not: name the key rather than fail in JSONSerialization.
+        if let (key, value) = nonFinite(object, "") { throw ConfigError("'\(key)' is \(value); it must be a finite number") }
         let json = try JSONSerialization.data(withJSONObject: object.filter { !($0.value is NSNull) })
         do {
             return try JSONDecoder().decode(TrainingConfig.self, from: json)
@@ -93,6 +95,15 @@ public struct TrainingConfig: Codable, Equatable, Sendable {
             throw ConfigError("'\(context.codingPath.map(\.stringValue).joined(separator: "."))' must be \(describe(type))")
         } catch let DecodingError.dataCorrupted(context) {
             throw ConfigError("'\(context.codingPath.map(\.stringValue).joined(separator: "."))': \(context.debugDescription)")
+        }
+    }
+
+    private static func nonFinite(_ value: Any, _ key: String) -> (String, Double)? {
+        switch value {
+        case let d as Double: return d.isFinite ? nil : (key, d)
+        case let m as [String: Any]: return m.keys.sorted().lazy.compactMap { nonFinite(m[$0]!, key.isEmpty ? $0 : key + "." + $0) }.first
+        case let a as [Any]: return a.lazy.compactMap { nonFinite($0, key) }.first
+        default: return nil
         }
     }
 
@@ -116,32 +127,42 @@ public struct TrainingConfig: Codable, Equatable, Sendable {
         }
     }
 
-    /// Checks values that decode but cannot work, before any rank starts.
+    /// Checks values that decode but cannot work, before any rank starts. Bounds keep every count
+    /// derived from them (steps, chips per rank, bytes) far from overflowing.
     public func validate(ranks: Int) throws {
         guard !data.isEmpty else { throw ConfigError("'data' is missing: name a scene folder (or a list of them)") }
-        guard ModelConfig.architectures.contains(arch) else {
-            throw ConfigError("'arch' is '\(arch)'; known: \(ModelConfig.architectures.joined(separator: ", "))")
-        }
         guard bands.first == "asp_dsm" else { throw ConfigError("'bands' must start with asp_dsm") }
         guard ["lidar_data", "lidar_dtm_data"].contains(target) else {
             throw ConfigError("'target' is '\(target)'; it must be lidar_data or lidar_dtm_data")
         }
+        // An automatic gsf is checked with the model once it is estimated; 1 stands in for it.
+        var standIn = 1.0
+        if case .value(let v) = gsf { standIn = v }
+        do {
+            try modelConfig(gsf: standIn).validate()
+        } catch let e as ModelConfigError {
+            // The model's keys as this file spells them: decoder_channels is top-level here.
+            let key = e.key.hasPrefix("encoder.") ? String(e.key.dropFirst("encoder.".count)) : e.key
+            throw ConfigError("'\(key)' \(e.problem)")
+        }
         guard batchSize >= ranks else {
             throw ConfigError("'batch_size' \(batchSize) is smaller than the \(ranks) ranks: every rank needs at least one chip")
         }
-        let multiple = arch == "unet" ? 1 << unet.depth : 32
-        guard chipSize > 0, chipSize % multiple == 0 else {
-            throw ConfigError("'chip_size' \(chipSize) must be a positive multiple of \(multiple) for \(arch)")
+        let positive = "positive"
+        func within(_ key: String, _ value: Int, _ range: ClosedRange<Int>) -> (key: String, value: String, valid: Bool, rule: String) {
+            (key, "\(value)", range.contains(value), "between \(range.lowerBound) and \(range.upperBound)")
         }
-        if case .value(let v) = gsf, !(v > 0) { throw ConfigError("'gsf' must be positive or auto") }
-        let positive = "positive", ranges: [(key: String, value: String, valid: Bool, rule: String)] = [
-            ("lr", "\(lr)", lr > 0, positive), ("samples_per_epoch", "\(samplesPerEpoch)", samplesPerEpoch > 0, positive),
-            ("val_samples", "\(valSamples)", valSamples >= 0, "0 or more"), ("max_epochs", "\(maxEpochs)", maxEpochs > 0, positive),
+        let ranges: [(key: String, value: String, valid: Bool, rule: String)] = [
+            ("lr", "\(lr)", lr > 0 && lr.isFinite, "positive and finite"),
+            within("batch_size", batchSize, 1...4096), within("samples_per_epoch", samplesPerEpoch, 1...1_000_000_000),
+            within("val_samples", valSamples, 0...1_000_000_000), within("max_epochs", maxEpochs, 1...1_000_000),
             ("checkpoint_every", "\(checkpointEvery)", checkpointEvery > 0, positive), ("log_every", "\(logEvery)", logEvery > 0, positive),
-            ("threads", "\(threads)", threads > 0, positive), ("bucket_mb", "\(bucketMB)", bucketMB > 0, positive),
-            ("cache_mb", "\(cacheMB)", cacheMB > 0, positive),
+            ("val_every", "\(valEvery ?? 1)", (valEvery ?? 1) > 0, positive), ("keep_last", "\(keepLast)", keepLast >= 0, "0 or more"),
+            within("threads", threads, 1...1024), within("cache_mb", cacheMB, 1...1 << 20),
+            ("bucket_mb", "\(bucketMB)", bucketMB > 0 && bucketMB <= 1_048_576, "positive and at most 1048576"),
             ("min_valid_fraction", "\(minValidFraction)", (0...1).contains(minValidFraction), "in [0, 1]"),
             ("train_split", "\(trainSplit)", trainSplit > 0 && trainSplit < 1, "in (0, 1)"),
+            ("lr_scheduler.step_size", "\(lrScheduler.stepSize)", lrScheduler.stepSize > 0, positive),
         ]
         if let bad = ranges.first(where: { !$0.valid }) { throw ConfigError("'\(bad.key)' is \(bad.value); it must be \(bad.rule)") }
         if let m = maxSteps, m < 0 { throw ConfigError("'max_steps' must not be negative") }

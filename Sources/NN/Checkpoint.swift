@@ -25,7 +25,8 @@ public enum Checkpoint {
         return String(decoding: try encoder.encode(config), as: UTF8.self)
     }
 
-    /// The model configuration, read from the header only.
+    /// The model configuration, read from the header only and validated (`ModelConfig.validate`),
+    /// so a network can be built from it.
     public static func readConfig(_ path: String) throws -> ModelConfig {
         try config(from: SafeTensors.header(of: path).metadata, path: path)
     }
@@ -110,14 +111,13 @@ public enum Checkpoint {
         } catch {
             throw NNError("\(path): '\(metadataKey)' metadata is not valid model-configuration JSON")
         }
-        guard ModelConfig.architectures.contains(config.arch) else {
-            throw NNError("\(path): unknown architecture '\(config.arch)' (known: \(ModelConfig.architectures.joined(separator: ", ")))")
+        if let keys = DuplicateKeys.first(in: Data(json.utf8)) {
+            throw NNError("\(path): '\(metadataKey)' metadata: '\(keys.joined(separator: "."))' appears twice")
         }
-        if config.arch == "unet" && config.unet == nil {
-            throw NNError("\(path): '\(metadataKey)' metadata of a 'unet' model lacks 'unet'")
-        }
-        if config.arch != "unet" && config.encoder == nil {
-            throw NNError("\(path): '\(metadataKey)' metadata of a '\(config.arch)' model lacks 'encoder'")
+        do {
+            try config.validate()
+        } catch let e as ModelConfigError {
+            throw NNError("\(path): '\(metadataKey)' metadata: \(e)")
         }
         return config
     }

@@ -1,3 +1,5 @@
+import Foundation
+
 /// What a checkpoint's `deepdem` metadata says about the model (DESIGN.md, Checkpoints).
 /// Keys are DeepDEM's snake_case names; a missing optional key takes the reference's default.
 public struct ModelConfig: Codable, Equatable, Sendable {
@@ -98,5 +100,102 @@ public struct EncoderConfig: Codable, Equatable, Sendable {
         name = try c.decode(String.self, forKey: .name)
         inChannels = try c.decodeIfPresent(Int.self, forKey: .inChannels) ?? 3
         decoderChannels = try c.decodeIfPresent([Int].self, forKey: .decoderChannels) ?? [256, 128, 64, 32, 16]
+    }
+}
+
+/// A model setting no network can be built from. `key` is spelled as in the checkpoint's
+/// `deepdem` metadata (`unet.depth`, `encoder.decoder_channels`); `description` is the one line
+/// to show, naming the key, its value and what is allowed.
+public struct ModelConfigError: Error, CustomStringConvertible, Equatable {
+    public let key: String
+    /// What is wrong, after the key: "is 70; it must be between 1 and 12".
+    public let problem: String
+    public var description: String { "'\(key)' \(problem)" }
+
+    init(_ key: String, _ problem: String) {
+        self.key = key
+        self.problem = problem
+    }
+
+    init(_ key: String, _ value: Int, within range: ClosedRange<Int>) {
+        self.init(key, "is \(value); it must be between \(range.lowerBound) and \(range.upperBound)")
+    }
+}
+
+extension ModelConfig {
+    /// What a buildable configuration stays within. The ranges keep every size the layers compute
+    /// far from overflowing, and the largest network they allow holds under 300 M parameters
+    /// (1.2 GB), so a few bytes of metadata cannot make `info` allocate more than that.
+    public enum Limits {
+        public static let chipSize = 8...4096
+        public static let depth = 1...12
+        /// start_kernel, max_filter_depth and each of decoder_channels.
+        public static let width = 1...1024
+        public static let bands = 1...64
+        /// Far wider than any terrain's (DeepDEM's are tens of metres), and narrow enough that gsf
+        /// is a normal Float32 whose quotients and products with heights stay finite (1e308 is
+        /// infinite as a Float32, 0 divides by zero).
+        public static let gsf = 1e-6...1e6
+        /// Values one chip's widest layer holds, counted as if every layer ran at full resolution:
+        /// 8 GiB of Float32 (chip_size 2048 with 512 filters).
+        public static let activationsPerChip = 1 << 31
+        public static let decoderBlocks = 5
+    }
+
+    /// Throws a `ModelConfigError` naming the first setting outside what `makeNetwork` can build;
+    /// callers check this before any layer is allocated.
+    public func validate() throws {
+        guard ModelConfig.architectures.contains(arch) else {
+            throw ModelConfigError("arch", "is '\(arch)'; it must be one of \(ModelConfig.architectures.joined(separator: ", "))")
+        }
+        guard Limits.bands.contains(bands.count) else {
+            throw ModelConfigError("bands", "lists \(bands.count) bands; it must list between \(Limits.bands.lowerBound) and \(Limits.bands.upperBound)")
+        }
+        func channels(_ key: String, _ value: Int) throws {
+            guard value == bands.count else { throw ModelConfigError(key, "is \(value), but 'bands' lists \(bands.count)") }
+        }
+        func width(_ key: String, _ value: Int) throws {
+            guard Limits.width.contains(value) else { throw ModelConfigError(key, value, within: Limits.width) }
+        }
+        let multiple: Int, widest: Int
+        if arch == "unet" {
+            guard let u = unet else { throw ModelConfigError("unet", "is missing; a 'unet' model needs it") }
+            try channels("unet.n_input_channels", u.nInputChannels)
+            guard Limits.depth.contains(u.depth) else { throw ModelConfigError("unet.depth", u.depth, within: Limits.depth) }
+            try width("unet.start_kernel", u.startKernel)
+            try width("unet.max_filter_depth", u.maxFilterDepth)
+            // The last layer takes start_kernel channels from a first level capped at max_filter_depth.
+            guard u.maxFilterDepth >= u.startKernel else {
+                throw ModelConfigError("unet.max_filter_depth", "is \(u.maxFilterDepth); it must be at least start_kernel (\(u.startKernel))")
+            }
+            guard u.upMode == "transpose" else { throw ModelConfigError("unet.up_mode", "is '\(u.upMode)'; only 'transpose' is supported") }
+            multiple = 1 << u.depth
+            widest = max(u.nInputChannels, u.maxFilterDepth)
+        } else {
+            let name = String(arch.dropLast("-unet".count))
+            guard let e = encoder else { throw ModelConfigError("encoder", "is missing; a '\(arch)' model needs it") }
+            guard e.name == name else { throw ModelConfigError("encoder.name", "is '\(e.name)'; a '\(arch)' model needs '\(name)'") }
+            try channels("encoder.in_channels", e.inChannels)
+            guard e.decoderChannels.count == Limits.decoderBlocks else {
+                throw ModelConfigError("encoder.decoder_channels", "has \(e.decoderChannels.count) entries; it needs \(Limits.decoderBlocks)")
+            }
+            for (i, d) in e.decoderChannels.enumerated() { try width("encoder.decoder_channels.\(i)", d) }
+            multiple = 32   // the encoder halves the chip five times
+            widest = max(e.inChannels, 512, e.decoderChannels.max()!)   // 512: the encoder's last stage
+        }
+        guard Limits.chipSize.contains(chipSize) else { throw ModelConfigError("chip_size", chipSize, within: Limits.chipSize) }
+        guard chipSize % multiple == 0 else {
+            throw ModelConfigError("chip_size", "is \(chipSize); a '\(arch)' model needs a multiple of \(multiple)"
+                                   + (arch == "unet" ? " (2^unet.depth)" : ""))
+        }
+        let (area, o1) = chipSize.multipliedReportingOverflow(by: chipSize)
+        let (values, o2) = area.multipliedReportingOverflow(by: widest)
+        guard !o1, !o2, values <= Limits.activationsPerChip else {
+            throw ModelConfigError("chip_size", "is \(chipSize); with layers \(widest) channels wide a chip would need more than "
+                                   + "\(Limits.activationsPerChip) values per layer")
+        }
+        guard gsf.isFinite, Limits.gsf.contains(gsf) else {
+            throw ModelConfigError("gsf", "is \(gsf); it must be between " + String(format: "%g and %g", Limits.gsf.lowerBound, Limits.gsf.upperBound))
+        }
     }
 }

@@ -25,14 +25,9 @@ public final class ResNetUNet: Network {
 
     static let blockCounts = ["resnet18": [2, 2, 2, 2], "resnet34": [3, 4, 6, 3]]
 
-    public init(_ config: ModelConfig, seed: UInt64? = 0) throws {
-        guard let e = config.encoder else { throw NNError("model '\(config.arch)' needs the \"encoder\" settings") }
-        guard let counts = Self.blockCounts[e.name] else {
-            throw NNError("unknown encoder '\(e.name)' (known: \(Self.blockCounts.keys.sorted().joined(separator: ", ")))")
-        }
-        guard e.decoderChannels.count == 5, e.inChannels >= 1 else {
-            throw NNError("encoder: decoder_channels needs 5 entries and in_channels must be positive")
-        }
+    /// `config` has passed `validate()` (see `makeNetwork`).
+    init(validated config: ModelConfig, seed: UInt64?) {
+        let e = config.encoder!, counts = Self.blockCounts[e.name]!
         self.config = config
         let ws = Workspace()
         conv1 = Conv2d(e.inChannels, 64, kernel: 7, stride: 2, padding: 3, bias: false, workspace: ws)
@@ -171,16 +166,8 @@ public final class ResNetUNet: Network {
 
 /// The network a configuration names, initialized as PyTorch would from `seed`; with no seed the
 /// weights stay zero for a checkpoint to fill (drawing them costs a refinement's start 0.2 s).
+/// Throws a `ModelConfigError` before allocating anything when the configuration is not buildable.
 public func makeNetwork(_ config: ModelConfig, seed: UInt64? = 0) throws -> any Network {
-    switch config.arch {
-    case "unet": return try UNet(config, seed: seed)
-    case "resnet18-unet", "resnet34-unet":
-        let name = String(config.arch.dropLast("-unet".count))
-        if let e = config.encoder, e.name != name {
-            throw NNError("arch '\(config.arch)' does not match encoder '\(e.name)'")
-        }
-        return try ResNetUNet(config, seed: seed)
-    default:
-        throw NNError("unknown architecture '\(config.arch)' (known: \(ModelConfig.architectures.joined(separator: ", ")))")
-    }
+    try config.validate()
+    return config.arch == "unet" ? UNet(validated: config, seed: seed) : ResNetUNet(validated: config, seed: seed)
 }

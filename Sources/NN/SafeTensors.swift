@@ -39,16 +39,18 @@ public struct SafeTensors {
     private let data: Data
     private let dataStart: Int
 
-    /// Reads and validates the whole file.
+    /// Reads and validates the whole file. It is read once, so the header and the data it
+    /// describes are the same bytes even if the file changes meanwhile.
     public init(contentsOf path: String) throws {
         let file = try InputFile(path)
-        let headerLength = try SafeTensors.headerLength(file.read(at: 0, count: 8), fileSize: file.size, path: path)
-        let header = try SafeTensors.parseHeader(file.read(at: 8, count: headerLength),
-                                                 dataSize: file.size - 8 - headerLength, path: path)
+        let bytes = try file.read(at: 0, count: file.size)
+        let headerLength = try SafeTensors.headerLength(bytes.prefix(8), fileSize: bytes.count, path: path)
+        let header = try SafeTensors.parseHeader(Data(bytes[8..<8 + headerLength]),
+                                                 dataSize: bytes.count - 8 - headerLength, path: path)
         self.path = path
         metadata = header.metadata
         tensors = header.tensors
-        data = try file.read(at: 0, count: file.size)
+        data = bytes
         dataStart = 8 + headerLength
     }
 
@@ -172,8 +174,21 @@ public struct SafeTensors {
         } catch {
             throw NNError("\(path): corrupt header: invalid JSON")
         }
+        if let keys = DuplicateKeys.first(in: json) {
+            let what: String
+            switch (keys.count, keys[0]) {
+            case (1, let name) where name != "__metadata__": what = "tensor '\(name)'"
+            case (2, "__metadata__"): what = "metadata key '\(keys[1])'"
+            default: what = "'\(keys.joined(separator: "."))'"
+            }
+            throw NNError("\(path): corrupt header: \(what) appears twice")
+        }
         var tensors: [SafeTensorInfo] = []
         for (name, result) in header.entries {
+            // PyTorch names never hold them, and `deepdem info` prints names to a terminal.
+            if name.unicodeScalars.contains(where: { $0.properties.generalCategory == .control }) {
+                throw NNError("\(path): corrupt header: tensor name \(name.debugDescription) holds a control character")
+            }
             guard case .success(let e) = result else {
                 throw NNError("\(path): tensor '\(name)': malformed header entry (needs dtype, shape, data_offsets)")
             }
@@ -220,44 +235,6 @@ public struct SafeTensors {
         return (header.metadata ?? [:], tensors)
     }
 
-}
-
-/// A file read with POSIX calls, so that failures report the system's reason.
-private final class InputFile {
-    let path: String
-    let fd: Int32
-    let size: Int
-
-    init(_ path: String) throws {
-        self.path = path
-        fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { throw NNError("\(path): cannot read: \(errnoText())") }
-        var st = stat()
-        guard fstat(fd, &st) == 0 else {
-            close(fd)
-            throw NNError("\(path): cannot read: \(errnoText())")
-        }
-        size = Int(st.st_size)
-    }
-
-    deinit { close(fd) }
-
-    /// Up to `count` bytes at `offset` (fewer at the end of the file).
-    func read(at offset: Int, count: Int) throws -> Data {
-        var out = Data(count: count)
-        let got = try out.withUnsafeMutableBytes { raw -> Int in
-            var done = 0
-            while done < count {
-                let n = pread(fd, raw.baseAddress! + done, count - done, off_t(offset + done))
-                if n < 0 && errno == EINTR { continue }
-                guard n >= 0 else { throw NNError("\(path): cannot read: \(errnoText())") }
-                if n == 0 { break }
-                done += n
-            }
-            return done
-        }
-        return out.prefix(got)
-    }
 }
 
 /// Builds a safetensors file; tensors are written in the order they were added.

@@ -23,12 +23,9 @@ public final class UNet: Network {
     private var channel0 = Slot(), output = Slot(), dChannel0 = Slot()
     private var input: Tensor?
 
-    public init(_ config: ModelConfig, seed: UInt64? = 0) throws {
-        guard let u = config.unet else { throw NNError("model 'unet' needs the \"unet\" settings") }
-        guard u.depth >= 1, u.startKernel >= 1, u.nInputChannels >= 1 else {
-            throw NNError("unet: depth, start_kernel and n_input_channels must be positive")
-        }
-        guard u.upMode == "transpose" else { throw NNError("unet: up_mode '\(u.upMode)' is not supported (only 'transpose')") }
+    /// `config` has passed `validate()` (see `makeNetwork`).
+    init(validated config: ModelConfig, seed: UInt64?) {
+        let u = config.unet!
         self.config = config
         self.u = u
         let ws = Workspace()

@@ -1,11 +1,17 @@
 import Foundation
+import NN
 import Yams
 
 /// A YAML or JSON configuration file's top-level mapping, in JSONSerialization's types.
 func readConfigMapping(_ path: String) throws -> [String: Any] {
-    guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
-        throw CLIError("\(path): cannot read the configuration file")
+    let file = try InputFile(path)
+    guard file.size <= YAMLLimits.maxFileBytes else {
+        throw CLIError("\(path): \(file.size) bytes; a configuration file may have at most \(YAMLLimits.maxFileBytes)")
     }
+    guard let text = String(data: try file.read(at: 0, count: file.size), encoding: .utf8) else {
+        throw CLIError("\(path): not a text file (UTF-8 YAML or JSON)")
+    }
+    try YAMLLimits.check(text, source: path)
     let parsed: Any?
     do { parsed = try Yams.load(yaml: text) } catch { throw CLIError("\(path): not valid YAML or JSON: \(error)") }
     guard let mapping = plain(parsed) as? [String: Any] else {

@@ -8,3 +8,10 @@ struct DeepDEM: ParsableCommand {
         subcommands: [Train.self, Refine.self, Info.self, Prepare.self, Synth.self, Stats.self, Evaluate.self, Figure.self]
     )
 }
+
+extension SingleValueParsingStrategy {
+    /// For numeric options: the next argument is the value even when it starts with a dash, so
+    /// `--stride -3` reaches the option's own range check instead of reading as a missing value
+    /// followed by an unknown flag `-3`.
+    static var number: SingleValueParsingStrategy { .unconditional }
+}

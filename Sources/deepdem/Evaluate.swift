@@ -21,7 +21,7 @@ struct Evaluate: ParsableCommand {
     @Option(name: .customLong("by-mask"), help: "A class raster (e.g. NDVI): metrics inside (value > threshold) and outside too.")
     var byMask: String?
 
-    @Option(help: "Threshold of --by-mask (e.g. 0.3 for NDVI vegetation).")
+    @Option(parsing: .number, help: "Threshold of --by-mask (e.g. 0.3 for NDVI vegetation).")
     var threshold = 0.5
 
     @Flag(help: "Print JSON instead of a table.")

@@ -9,9 +9,14 @@ struct CLIError: Error, CustomStringConvertible {
 /// Prints `deepdem: error: <one line>` on stderr and exits with `code`: how every command ends
 /// on bad input (no stack trace; the libraries' errors already name the file and the problem).
 func fail(_ error: Any, code: Int32 = 1) -> Never {
-    let line = "\(error)".replacingOccurrences(of: "\n", with: " ")
-    FileHandle.standardError.write(Data("deepdem: error: \(line)\n".utf8))
+    FileHandle.standardError.write(Data("deepdem: error: \(oneLine("\(error)"))\n".utf8))
     exit(code)
+}
+
+/// `text` with every control character (newlines, tabs, terminal escapes) made a space: errors
+/// and `info` show names and values taken from files, which must not move the cursor or clear the screen.
+func oneLine(_ text: String) -> String {
+    String(String.UnicodeScalarView(text.unicodeScalars.map { $0.properties.generalCategory == .control ? " " : $0 }))
 }
 
 /// Runs a command's body, turning any thrown error into `fail`.

@@ -27,10 +27,10 @@ struct Figure: ParsableCommand {
     @Option(help: "Pixel window x,y,width,height of the scene (default: all of it).")
     var window: String?
 
-    @Option(name: .customLong("panel-size"), help: "Panel size in pixels (long side).")
+    @Option(name: .customLong("panel-size"), parsing: .number, help: "Panel size in pixels (long side).")
     var panelSize = 360
 
-    @Option(help: "Panels per row.")
+    @Option(parsing: .number, help: "Panels per row.")
     var columns = 3
 
     @Flag(help: "Replace an existing --out.")

@@ -15,12 +15,7 @@ struct Info: ParsableCommand {
             let config = contents.config
             // Loading into the network the configuration names checks every tensor's presence,
             // shape and data, so `info` also says whether the file is usable.
-            let network: any Network
-            do {
-                network = try makeNetwork(config, seed: nil)
-            } catch let e as NNError {
-                throw NNError("\(checkpoint): \(e.message)")
-            }
+            let network = try makeNetwork(config, seed: nil)
             try Checkpoint.load(checkpoint, into: network)
 
             var rows: [(String, String)] = [
@@ -46,7 +41,7 @@ struct Info: ParsableCommand {
                 rows.append((key, abbreviated(contents.metadata[key]!)))
             }
             let width = rows.map(\.0.count).max()!
-            for (key, value) in rows { print(key.padding(toLength: width + 2, withPad: " ", startingAt: 0) + value) }
+            for (key, value) in rows { print(oneLine(key).padding(toLength: width + 2, withPad: " ", startingAt: 0) + oneLine(value)) }
 
             print("")
             let shapes = contents.tensors.map { "[" + $0.shape.map(String.init).joined(separator: ", ") + "]" }
@@ -70,7 +65,6 @@ struct Info: ParsableCommand {
 
     /// Metadata values can be long (a run's settings as JSON); one line each keeps the table readable.
     func abbreviated(_ value: String) -> String {
-        let line = value.replacingOccurrences(of: "\n", with: " ")
-        return line.count > 100 ? String(line.prefix(97)) + "..." : line
+        value.count > 100 ? String(value.prefix(97)) + "..." : value
     }
 }

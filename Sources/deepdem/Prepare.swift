@@ -48,7 +48,7 @@ struct Prepare: ParsableCommand {
     @Option(help: "Scene folder to write (its parent must exist).")
     var out: String?
 
-    @Option(help: "Target pixel size, in units of the target CRS.")
+    @Option(parsing: .number, help: "Target pixel size, in units of the target CRS.")
     var resolution: Double?
 
     @Option(help: "Target CRS (e.g. EPSG:32610, a WKT or PROJ string).")
@@ -60,7 +60,7 @@ struct Prepare: ParsableCommand {
     @Option(help: "Ortho normalization: clahe, stretch (2–98 %) or none (default clahe).")
     var contrast: String?
 
-    @Option(name: .customLong("fill-holes"), help: "Fill DSM holes from valid pixels at most N pixels away (default 0: off).")
+    @Option(name: .customLong("fill-holes"), parsing: .number, help: "Fill DSM holes from valid pixels at most N pixels away (default 0: off).")
     var fillHoles: Int?
 
     @Flag(help: "Replace the scene in an existing --out folder.")
@@ -146,8 +146,9 @@ struct Prepare: ParsableCommand {
             p.contrast = method
         }
         if let distance = try number("fill_holes", fillHoles.map(Double.init)) {
-            guard distance >= 0, distance == distance.rounded() else {
-                throw CLIError("--fill-holes must be a whole number of pixels ≥ 0 (got \(short(distance)))")
+            // The bound keeps Int(distance) from trapping on a value such as 1e300 from a config.
+            guard (0...1_000_000).contains(distance), distance == distance.rounded() else {
+                throw CLIError("--fill-holes must be a whole number of pixels between 0 and 1000000 (got \(short(distance)))")
             }
             p.fillHoles = Int(distance)
         }

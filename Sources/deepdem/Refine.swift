@@ -22,13 +22,13 @@ struct Refine: ParsableCommand {
     @Option(help: "The refined DSM to write (GeoTIFF).")
     var out: String
 
-    @Option(help: "Tile stride in pixels (default: chip size / 2).")
+    @Option(parsing: .number, help: "Tile stride in pixels (default: chip size / 2).")
     var stride: Int?
 
-    @Option(help: "Tiles per forward pass.")
+    @Option(parsing: .number, help: "Tiles per forward pass.")
     var batchSize = 8
 
-    @Option(help: "Threads (default: the cores this process may run on, or OPENBLAS_NUM_THREADS).")
+    @Option(parsing: .number, help: "Threads (default: the cores this process may run on, or OPENBLAS_NUM_THREADS).")
     var threads: Int?
 
     @Flag(help: "Write a Cloud-Optimized GeoTIFF.")
@@ -45,9 +45,14 @@ struct Refine: ParsableCommand {
             if let threads, threads < 1 { throw CLIError("--threads \(threads): needs at least 1 thread") }
             PartialFiles.removeOnSignals()
             try InputGuard.check(files: [out] + [hillshade].compactMap { $0 }, reading: [checkpoint] + InputGuard.sceneFiles(data))
+            // Beyond this a batch's buffers (chips × bands × chip_size²) no longer fit any memory.
+            guard (1...1024).contains(batchSize) else { throw CLIError("--batch-size \(batchSize): must be between 1 and 1024") }
             if let hillshade { try RasterWriter.checkDestination(hillshade, overwrite: overwrite) }
             if let threads { BLAS.setThreads(threads) }
             let config = try Checkpoint.readConfig(checkpoint)
+            if let stride, !(1...config.chipSize).contains(stride) {
+                throw CLIError("--stride \(stride): must be between 1 and the chip size (\(config.chipSize))")
+            }
             let network = try makeNetwork(config, seed: nil)
             try Checkpoint.load(checkpoint, into: network)
             let model = ResidualModel(network: network, gsf: Float(config.gsf))

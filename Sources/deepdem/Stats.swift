@@ -12,10 +12,10 @@ struct Stats: ParsableCommand {
             help: "Chip sizes for the gsf (default: 64 128 256 512 1024, those that fit the scene).")
     var chipSizes: [Int] = []
 
-    @Option(help: "Random chips per size.")
+    @Option(parsing: .number, help: "Random chips per size.")
     var chips = 256
 
-    @Option(help: "Seed of the chip positions.")
+    @Option(parsing: .number, help: "Seed of the chip positions.")
     var seed: UInt64 = 0
 
     func run() throws {

@@ -8,10 +8,10 @@ struct Synth: ParsableCommand {
     @Option(help: "Scene folder to create (its parent must exist).")
     var out: String
 
-    @Option(help: "Width and height in pixels (1 m each).")
+    @Option(parsing: .number, help: "Width and height in pixels (1 m each).")
     var size = 512
 
-    @Option(help: "Random seed; the same seed gives the same scene.")
+    @Option(parsing: .number, help: "Random seed; the same seed gives the same scene.")
     var seed: UInt64 = 0
 
     @Flag(help: "Replace the bands of an existing scene in that folder.")

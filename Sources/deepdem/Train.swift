@@ -135,6 +135,7 @@ struct Train: ParsableCommand {
                 throw CLIError("unknown option '\(flag)' (config keys as flags: \(TrainingConfig.keys.sorted().map { "--" + $0.replacingOccurrences(of: "_", with: "-") }.joined(separator: ", ")))")
             }
             // A flag's value is YAML too: numbers, true/false, null, lists [a, b], mappings {k: v}.
+            try YAMLLimits.check(value, source: flag)
             let parsed = (try? Yams.load(yaml: value)).map(plain) ?? value
             if let nested = parsed as? [String: Any], let base = object[key] as? [String: Any] {
                 object[key] = base.merging(nested) { $1 }

@@ -65,3 +65,9 @@ func makeModelAndScene(in folder: String, size: Int, gsf: Double = 1, file: Stat
     let synth = try runDeepDEM(["synth", "--out", folder + "/scene", "--size", "\(size)"])
     XCTAssertEqual(synth.status, 0, synth.stderr, file: file, line: line)
 }
+
+/// A checkpoint without tensors whose `deepdem` metadata is `config`, written without validating
+/// it: what a careless or hostile converter could produce.
+func writeBareCheckpoint(_ config: ModelConfig, to path: String) throws {
+    try SafeTensorsWriter(metadata: [Checkpoint.metadataKey: try Checkpoint.configJSON(config)]).write(to: path)
+}

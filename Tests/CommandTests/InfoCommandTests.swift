@@ -100,7 +100,7 @@ final class InfoCommandTests: XCTestCase {
 
         let missing = folder.appendingPathComponent("missing.safetensors").path
         assertRefused(try runDeepDEM(["info", missing]), "\(missing): cannot read: No such file or directory")
-        assertRefused(try runDeepDEM(["info", folder.path]), "\(folder.path): cannot read")
+        assertRefused(try runDeepDEM(["info", folder.path]), "\(folder.path): is a folder, not a regular file")
     }
 
     func testRefusesCheckpointsThatDoNotMatchTheirConfiguration() throws {
@@ -114,11 +114,56 @@ final class InfoCommandTests: XCTestCase {
 
         let json = try Checkpoint.configJSON(unetConfig()).replacingOccurrences(of: "\"unet\",", with: "\"vit\",")
         let unknown = try rewrite(wide, "unknown.safetensors", metadata: ["deepdem": json])
-        assertRefused(try runDeepDEM(["info", unknown]), "\(unknown): unknown architecture 'vit'")
+        assertRefused(try runDeepDEM(["info", unknown]), "\(unknown): 'deepdem' metadata: 'arch' is 'vit'")
 
         let mismatch = ModelConfig(arch: "resnet34-unet", bands: ["asp_dsm"], chipSize: 64, gsf: 1,
                                    encoder: EncoderConfig(name: "resnet18", inChannels: 1))
         let odd = try rewrite(wide, "odd.safetensors", metadata: ["deepdem": try Checkpoint.configJSON(mismatch)])
-        assertRefused(try runDeepDEM(["info", odd]), "\(odd): arch 'resnet34-unet' does not match encoder 'resnet18'")
+        assertRefused(try runDeepDEM(["info", odd]), "\(odd): 'deepdem' metadata: 'encoder.name' is 'resnet18'; a 'resnet34-unet' model needs 'resnet34'")
+    }
+
+    /// Metadata that crashed `info` (a 360 GB allocation, heap corruption, SIGILL, a 2^64-byte
+    /// request) is refused in one line naming the file and the key, before any layer exists.
+    func testRefusesMetadataNoNetworkCanBeBuiltFrom() throws {
+        let resnet = ModelConfig(arch: "resnet18-unet", bands: ["asp_dsm"], chipSize: 64, gsf: 2,
+                                 encoder: EncoderConfig(name: "resnet18", inChannels: 1))
+        let cases: [(ModelConfig, (inout ModelConfig) -> Void, String)] = [
+            (unetConfig(), { $0.unet!.startKernel = 1 << 40; $0.unet!.maxFilterDepth = 1 << 40 },
+             "'unet.start_kernel' is 1099511627776; it must be between 1 and 1024"),
+            (unetConfig(), { $0.unet!.maxFilterDepth = -512 }, "'unet.max_filter_depth' is -512; it must be between 1 and 1024"),
+            (unetConfig(), { $0.unet!.depth = 70 }, "'unet.depth' is 70; it must be between 1 and 12"),
+            (unetConfig(), { $0.chipSize = 4 }, "'chip_size' is 4; it must be between 8 and 4096"),
+            (unetConfig(), { $0.chipSize = 33 }, "'chip_size' is 33; a 'unet' model needs a multiple of 4 (2^unet.depth)"),
+            (unetConfig(), { $0.bands = ["asp_dsm"] }, "'unet.n_input_channels' is 3, but 'bands' lists 1"),
+            (unetConfig(), { $0.gsf = 1e308 }, "'gsf' is 1e+308; it must be between 1e-06 and 1e+06"),
+            (resnet, { $0.encoder!.decoderChannels = [256, 128, 64, 32, -16] },
+             "'encoder.decoder_channels.4' is -16; it must be between 1 and 1024"),
+        ]
+        for (i, (base, change, problem)) in cases.enumerated() {
+            var config = base
+            change(&config)
+            let path = folder.appendingPathComponent("crafted\(i).safetensors").path
+            try writeBareCheckpoint(config, to: path)
+            assertRefused(try runDeepDEM(["info", path]), "\(path): 'deepdem' metadata: \(problem)")
+        }
+    }
+
+    /// Names and values from the file reach the terminal without their control characters, so a
+    /// checkpoint cannot clear the screen or forge lines, in the table or in an error.
+    func testControlCharactersNeverReachTheTerminal() throws {
+        var config = unetConfig()
+        config.target = "lidar\u{1B}[2J_data"
+        let (path, _) = try save(config, "escapes.safetensors", metadata: ["note": "one\u{1B}[31m\ntwo\rthree\u{7}"])
+        let output = try runDeepDEM(["info", path])
+        XCTAssertEqual(output.status, 0, output.stderr)
+        XCTAssertFalse(output.stdout.unicodeScalars.contains { $0.value < 0x20 && $0 != "\n" || $0.value == 0x7F }, output.stdout)
+        XCTAssertTrue(output.stdout.contains("\nnote          one [31m two three \n"), output.stdout)
+
+        config.arch = "vit\u{1B}[2J\nforged line"
+        let bad = folder.appendingPathComponent("bad.safetensors").path
+        try writeBareCheckpoint(config, to: bad)
+        let refused = try runDeepDEM(["info", bad])
+        assertRefused(refused, "\(bad): 'deepdem' metadata: 'arch' is 'vit [2J forged line'")
+        XCTAssertFalse(refused.stderr.contains("\u{1B}"), refused.stderr)
     }
 }

@@ -39,6 +39,20 @@ final class RefineCommandTests: XCTestCase {
         XCTAssertFalse(FileManager.default.fileExists(atPath: out))
     }
 
+    /// A checkpoint whose bands do not match its network's input channels crashed refine; it is
+    /// refused with one line naming the checkpoint, before the scene is read.
+    func testCheckpointThatCannotBeBuiltIsRefused() throws {
+        let folder = try makeCommandFolder()
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let checkpoint = folder.appendingPathComponent("model.safetensors").path
+        try writeBareCheckpoint(ModelConfig(arch: "unet", bands: ["asp_dsm", "ndvi"], chipSize: 64, gsf: 1,
+                                            unet: UNetConfig(nInputChannels: 6, depth: 2, startKernel: 8)), to: checkpoint)
+        let out = folder.appendingPathComponent("refined.tif").path
+        assertRefused(try runDeepDEM(["refine", "--checkpoint", checkpoint, "--data", folder.path, "--out", out]),
+                      "\(checkpoint): 'deepdem' metadata: 'unet.n_input_channels' is 6, but 'bands' lists 2")
+        XCTAssertFalse(FileManager.default.fileExists(atPath: out))
+    }
+
     /// Without --threads, refine takes the cores it may run on (one, by taskset here, as a Slurm
     /// allocation or mpirun's binding would restrict it), not every core of the machine.
     func testDefaultThreadsFollowTheAffinity() throws {

@@ -244,8 +244,18 @@ extension TrainingTests {
             (["data": out + "/nowhere"], "no such scene folder", 2),
             (["batch_size": 2], "smaller than the 3 ranks", 3),
             (["arch": "vgg"], "'arch' is 'vgg'", 0),
-            (["threads": 0], "'threads' is 0; it must be positive", 0),
+            (["threads": 0], "'threads' is 0; it must be between 1 and 1024", 0),
             (["train_split": 1.0], "'train_split' is 1.0; it must be in (0, 1)", 0),
+            // Settings that crashed train (overflowing step counts, divisions by zero, a network
+            // no memory holds) are refused by the same checks as a checkpoint's metadata.
+            (["samples_per_epoch": 1_000_000_000_000_000_000], "'samples_per_epoch' is 1000000000000000000; it must be between 1 and 1000000000", 0),
+            (["unet": ["depth": 70]], "'unet.depth' is 70; it must be between 1 and 12", 0),
+            (["unet": ["start_kernel": 100_000_000, "max_filter_depth": 100_000_000]], "'unet.start_kernel' is 100000000", 0),
+            (["unet": ["depth": 3, "max_filter_depth": -1]], "'unet.max_filter_depth' is -1", 0),
+            (["chip_size": 33], "'chip_size' is 33; a 'unet' model needs a multiple of 8", 0),
+            (["arch": "resnet18-unet", "decoder_channels": [256, 128, 64, 32, -16]], "'decoder_channels.4' is -16", 0),
+            (["val_every": 0], "'val_every' is 0; it must be positive", 0),
+            (["lr_scheduler": ["kind": "step", "step_size": 0]], "'lr_scheduler.step_size' is 0; it must be positive", 0),
         ]
         for (extra, message, ranks) in cases {
             let r = try TrainingRun.run(["train", "--config", TrainingRun.config(scene: scene, out: out, extra)], ranks: ranks)

@@ -149,17 +149,17 @@ final class CheckpointTests: XCTestCase {
         assertLoadFails(none, into: net, "\(none): no 'deepdem' metadata: not a DeepDEM checkpoint (see DESIGN.md, Checkpoints)")
 
         let unknown = try write("unknown.safetensors", config: #"{"arch": "vit", "bands": ["asp_dsm"], "target": "lidar_data", "chip_size": 16, "gsf": 1}"#, tensors)
-        let message = "\(unknown): unknown architecture 'vit' (known: unet, resnet18-unet, resnet34-unet)"
+        let message = "\(unknown): 'deepdem' metadata: 'arch' is 'vit'; it must be one of unet, resnet18-unet, resnet34-unet"
         assertLoadFails(unknown, into: net, message)
         XCTAssertThrowsError(try Checkpoint.readConfig(unknown)) { XCTAssertEqual("\($0)", message) }
 
-        let other = try write("other.safetensors", config: #"{"arch": "resnet18-unet", "bands": ["asp_dsm"], "target": "lidar_data", "chip_size": 16, "gsf": 1, "encoder": {"name": "resnet18"}}"#, tensors)
+        let other = try write("other.safetensors", config: #"{"arch": "resnet18-unet", "bands": ["asp_dsm", "ndvi", "nodata_mask"], "target": "lidar_data", "chip_size": 32, "gsf": 1, "encoder": {"name": "resnet18"}}"#, tensors)
         assertLoadFails(other, into: net, "\(other): checkpoint holds a 'resnet18-unet' model, expected 'unet'")
         XCTAssertEqual(try Checkpoint.readConfig(other).encoder, EncoderConfig(name: "resnet18", inChannels: 3))
 
         let noUNet = try write("nounet.safetensors", config: #"{"arch": "unet", "bands": ["asp_dsm"], "target": "lidar_data", "chip_size": 16, "gsf": 1}"#, tensors)
         XCTAssertThrowsError(try Checkpoint.readConfig(noUNet)) {
-            XCTAssertEqual("\($0)", "\(noUNet): 'deepdem' metadata of a 'unet' model lacks 'unet'")
+            XCTAssertEqual("\($0)", "\(noUNet): 'deepdem' metadata: 'unet' is missing; a 'unet' model needs it")
         }
         let lacking = try write("lacking.safetensors", config: #"{"arch": "unet", "bands": ["asp_dsm"], "chip_size": 16, "gsf": 1, "unet": {}}"#, tensors)
         XCTAssertThrowsError(try Checkpoint.readConfig(lacking)) {
@@ -168,6 +168,10 @@ final class CheckpointTests: XCTestCase {
         let typed = try write("typed.safetensors", config: #"{"arch": "unet", "bands": ["asp_dsm"], "target": "lidar_data", "chip_size": "big", "gsf": 1, "unet": {"n_input_channels": 1}}"#, tensors)
         XCTAssertThrowsError(try Checkpoint.readConfig(typed)) {
             XCTAssertEqual("\($0)", "\(typed): 'deepdem' metadata: 'chip_size' has the wrong type")
+        }
+        let twice = try write("twice.safetensors", config: try Checkpoint.configJSON(net.config).replacingOccurrences(of: #""gsf":"#, with: #""gsf":0,"gsf":"#), tensors)
+        XCTAssertThrowsError(try Checkpoint.readConfig(twice)) {
+            XCTAssertEqual("\($0)", "\(twice): 'deepdem' metadata: 'gsf' appears twice")
         }
         let garbage = try write("garbage.safetensors", config: "{arch", tensors)
         XCTAssertThrowsError(try Checkpoint.readConfig(garbage)) {

@@ -110,7 +110,7 @@ final class ModelGradientTests: XCTestCase {
 
     func testStateNamesFollowPyTorch() throws {
         let u = UNetConfig(nInputChannels: 5, depth: 2, startKernel: 4, maxFilterDepth: 16, doBN: true, outerSkip: true, outerSkipBN: true)
-        let names = try makeNetwork(ModelConfig(arch: "unet", bands: [], chipSize: 8, gsf: 1, unet: u)).state().map(\.0)
+        let names = try makeNetwork(ModelConfig(arch: "unet", bands: ["asp_dsm", "ortho_channel1", "ortho_channel2", "ndvi", "nodata_mask"], chipSize: 8, gsf: 1, unet: u)).state().map(\.0)
         XCTAssertEqual(Array(names.prefix(6)), ["encoder.0.0.0.weight", "encoder.0.0.1.weight", "encoder.0.0.1.bias",
                                                 "encoder.0.0.1.running_mean", "encoder.0.0.1.running_var",
                                                 "encoder.0.0.1.num_batches_tracked"])
@@ -118,7 +118,7 @@ final class ModelGradientTests: XCTestCase {
         XCTAssertEqual(names.suffix(7).first, "last_layer.weight")
         XCTAssertEqual(names.last, "layer_outer_skip.0.num_batches_tracked")
         let e = EncoderConfig(name: "resnet34", inChannels: 6)
-        let net = try makeNetwork(ModelConfig(arch: "resnet34-unet", bands: [], chipSize: 64, gsf: 1, encoder: e))
+        let net = try makeNetwork(ModelConfig(arch: "resnet34-unet", bands: ["asp_dsm", "ortho_channel1", "ortho_channel2", "ndvi", "nodata_mask", "triangulation_error"], chipSize: 64, gsf: 1, encoder: e))
         let rn = net.state().map(\.0)
         XCTAssertEqual(rn.first, "encoder.conv1.weight")
         XCTAssertTrue(rn.contains("encoder.layer3.5.bn2.running_var") && rn.contains("encoder.layer4.0.downsample.1.weight"))

@@ -148,6 +148,33 @@ final class SafeTensorsTests: XCTestCase {
                     contains: ["tensor 'w'", "malformed"])
     }
 
+    /// Two equal keys in one object would mean one thing to one reader and another to the next
+    /// (JSONDecoder keeps one, Python the last); the reference reader refuses them, and so does this.
+    func testDuplicateKeys() {
+        let w = #"{"dtype": "F32", "shape": [1], "data_offsets": [0, 4]}"#
+        assertError(craft("tensor.safetensors", header: #"{"w": \#(w), "w": \#(w)}"#, dataBytes: 4),
+                    contains: ["corrupt header: tensor 'w' appears twice"])
+        assertError(craft("escaped.safetensors", header: #"{"w": \#(w), "\u0077": \#(w)}"#, dataBytes: 4),
+                    contains: ["corrupt header: tensor 'w' appears twice"])
+        assertError(craft("meta.safetensors", header: #"{"__metadata__": {"deepdem": "{}", "deepdem": "{}"}}"#, dataBytes: 0),
+                    contains: ["corrupt header: metadata key 'deepdem' appears twice"])
+        assertError(craft("metas.safetensors", header: #"{"__metadata__": {}, "__metadata__": {}}"#, dataBytes: 0),
+                    contains: ["corrupt header: '__metadata__' appears twice"])
+        assertError(craft("field.safetensors", header: #"{"w": {"dtype": "F32", "dtype": "I64", "shape": [1], "data_offsets": [0, 4]}}"#, dataBytes: 4),
+                    contains: ["corrupt header: 'w.dtype' appears twice"])
+        // Equal keys in different objects, or equal strings that are values, are fine.
+        let fine = craft("fine.safetensors", header: #"{"__metadata__": {"w": "w"}, "w": \#(w)}"#, dataBytes: 4)
+        XCTAssertEqual(try SafeTensors(contentsOf: fine).tensors.map(\.name), ["w"])
+    }
+
+    func testControlCharactersInNames() {
+        let w = #"{"dtype": "F32", "shape": [1], "data_offsets": [0, 4]}"#
+        assertError(craft("escape.safetensors", header: #"{"a\u001b[2Jb": \#(w)}"#, dataBytes: 4),
+                    contains: [#"corrupt header: tensor name "a\u{1B}[2Jb" holds a control character"#])
+        assertError(craft("newline.safetensors", header: #"{"a\nb": \#(w)}"#, dataBytes: 4),
+                    contains: [#"tensor name "a\nb" holds a control character"#])
+    }
+
     func testUnsupportedDType() {
         let path = craft("bf16.safetensors", header: #"{"w": {"dtype": "BF16", "shape": [2], "data_offsets": [0, 4]}}"#, dataBytes: 4)
         assertError(path, contains: ["tensor 'w'", "dtype BF16", "only F32 and I64"])

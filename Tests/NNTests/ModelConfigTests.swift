@@ -1,0 +1,82 @@
+import Foundation
+import NN
+import XCTest
+
+/// `ModelConfig.validate`: the one check between a configuration (a checkpoint's metadata, a
+/// training config) and the allocation of a network.
+final class ModelConfigTests: XCTestCase {
+    static let bands = ["asp_dsm", "ortho_channel1", "ortho_channel2"]
+    let unet = ModelConfig(arch: "unet", bands: bands, chipSize: 64, gsf: 2,
+                           unet: UNetConfig(nInputChannels: 3, depth: 3, startKernel: 8, maxFilterDepth: 32))
+    let resnet = ModelConfig(arch: "resnet18-unet", bands: bands, chipSize: 64, gsf: 2,
+                             encoder: EncoderConfig(name: "resnet18", inChannels: 3))
+
+    func assertRefused(_ config: ModelConfig, _ expected: String, file: StaticString = #filePath, line: UInt = #line) {
+        XCTAssertThrowsError(try config.validate(), file: file, line: line) {
+            XCTAssertEqual("\($0)", expected, file: file, line: line)
+        }
+        // makeNetwork refuses it the same way, before any layer exists.
+        XCTAssertThrowsError(try makeNetwork(config, seed: nil), file: file, line: line) {
+            XCTAssertEqual("\($0)", expected, file: file, line: line)
+        }
+    }
+
+    func testBuildableConfigurationsPass() throws {
+        XCTAssertNoThrow(try unet.validate())
+        XCTAssertNoThrow(try resnet.validate())
+        var deepest = unet
+        deepest.chipSize = 4096
+        deepest.unet!.depth = 12
+        deepest.unet!.startKernel = 64
+        deepest.unet!.maxFilterDepth = 128
+        XCTAssertNoThrow(try deepest.validate())
+    }
+
+    func testUNetLimitsNameTheKeyAndTheRange() {
+        func with(_ change: (inout ModelConfig) -> Void) -> ModelConfig {
+            var c = unet
+            change(&c)
+            return c
+        }
+        assertRefused(with { $0.unet!.startKernel = 100_000_000; $0.unet!.maxFilterDepth = 100_000_000 },
+                      "'unet.start_kernel' is 100000000; it must be between 1 and 1024")
+        assertRefused(with { $0.unet!.maxFilterDepth = -5 }, "'unet.max_filter_depth' is -5; it must be between 1 and 1024")
+        assertRefused(with { $0.unet!.maxFilterDepth = 4 }, "'unet.max_filter_depth' is 4; it must be at least start_kernel (8)")
+        assertRefused(with { $0.unet!.startKernel = 0 }, "'unet.start_kernel' is 0; it must be between 1 and 1024")
+        assertRefused(with { $0.unet!.depth = 70 }, "'unet.depth' is 70; it must be between 1 and 12")
+        assertRefused(with { $0.unet!.depth = 0 }, "'unet.depth' is 0; it must be between 1 and 12")
+        assertRefused(with { $0.unet!.upMode = "bilinear" }, "'unet.up_mode' is 'bilinear'; only 'transpose' is supported")
+        assertRefused(with { $0.chipSize = 4 }, "'chip_size' is 4; it must be between 8 and 4096")
+        assertRefused(with { $0.chipSize = 33 }, "'chip_size' is 33; a 'unet' model needs a multiple of 8 (2^unet.depth)")
+        assertRefused(with { $0.chipSize = 1 << 40 }, "'chip_size' is 1099511627776; it must be between 8 and 4096")
+        assertRefused(with { $0.unet!.nInputChannels = 5 }, "'unet.n_input_channels' is 5, but 'bands' lists 3")
+        assertRefused(with { $0.bands = []; $0.unet!.nInputChannels = 0 }, "'bands' lists 0 bands; it must list between 1 and 64")
+        assertRefused(with { $0.unet = nil }, "'unet' is missing; a 'unet' model needs it")
+        assertRefused(with { $0.arch = "vit" }, "'arch' is 'vit'; it must be one of unet, resnet18-unet, resnet34-unet")
+        assertRefused(with { $0.chipSize = 4096; $0.unet!.maxFilterDepth = 1024 },
+                      "'chip_size' is 4096; with layers 1024 channels wide a chip would need more than 2147483648 values per layer")
+    }
+
+    func testResNetLimits() {
+        func with(_ change: (inout ModelConfig) -> Void) -> ModelConfig {
+            var c = resnet
+            change(&c)
+            return c
+        }
+        assertRefused(with { $0.encoder!.decoderChannels = [256, 128, 64, 32, -16] },
+                      "'encoder.decoder_channels.4' is -16; it must be between 1 and 1024")
+        assertRefused(with { $0.encoder!.decoderChannels = [256, 128] }, "'encoder.decoder_channels' has 2 entries; it needs 5")
+        assertRefused(with { $0.encoder!.inChannels = 4 }, "'encoder.in_channels' is 4, but 'bands' lists 3")
+        assertRefused(with { $0.encoder!.name = "resnet34" }, "'encoder.name' is 'resnet34'; a 'resnet18-unet' model needs 'resnet18'")
+        assertRefused(with { $0.encoder = nil }, "'encoder' is missing; a 'resnet18-unet' model needs it")
+        assertRefused(with { $0.chipSize = 48 }, "'chip_size' is 48; a 'resnet18-unet' model needs a multiple of 32")
+    }
+
+    func testGSFMustBeAUsableFloat() {
+        for bad in [0, -1, 1e308, .infinity, .nan, 1e-9] {
+            var c = unet
+            c.gsf = bad
+            assertRefused(c, "'gsf' is \(bad); it must be between 1e-06 and 1e+06")
+        }
+    }
+}
