@@ -275,7 +275,7 @@ public final class Trainer {
                 validationOwed = false
                 lastValidated = state.step
             }
-            if epochEnd || state.step % config.checkpointEvery == 0 { try checkpoint() }
+            if epochEnd || state.step % config.checkpointEvery == 0, !(try checkpoint()) { return weightsDiverged() }
             if stopEarly {
                 try comm.sumAcrossRanks([], failure: failure)
                 return .finished("early stopping: no validation improvement of \(config.earlyStopping.minDelta) "
@@ -285,7 +285,7 @@ public final class Trainer {
         if lastValidated != state.step {
             guard try validate(epochEnd: false) != nil else { return try stopped() }
         }
-        if lastCheckpoint != state.step { try checkpoint() }
+        if lastCheckpoint != state.step, !(try checkpoint()) { return weightsDiverged() }
         try comm.sumAcrossRanks([], failure: failure)
         return .finished("reached \(config.maxSteps.map { _ in "max_steps" } ?? "max_epochs") at step \(state.step)")
     }
@@ -295,8 +295,15 @@ public final class Trainer {
     private func stopped() throws -> TrainingOutcome {
         // The signal may have reached one rank only; every rank reports the one that came.
         let signal = try comm.allReduceMax(stop?() ?? 0)
-        if lastCheckpoint != state.step { try checkpoint() }
+        if lastCheckpoint != state.step, !(try checkpoint()) { return weightsDiverged() }
         return .stopped(signal: signal, step: state.step)
+    }
+
+    /// The weights are no longer finite though the loss that led to them was (a step overflowed):
+    /// like a non-finite loss, the run stops with the last good checkpoint.
+    private func weightsDiverged() -> TrainingOutcome {
+        events(.note("weights are not finite after step \(state.step); stopping, the last good checkpoint is kept"))
+        return .diverged(step: state.step)
     }
 
     /// Runs work that only this rank does (reading its chips, rank 0 writing files) and keeps its
@@ -398,8 +405,11 @@ public final class Trainer {
     }
 
     /// Rank 0 saves the resume state and last.safetensors (and a step checkpoint with keep_last);
-    /// all ranks wait for the outcome, so no rank runs ahead of a checkpoint that failed.
-    func checkpoint() throws {
+    /// all ranks wait for the outcome, so no rank runs ahead of a checkpoint that failed. Weights
+    /// that are not all finite are not saved, so that they never replace the last good state:
+    /// false then (on every rank: all hold the same weights).
+    func checkpoint() throws -> Bool {
+        guard network.parameters.valueBuffer.allSatisfy(\.isFinite) else { return false }
         lastCheckpoint = state.step
         try broadcastBuffers()
         if comm.rank == 0 {
@@ -411,6 +421,7 @@ public final class Trainer {
             }
         }
         try comm.sumAcrossRanks([], failure: failure)
+        return true
     }
 
     func keepStepCheckpoint() throws {

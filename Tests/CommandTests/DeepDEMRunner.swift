@@ -57,13 +57,29 @@ func makeCommandFolder(_ name: String = #function) throws -> URL {
 
 /// A small unet checkpoint (chip 64) at `folder`/model.safetensors and a synthetic scene of
 /// size² pixels at `folder`/scene.
-func makeModelAndScene(in folder: String, size: Int, gsf: Double = 1, file: StaticString = #filePath, line: UInt = #line) throws {
+func makeModelAndScene(in folder: String, size: Int, file: StaticString = #filePath, line: UInt = #line) throws {
     let bands = ["asp_dsm", "ortho_channel1", "ortho_channel2", "ndvi", "nodata_mask", "triangulation_error"]
-    let config = ModelConfig(arch: "unet", bands: bands, chipSize: 64, gsf: gsf,
+    let config = ModelConfig(arch: "unet", bands: bands, chipSize: 64, gsf: 1,
                              unet: UNetConfig(nInputChannels: bands.count, depth: 2, startKernel: 8, maxFilterDepth: 16))
     try Checkpoint.save(try makeNetwork(config, seed: 1), to: folder + "/model.safetensors")
     let synth = try runDeepDEM(["synth", "--out", folder + "/scene", "--size", "\(size)"])
     XCTAssertEqual(synth.status, 0, synth.stderr, file: file, line: line)
+}
+
+/// Rewrites a checkpoint's `deepdem` metadata with `change` applied, keeping its tensors, without
+/// validating it: what a careless or hostile converter could produce.
+func rewriteModelConfig(of path: String, _ change: (inout ModelConfig) -> Void) throws {
+    let file = try SafeTensors(contentsOf: path)
+    var config = try Checkpoint.readConfig(path)
+    change(&config)
+    var writer = SafeTensorsWriter(metadata: file.metadata)
+    writer.metadata[Checkpoint.metadataKey] = try Checkpoint.configJSON(config)
+    for t in file.tensors {
+        if t.dtype == .i64 { writer.add(t.name, shape: t.shape, int64s: try file.int64s(t.name)) } else {
+            writer.add(t.name, shape: t.shape, floats: try file.floats(t.name))
+        }
+    }
+    try writer.write(to: path)
 }
 
 /// A checkpoint without tensors whose `deepdem` metadata is `config`, written without validating

@@ -109,8 +109,9 @@ final class RefineCommandTests: XCTestCase {
         for gsf in [0, 1e308] {
             let folder = try makeCommandFolder().path
             defer { try? FileManager.default.removeItem(atPath: folder) }
-            try makeModelAndScene(in: folder, size: 128, gsf: gsf)
+            try makeModelAndScene(in: folder, size: 128)
             let model = folder + "/model.safetensors"
+            try rewriteModelConfig(of: model) { $0.gsf = gsf }
             let refine = try runDeepDEM(["refine", "--checkpoint", model, "--data", folder + "/scene", "--out", folder + "/refined.tif"])
             XCTAssertEqual(refine.status, 1, "gsf \(gsf): \(refine.stderr)")
             let lines = refine.stderr.split(separator: "\n").filter { $0.hasPrefix("deepdem: error: ") }

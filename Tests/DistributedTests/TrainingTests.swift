@@ -314,6 +314,24 @@ extension TrainingTests {
         let weights = try TrainingRun.weights(out + "/last.safetensors")
         XCTAssertTrue(weights.values.allSatisfy { $0.allSatisfy(\.isFinite) }, "the kept checkpoint has non-finite weights")
     }
+
+    /// A rate past Float's range turns the weights infinite in one step whose loss was finite: the
+    /// checkpoint after it is not written, the run stops as diverged, and the state of the last
+    /// good step still resumes.
+    func testWeightsThatOverflowAreNeverSaved() throws {
+        let scene = try TrainingRun.scene()
+        let out = TrainingRun.folder("overflow") + "/run"
+        let config = try TrainingRun.config(scene: scene, out: out, ["checkpoint_every": 1, "max_steps": 2])
+        _ = try train(config, ranks: 0)
+        let good = try TrainingRun.weights(out + "/last.safetensors")
+        let r = try TrainingRun.run(["train", "--config", config, "--resume", "--resume-anyway", "--lr", "1e39", "--max-steps", "4"], ranks: 2)
+        XCTAssertEqual(r.status, 3, "\(r.stdout)\n\(r.stderr)")
+        XCTAssertTrue(r.stdout.contains("weights are not finite after step 3"), r.stdout)
+        XCTAssertEqual(try TrainingRun.weights(out + "/last.safetensors"), good, "a checkpoint replaced the last good one")
+        let again = try TrainingRun.run(["train", "--config", config, "--resume", "--resume-anyway", "--lr", "1e-3", "--max-steps", "3"])
+        XCTAssertEqual(again.status, 0, again.stderr)
+        XCTAssertTrue(again.stdout.contains("resuming at step 2"), again.stdout)
+    }
 }
 
 extension TrainingTests {
