@@ -72,7 +72,7 @@ let gemmWideColumns = 1024
 let gemmBlocks = 4
 
 /// Row-major C[M × N] = α·op(A)·op(B) + β·C as independent single-threaded sgemms over blocks of
-/// C, shared out over the workers. The blocks depend on the shape alone: of at least 64 columns,
+/// C, shared out over the workers. The blocks depend on the shape alone: of at least 128 columns,
 /// or of at least 32 rows when there are too few columns for `gemmBlocks` column blocks and more
 /// row blocks (a weight gradient's [Cout × Cin·k²] from a 5-band input, an input gradient's columns
 /// of a 4×4 image); at least about 8 MFLOP each. OpenBLAS's Haswell kernels round an element
@@ -83,8 +83,8 @@ func gemm(_ transA: Bool, _ transB: Bool, _ m: Int, _ n: Int, _ k: Int, _ alpha:
           _ a: UnsafePointer<Float>, _ lda: Int, _ b: UnsafePointer<Float>, _ ldb: Int,
           _ beta: Float, _ c: UnsafeMutablePointer<Float>, _ ldc: Int, split: Bool = true) {
     let ta = transA ? CblasTrans : CblasNoTrans, tb = transB ? CblasTrans : CblasNoTrans
-    let byRows = n / 64 < gemmBlocks && m / 32 > n / 64
-    let blocks = split ? max(1, min(gemmBlocks, byRows ? m / 32 : n / 64, m * n * k / (1 << 22))) : 1
+    let byRows = n / 128 < gemmBlocks && m / 32 > n / 128
+    let blocks = split ? max(1, min(gemmBlocks, byRows ? m / 32 : n / 128, m * n * k / (1 << 22))) : 1
     Parallel.run(blocks) { p, _ in
         let extent = byRows ? m : n
         let lo = (extent * p / blocks) & ~15, hi = p == blocks - 1 ? extent : (extent * (p + 1) / blocks) & ~15
