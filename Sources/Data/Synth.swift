@@ -1,4 +1,5 @@
 import Foundation
+import Primitives
 
 /// A synthetic scene with every band of a prepared DeepDEM scene, on a UTM grid (EPSG:32610, 1 m
 /// pixels), a pure function of the seed. The truth is fractal terrain (`lidar_dtm_data`) with
@@ -179,20 +180,20 @@ private struct Layers {
         var random = SplitMix64(keys: scene.seed, 77, UInt64(bitPattern: Int64(cx)), UInt64(bitPattern: Int64(cy)))
         let c = Double(SyntheticScene.cell)
         let ox = Double(cx) * c, oy = Double(cy) * c
-        let kind = random.unit()
+        let kind = random.unitDouble()
         var footprint: (x: Double, y: Double, radius: Double)?
         var treeCount: Int
         if kind < 0.45 {
-            let long = 12 + 14 * random.unit()
-            let short = 8 + (min(long, 18) - 8) * random.unit()
+            let long = 12 + 14 * random.unitDouble()
+            let short = 8 + (min(long, 18) - 8) * random.unitDouble()
             let radius = (long * long + short * short).squareRoot() / 2
-            let centerX = ox + radius + 1 + (c - 2 * radius - 2) * random.unit()
-            let centerY = oy + radius + 1 + (c - 2 * radius - 2) * random.unit()
-            let angle = Double.pi / 2 * random.unit()
-            let eaves = 4 + 12 * random.unit()
-            let ridge = random.coin() ? 1.5 + 3 * random.unit() : 0
-            let roofAlbedo = 0.15 + 0.45 * random.unit()
-            drawBuilding(centerX, centerY, long, short, angle, eaves, ridge, Float(roofAlbedo), Float(0.08 * random.unit()))
+            let centerX = ox + radius + 1 + (c - 2 * radius - 2) * random.unitDouble()
+            let centerY = oy + radius + 1 + (c - 2 * radius - 2) * random.unitDouble()
+            let angle = Double.pi / 2 * random.unitDouble()
+            let eaves = 4 + 12 * random.unitDouble()
+            let ridge = random.coin() ? 1.5 + 3 * random.unitDouble() : 0
+            let roofAlbedo = 0.15 + 0.45 * random.unitDouble()
+            drawBuilding(centerX, centerY, long, short, angle, eaves, ridge, Float(roofAlbedo), Float(0.08 * random.unitDouble()))
             footprint = (centerX, centerY, radius)
             treeCount = random.below(5)
         } else if kind < 0.65 {
@@ -201,11 +202,11 @@ private struct Layers {
             treeCount = random.below(3)
         }
         for _ in 0..<treeCount {
-            let radius = 2 + 3.5 * random.unit()
-            let tall = 4 + 3 * radius + 4 * random.unit()
-            let tx = ox + c * random.unit(), ty = oy + c * random.unit()
+            let radius = 2 + 3.5 * random.unitDouble()
+            let tall = 4 + 3 * radius + 4 * random.unitDouble()
+            let tx = ox + c * random.unitDouble(), ty = oy + c * random.unitDouble()
             let conifer = random.coin()
-            let tint = Float(0.07 + 0.06 * random.unit()), green = Float(0.62 + 0.2 * random.unit())
+            let tint = Float(0.07 + 0.06 * random.unitDouble()), green = Float(0.62 + 0.2 * random.unitDouble())
             if let f = footprint, ((tx - f.x) * (tx - f.x) + (ty - f.y) * (ty - f.y)).squareRoot() < f.radius + radius { continue }
             drawTree(tx, ty, radius, tall, conifer, tint, green)
         }
