@@ -21,13 +21,14 @@ let package = Package(
                        providers: [.apt(["libopenblas-dev"])]),
         .systemLibrary(name: "CGDAL", path: "Sources/CGDAL", pkgConfig: "gdal",
                        providers: [.apt(["libgdal-dev", "gdal-bin"])]),
-        // What NN and Data share without importing each other: the random generator.
+        // What NN and Data share without importing each other: the random generator and the
+        // write-under-a-temporary-name-then-rename of every output.
         .target(name: "Primitives"),
         .target(name: "NN", dependencies: ["CBLAS", "Primitives"]),
         .target(name: "Data", dependencies: ["CGDAL", "Primitives"]),
-        .target(name: "Distributed", dependencies: ["CMPI", "NN", "Data"]),
+        .target(name: "Distributed", dependencies: ["CMPI", "NN", "Data", "Primitives"]),
         .executableTarget(name: "deepdem", dependencies: [
-            "NN", "Data", "Distributed", "CBLAS",
+            "NN", "Data", "Distributed", "Primitives", "CBLAS",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Yams", package: "Yams"),
         ]),

@@ -50,36 +50,17 @@ public struct SyntheticScene: Sendable {
         try Grid(width: width, height: height, originX: 580_000, originY: 5_410_000, pixelSize: 1, epsg: SyntheticScene.epsg)
     }
 
-    /// Writes `final_<band>.tif` for every band into `folder`. A new folder is built under a
-    /// temporary name and renamed when complete; an existing folder must not already hold a scene
-    /// unless `overwrite`.
+    /// Writes `final_<band>.tif` for every band into `folder` (a `SceneDestination`: a new folder
+    /// appears only when complete; an existing folder must not already hold a scene unless
+    /// `overwrite`).
     public func write(to folder: String, overwrite: Bool = false, stripRows: Int = 256,
                       progress: ((Double) -> Void)? = nil) throws {
-        let url = URL(fileURLWithPath: folder)
-        let parent = url.deletingLastPathComponent().path
-        var isFolder: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: parent, isDirectory: &isFolder), isFolder.boolValue else {
-            throw DataError(folder, "cannot write: folder \(parent) does not exist")
-        }
-        var target = folder
-        var temporary: String?
-        if FileManager.default.fileExists(atPath: folder, isDirectory: &isFolder) {
-            guard isFolder.boolValue else { throw DataError(folder, "exists and is a file, not a folder") }
-            if !overwrite, !Scene.bandsPresent(in: folder).isEmpty {
-                throw DataError(folder, "already holds a scene (pass --overwrite to replace it)")
-            }
-        } else {
-            let partial = url.deletingLastPathComponent().appendingPathComponent(".\(url.lastPathComponent).partial-\(getpid())").path
-            do { try FileManager.default.createDirectory(atPath: partial, withIntermediateDirectories: false) } catch {
-                throw DataError(folder, "cannot create: \(error.localizedDescription)")
-            }
-            temporary = partial
-            target = partial
-        }
+        let destination = try SceneDestination(folder: folder, overwrite: overwrite)
         do {
             let grid = try self.grid()
             let writers = try SyntheticScene.bands.map {
-                try RasterWriter(path: Scene.file(target, $0), grid: grid, nodata: SyntheticScene.nodata[$0], overwrite: true)
+                try RasterWriter(path: Scene.file(destination.writeFolder, $0), grid: grid, nodata: SyntheticScene.nodata[$0],
+                                 overwrite: true)
             }
             var y0 = 0
             while y0 < height {
@@ -92,11 +73,9 @@ public struct SyntheticScene: Sendable {
                 progress?(Double(y0) / Double(height))
             }
             for writer in writers { try writer.commit() }
-            if let temporary, rename(temporary, folder) != 0 {
-                throw DataError(folder, "cannot move the finished scene into place: \(String(cString: strerror(errno)))")
-            }
+            try destination.finish()
         } catch {
-            if let temporary { try? FileManager.default.removeItem(atPath: temporary) }
+            destination.cleanUp()
             throw error
         }
     }
