@@ -3,8 +3,8 @@ import Primitives
 
 /// The training and validation loss curves as an SVG picture (log-scaled loss), redrawn from
 /// metrics.jsonl at each checkpoint so it covers a resumed run's whole history.
-enum LossCurve {
-    static func write(metricsFile: String, to path: String) throws {
+public enum LossCurve {
+    public static func write(metricsFile: String, to path: String) throws {
         var train: [(Double, Double)] = [], val: [(Double, Double)] = []
         if let text = try? String(contentsOfFile: metricsFile, encoding: .utf8) {
             for line in text.split(separator: "\n") {
