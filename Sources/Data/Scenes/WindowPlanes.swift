@@ -71,29 +71,18 @@ final class WindowPlanes {
         }
     }
 
-    /// Replaces nodata by finite values the network can take: `asp_dsm` by the mean of the
-    /// window's valid `asp_dsm` (0 when it has none), other inputs and the target by 0.
-    /// Returns that mean.
-    @discardableResult
-    func fillInvalid() -> Float {
+    /// Replaces the window's nodata by `NodataFill`'s rule.
+    func fillInvalid() {
         let n = count
-        var sum = 0.0
-        var valid = 0
-        inputs[0].withUnsafeBufferPointer { p in
-            for i in 0..<n where !p[i].isNaN { sum += Double(p[i]); valid &+= 1 }
-        }
-        let mean = valid > 0 ? Float(sum / Double(valid)) : 0
         for c in 0..<inputs.count {
-            let fill: Float = c == 0 ? mean : 0
-            inputs[c].withUnsafeMutableBufferPointer { p in
-                for i in 0..<n where p[i].isNaN { p[i] = fill }
+            inputs[c].withUnsafeMutableBufferPointer {
+                NodataFill.input(UnsafeMutableBufferPointer(rebasing: $0[..<n]), channel: c)
             }
         }
         if !target.isEmpty {
-            target.withUnsafeMutableBufferPointer { p in
-                for i in 0..<min(n, p.count) where p[i].isNaN { p[i] = 0 }
+            target.withUnsafeMutableBufferPointer {
+                NodataFill.target(UnsafeMutableBufferPointer(rebasing: $0[..<min(n, $0.count)]))
             }
         }
-        return mean
     }
 }
