@@ -21,27 +21,30 @@ let package = Package(
                        providers: [.apt(["libopenblas-dev"])]),
         .systemLibrary(name: "CGDAL", path: "Sources/CGDAL", pkgConfig: "gdal",
                        providers: [.apt(["libgdal-dev", "gdal-bin"])]),
-        .target(name: "NN", dependencies: ["CBLAS"]),
-        .target(name: "Data", dependencies: ["CGDAL"]),
-        .target(name: "Distributed", dependencies: ["CMPI", "NN", "Data"]),
+        // What NN and Data share without importing each other: the random generator and the
+        // write-under-a-temporary-name-then-rename of every output.
+        .target(name: "Primitives"),
+        .target(name: "NN", dependencies: ["CBLAS", "Primitives"]),
+        .target(name: "Data", dependencies: ["CGDAL", "Primitives"]),
+        .target(name: "Distributed", dependencies: ["CMPI", "NN", "Data", "Primitives"]),
         .executableTarget(name: "deepdem", dependencies: [
-            "NN", "Data", "Distributed", "CBLAS",
+            "NN", "Data", "Distributed", "Primitives", "CBLAS",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Yams", package: "Yams"),
         ]),
         // Multi-rank checks of the communicator, run by DistributedTests under mpirun.
-        .executableTarget(name: "mpi-probe", dependencies: ["Distributed", "NN"], path: "Tests/MPIProbe"),
+        .executableTarget(name: "mpi-probe", dependencies: ["Distributed", "NN", "Primitives"], path: "Tests/MPIProbe"),
         // Every route by which the layers split work over threads, at several thread counts,
         // run by NNTests once per OpenBLAS kernel.
-        .executableTarget(name: "thread-identity", dependencies: ["NN"], path: "Tests/ThreadIdentity"),
+        .executableTarget(name: "thread-identity", dependencies: ["NN", "Primitives"], path: "Tests/ThreadIdentity"),
         // Blocking vs bucketed gradient all-reduce on the models' layouts (bench/allreduce/run.sh).
-        .executableTarget(name: "allreduce-bench", dependencies: ["Distributed", "NN"], path: "bench/allreduce",
+        .executableTarget(name: "allreduce-bench", dependencies: ["Distributed", "NN", "Primitives"], path: "bench/allreduce",
                           exclude: ["run.sh"]),
         // Training-step tiles/s and GFLOPS of both architectures, 1 process or under mpirun (bench/README.md).
-        .executableTarget(name: "train-bench", dependencies: ["NN", "CBLAS", "Distributed"], path: "bench/train-step"),
-        .testTarget(name: "NNTests", dependencies: ["NN"], resources: [.copy("Fixtures")]),
-        .testTarget(name: "DataTests", dependencies: ["Data"]),
+        .executableTarget(name: "train-bench", dependencies: ["NN", "CBLAS", "Distributed", "Primitives"], path: "bench/train-step"),
+        .testTarget(name: "NNTests", dependencies: ["NN", "Primitives"], resources: [.copy("Fixtures")]),
+        .testTarget(name: "DataTests", dependencies: ["Data", "Primitives"]),
         .testTarget(name: "DistributedTests", dependencies: ["Distributed", "NN", "Data"]),
-        .testTarget(name: "CommandTests", dependencies: ["NN", "Data"]),
+        .testTarget(name: "CommandTests", dependencies: ["NN", "Data", "Primitives"]),
     ]
 )

@@ -8,7 +8,7 @@
 
 Every mode prints one line `JSON {...}` with its measurements, peak RSS included.
 
-`refine` does what `deepdem refine` does (Sources/Data/Tiler.swift): tiles of the chip size every
+`refine` does what `deepdem refine` does (Sources/Data/Tiling/Tiler.swift): tiles of the chip size every
 chip/2 pixels, the last row and column aligned to the scene's edge, batches of 8, nodata filled
 per tile (asp_dsm with the tile's mean, other bands with 0), the residual model in eval mode,
 predictions blended with a raised-cosine window floored at 1e-3, nodata where asp_dsm is nodata.

@@ -1,5 +1,6 @@
 import Foundation
 import NN
+import Primitives
 
 /// What a run must carry over a restart besides the weights and the optimizer's moments.
 public struct TrainerState: Codable, Equatable, Sendable {
@@ -111,7 +112,7 @@ public struct RunFolder: Sendable {
         let previous = try? readLatest()
         let json = try JSONEncoder().encode(Latest(step: trainer.step, weights: weights, optimizer: optim, trainer: trainer,
                                                    ranks: ranks, sha256: digests))
-        try writeAtomically(json, to: latest)
+        try StagedOutput.write(json, to: latest)
         if let previous, previous.step != trainer.step {
             try? FileManager.default.removeItem(atPath: folder.appendingPathComponent(previous.weights))
             try? FileManager.default.removeItem(atPath: folder.appendingPathComponent(previous.optimizer))
@@ -188,7 +189,7 @@ public struct RunFolder: Sendable {
     func writeConfig(_ config: TrainingConfig) throws {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-        try writeAtomically(encoder.encode(config), to: configFile)
+        try StagedOutput.write(encoder.encode(config), to: configFile)
     }
 
     /// Keeps the metrics of steps up to `step` (a resumed run logs the later ones again).
@@ -199,7 +200,7 @@ public struct RunFolder: Sendable {
                   let s = obj["step"] as? Int else { return false }
             return s <= step
         }
-        try writeAtomically(Data((kept.joined(separator: "\n") + (kept.isEmpty ? "" : "\n")).utf8), to: metrics)
+        try StagedOutput.write(Data((kept.joined(separator: "\n") + (kept.isEmpty ? "" : "\n")).utf8), to: metrics)
     }
 
     func appendMetrics(_ object: [String: Any]) throws {
@@ -219,18 +220,4 @@ final class RunLock: @unchecked Sendable {
     private let fd: Int32
     init(fd: Int32) { self.fd = fd }
     deinit { close(fd) }
-}
-
-/// Writes `data` to a temporary name beside `path`, flushes it and renames it into place.
-func writeAtomically(_ data: Data, to path: String) throws {
-    let tmp = path + ".tmp-\(getpid())"
-    guard FileManager.default.createFile(atPath: tmp, contents: data) else {
-        throw TrainingError("cannot write \(path)")
-    }
-    let fd = open(tmp, O_RDONLY)
-    if fd >= 0 { fsync(fd); close(fd) }
-    guard rename(tmp, path) == 0 else {
-        unlink(tmp)
-        throw TrainingError("cannot rename \(tmp) to \(path): \(String(cString: strerror(errno)))")
-    }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import Primitives
 
 /// segmentation_models_pytorch `Unet` with a ResNet-18/34 encoder (depth 5), its `state_dict()`
 /// names included: `encoder.conv1/bn1/layerK.B.*`, `decoder.blocks.i.conv{1,2}.{0,1}`,

@@ -1,4 +1,5 @@
 import Foundation
+import Primitives
 
 // safetensors stores little-endian data and this code copies it byte for byte.
 #if _endian(big)
@@ -283,51 +284,21 @@ public struct SafeTensorsWriter {
         return json
     }
 
-    /// Writes `<path>.tmp-<pid>`, syncs it and renames it over `path`, so that `path` holds either
-    /// the old file or the complete new one, never a partial write.
+    /// Writes through `StagedOutput`, so that `path` holds either the old file or the complete new
+    /// one, never a partial write.
     public func write(to path: String) throws {
         let json = try headerBytes()
-        let tmp = "\(path).tmp-\(getpid())"
-        let fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
-        guard fd >= 0 else { throw NNError("\(path): cannot write: \(errnoText())") }
-        var failure: Error?
-        do {
-            try withUnsafeBytes(of: UInt64(json.count).littleEndian) { try writeAll(fd, $0, path) }
-            try json.withUnsafeBytes { try writeAll(fd, $0, path) }
+        try StagedOutput.write(to: path) { file in
+            try withUnsafeBytes(of: UInt64(json.count).littleEndian) { try file.write($0) }
+            try json.withUnsafeBytes { try file.write($0) }
             for e in entries {
                 switch e.source {
-                case .tensor(let t): try writeAll(fd, UnsafeRawBufferPointer(t.buffer), path)
-                case .floats(let a): try a.withUnsafeBytes { try writeAll(fd, $0, path) }
-                case .int64s(let a): try a.withUnsafeBytes { try writeAll(fd, $0, path) }
+                case .tensor(let t): try file.write(UnsafeRawBufferPointer(t.buffer))
+                case .floats(let a): try a.withUnsafeBytes { try file.write($0) }
+                case .int64s(let a): try a.withUnsafeBytes { try file.write($0) }
                 }
             }
-            if fsync(fd) != 0 { failure = NNError("\(path): cannot write: \(errnoText())") }
-        } catch {
-            failure = error
         }
-        if close(fd) != 0, failure == nil { failure = NNError("\(path): cannot write: \(errnoText())") }
-        if failure == nil, rename(tmp, path) != 0 { failure = NNError("\(path): cannot write: \(errnoText())") }
-        if let failure {
-            unlink(tmp)
-            throw failure
-        }
-        // Make the rename itself durable.
-        let parent = (path as NSString).deletingLastPathComponent
-        let dir = open(parent.isEmpty ? "." : parent, O_RDONLY | O_CLOEXEC)
-        if dir >= 0 {
-            fsync(dir)
-            close(dir)
-        }
-    }
-}
-
-private func writeAll(_ fd: Int32, _ bytes: UnsafeRawBufferPointer, _ path: String) throws {
-    var done = 0
-    while done < bytes.count {
-        let n = write(fd, bytes.baseAddress! + done, bytes.count - done)
-        if n < 0 && errno == EINTR { continue }
-        guard n > 0 else { throw NNError("\(path): cannot write: \(errnoText())") }
-        done += n
     }
 }
 

@@ -1,3 +1,5 @@
+import Primitives
+
 /// ResDepth's U-Net (prs-eth/ResDepth lib/UNet.py), with its `state_dict()` names:
 /// `encoder.i.0.{0,1}` conv[+BN] then MaxPool 2×2; `bottleneck.{0,1}`; `decoder.i.0` a 2×2/2
 /// transposed conv and `decoder.i.1.{0,1}` conv[+BN] (the last decoder entry is the bare

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Data
 import Foundation
+import Primitives
 
 struct Figure: ParsableCommand {
     static let configuration = CommandConfiguration(

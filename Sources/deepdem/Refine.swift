@@ -2,6 +2,7 @@ import ArgumentParser
 import Data
 import Foundation
 import NN
+import Primitives
 
 struct Refine: ParsableCommand {
     static let configuration = CommandConfiguration(

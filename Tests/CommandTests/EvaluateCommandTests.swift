@@ -1,5 +1,6 @@
 import Data
 import Foundation
+import Primitives
 import XCTest
 
 final class EvaluateCommandTests: XCTestCase {
@@ -15,10 +16,10 @@ final class EvaluateCommandTests: XCTestCase {
         defer { try? FileManager.default.removeItem(at: folder) }
         let n = 50 * 40
         var random = SplitMix64(seed: 9)
-        let truth = (0..<n).map { i in i % 17 == 0 ? Float.nan : Float(500 + 30 * random.unit()) }
-        let refined = truth.map { $0 + Float(random.unit() * 2 - 0.8) }
-        let initial = (0..<n).map { i in i % 23 == 0 ? Float.nan : truth[i] + Float(random.unit() * 6 - 1) }
-        let ndvi = (0..<n).map { _ in Float(random.unit()) }
+        let truth = (0..<n).map { i in i % 17 == 0 ? Float.nan : Float(500 + 30 * random.unitDouble()) }
+        let refined = truth.map { $0 + Float(random.unitDouble() * 2 - 0.8) }
+        let initial = (0..<n).map { i in i % 23 == 0 ? Float.nan : truth[i] + Float(random.unitDouble() * 6 - 1) }
+        let ndvi = (0..<n).map { _ in Float(random.unitDouble()) }
         let paths = try [("p.tif", refined), ("t.tif", truth), ("i.tif", initial), ("n.tif", ndvi)].map { try write($0.1, $0.0, in: folder) }
         let output = try runDeepDEM(["evaluate", "--prediction", paths[0], "--truth", paths[1], "--initial", paths[2],
                                      "--by-mask", paths[3], "--threshold", "0.3", "--json"])

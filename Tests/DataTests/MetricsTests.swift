@@ -1,5 +1,6 @@
 import Data
 import Foundation
+import Primitives
 import XCTest
 
 final class MetricsTests: XCTestCase {
@@ -33,12 +34,12 @@ final class MetricsTests: XCTestCase {
         let grid = try testGrid(width: 83, height: 61)
         var random = SplitMix64(seed: 42)
         func field(_ f: (Int) -> Float) -> [Float] { (0..<grid.pixelCount).map(f) }
-        let truth = field { i in i % 37 == 0 ? .nan : Float(100 + random.unit() * 50) }
+        let truth = field { i in i % 37 == 0 ? .nan : Float(100 + random.unitDouble() * 50) }
         // Many repeated errors (quantised to 0.25 m), so ranks fall inside runs of equal values.
-        let refined = field { i in truth[i] + Float((random.unit() * 8 - 3).rounded() * 0.25) }
-        let initial = field { i in i % 53 == 0 ? .nan : truth[i] + Float(random.unit() * 10 - 2) }
+        let refined = field { i in truth[i] + Float((random.unitDouble() * 8 - 3).rounded() * 0.25) }
+        let initial = field { i in i % 53 == 0 ? .nan : truth[i] + Float(random.unitDouble() * 10 - 2) }
         let mask = field { i in i % 11 == 0 ? 0 : (i % 29 == 0 ? .nan : 1) }
-        let classes = field { i in i % 31 == 0 ? .nan : Float(random.unit()) }
+        let classes = field { i in i % 31 == 0 ? .nan : Float(random.unitDouble()) }
         let paths = ["p", "t", "i", "m", "c"].map { folder.appendingPathComponent("\($0).tif").path }
         for (values, path) in zip([refined, truth, initial, mask, classes], paths) {
             try RasterWriter.write(values, grid: grid, nodata: -9999, to: path)

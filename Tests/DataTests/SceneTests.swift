@@ -107,9 +107,8 @@ final class SceneTests: XCTestCase {
         for index in 0..<50 {
             let chip = sampler.chip(step: 3, index: index)
             XCTAssert((24...56).contains(chip.x), "\(chip)")
-            let usable = try reader.read(chip, inputs: &inputs, target: &target, mask: &mask)
-            XCTAssertGreaterThanOrEqual(usable, 512)
-            XCTAssertEqual(Float(usable), mask.reduce(0, +))
+            try reader.read(chip, inputs: &inputs, target: &target, mask: &mask)
+            XCTAssertGreaterThanOrEqual(mask.reduce(0, +), 512)
         }
         bands[Band.lidarDSM] = { _, _ in .nan }
         try writeScene(folder, grid: grid, bands: [Band.lidarDSM: bands[Band.lidarDSM]!], replace: true)
@@ -159,11 +158,10 @@ final class ChipReaderTests: XCTestCase {
         let x0 = 10, y0 = 5
         for (flipH, flipV, swap) in [(false, false, false), (true, false, true), (false, true, false), (true, true, true)] {
             let chip = ChipPlacement(scene: 0, x: x0, y: y0, flipHorizontal: flipH, flipVertical: flipV, swapOrthos: swap)
-            let usable = try reader.read(chip, inputs: &inputs, target: &target, mask: &mask)
+            try reader.read(chip, inputs: &inputs, target: &target, mask: &mask)
             var validSum = 0.0, validCount = 0.0
             for y in 0..<8 { for x in 0..<8 where !hole(x0 + x, y0 + y) { validSum += Double(100 + x0 + x + 10 * (y0 + y)); validCount += 1 } }
             let fill = Float(validSum / validCount)
-            var expectedUsable = 0
             for y in 0..<8 {
                 for x in 0..<8 {
                     let sx = x0 + (flipH ? 7 - x : x), sy = y0 + (flipV ? 7 - y : y)
@@ -176,10 +174,8 @@ final class ChipReaderTests: XCTestCase {
                     XCTAssertEqual(target[i], targetValid ? Float(sx - sy) : 0)
                     let ok = targetValid && !hole(sx, sy) && sx != 13 && sy != 9
                     XCTAssertEqual(mask[i], ok ? 1 : 0, "(\(sx), \(sy))")
-                    if ok { expectedUsable += 1 }
                 }
             }
-            XCTAssertEqual(usable, expectedUsable)
             XCTAssertFalse(inputs.contains { !$0.isFinite })
         }
     }

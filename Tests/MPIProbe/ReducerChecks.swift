@@ -1,6 +1,7 @@
 import Distributed
 import Foundation
 import NN
+import Primitives
 
 /// Layer-like shapes; the largest (73,728 floats, 288 KB) exceeds the 64 KB buckets below.
 private let shapes: [[Int]] = [

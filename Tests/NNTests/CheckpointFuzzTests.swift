@@ -1,5 +1,6 @@
 import Foundation
 import NN
+import Primitives
 import XCTest
 
 /// Seeded fuzzing of everything that reads a checkpoint: thousands of mutated `deepdem` metadata

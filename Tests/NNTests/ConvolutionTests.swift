@@ -1,4 +1,5 @@
 import NN
+import Primitives
 import XCTest
 
 /// Conv2d's fast paths against the definition, computed directly in Double: forward, weight, bias

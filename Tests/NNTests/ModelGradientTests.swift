@@ -1,3 +1,4 @@
+import Primitives
 import XCTest
 import NN
 
@@ -17,7 +18,7 @@ final class ModelGradientTests: XCTestCase {
         for b in 0..<shape[0] {
             for i in 0..<hw {
                 target[b * hw + i] = x[b * shape[1] * hw + i] + 2 * rng.normal()
-                mask[b * hw + i] = rng.unit() < 0.85 ? 1 : 0
+                mask[b * hw + i] = rng.unitFloat() < 0.85 ? 1 : 0
             }
         }
         return (x, target, mask)

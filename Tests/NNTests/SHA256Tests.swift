@@ -1,5 +1,6 @@
 import Foundation
 import NN
+import Primitives
 import XCTest
 
 /// SHA-256 against FIPS 180-4's examples and against coreutils' sha256sum on files whose sizes

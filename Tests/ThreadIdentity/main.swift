@@ -9,6 +9,7 @@
 // (loss, then every gradient) to DIR/ARCH.f32 as little-endian Float32, to compare kernels with.
 import Foundation
 import NN
+import Primitives
 
 let threadCounts = [1, 2, 3, 32]
 var differences = 0
@@ -128,7 +129,7 @@ func trainingStep(_ config: ModelConfig, batch: Int) throws -> [(String, [Float]
     let s = config.chipSize
     let x = random([batch, config.bands.count, s, s], &rng), target = random([batch, 1, s, s], &rng)
     let mask = Tensor([batch, 1, s, s])
-    for i in 0..<mask.count { mask[i] = rng.unit() < 0.9 ? 1 : 0 }
+    for i in 0..<mask.count { mask[i] = rng.unitFloat() < 0.9 ? 1 : 0 }
     network.parameters.zeroGrad()
     _ = model.forward(x, training: true)
     let (loss, count) = model.loss(target: target, mask: mask)

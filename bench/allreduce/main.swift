@@ -12,6 +12,7 @@
 import Distributed
 import Foundation
 import NN
+import Primitives
 
 struct Options {
     var archs = ["unet", "resnet18-unet"]

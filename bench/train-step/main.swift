@@ -11,6 +11,7 @@ import CBLAS
 import Distributed
 import Foundation
 import NN
+import Primitives
 
 struct Case {
     let config: ModelConfig

@@ -1,3 +1,5 @@
+import Primitives
+
 /// nn.Conv2d: square kernel, stride, zero padding, optional bias. Weight [Cout, Cin, k, k].
 ///
 /// 3×3 stride-1 "same" convolutions (which dominate both U-Nets) run by Winograd's algorithm

@@ -1,4 +1,5 @@
 import CBLAS
+import Primitives
 
 /// nn.ConvTranspose2d with kernel = stride (2×2/2 in the U-Nets): every input pixel paints its own
 /// k×k output patch, so no patches overlap. Weight [Cin, Cout, k, k], bias [Cout].

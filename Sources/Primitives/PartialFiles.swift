@@ -1,10 +1,10 @@
 import Foundation
 
-/// Outputs being built under temporary names (a GeoTIFF, a PNG, a scene folder), so that a
-/// process ended by a signal removes them instead of leaving hidden half-written files.
+/// Outputs being built under temporary names (a GeoTIFF, a PNG, a scene folder, a checkpoint), so
+/// that a process ended by a signal removes them instead of leaving hidden half-written files.
 ///
-/// Writers `add` a temporary path before creating it and `remove` it once it is renamed into
-/// place or deleted. A command that wants the clean-up calls `removeOnSignals` once: the
+/// `StagedOutput` adds each temporary path before it is created and removes it once it is renamed
+/// into place or deleted. A command that wants the clean-up calls `removeOnSignals` once: the
 /// signal handler only writes the signal's number to a pipe (all a handler may safely do); a
 /// thread waiting on the pipe deletes the registered paths and ends the process by the same
 /// signal, so its exit status still says what ended it.

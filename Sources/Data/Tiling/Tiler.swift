@@ -177,24 +177,21 @@ public struct Tiler {
         }
     }
 
-    /// Copies one tile out of the strip, nodata filled per tile as the chip reader does for training.
+    /// Copies one tile out of the strip, its nodata filled per tile by `NodataFill` as training
+    /// chips are.
     private static func extract(_ strip: WindowPlanes, x0: Int, chip: Int, into destination: UnsafeMutablePointer<Float>) {
         let width = strip.width
         let plane = chip &* chip
         for c in 0..<strip.inputs.count {
+            let to = destination + c &* plane
             strip.inputs[c].withUnsafeBufferPointer { source in
-                let to = destination + c &* plane
                 for y in 0..<chip {
                     let from: UnsafePointer<Float> = source.baseAddress! + (y &* width &+ x0)
                     (to + y &* chip).update(from: from, count: chip)
                 }
             }
+            NodataFill.input(UnsafeMutableBufferPointer(start: to, count: plane), channel: c)
         }
-        var sum = 0.0, valid = 0
-        for i in 0..<plane where !destination[i].isNaN { sum += Double(destination[i]); valid &+= 1 }
-        let mean = valid > 0 ? Float(sum / Double(valid)) : 0
-        for i in 0..<plane where destination[i].isNaN { destination[i] = mean }
-        for i in plane..<strip.inputs.count &* plane where destination[i].isNaN { destination[i] = 0 }
     }
 }
 

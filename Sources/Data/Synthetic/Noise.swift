@@ -1,3 +1,5 @@
+import Primitives
+
 /// Coordinate-keyed noise: every value is a pure function of (seed, key, position), so a synthetic
 /// scene can be rendered strip by strip, in any order, and come out identical.
 struct Noise: Sendable {

@@ -152,7 +152,8 @@ public struct ScenePreparation: Sendable {
             throw DataError(out, "no pixel is valid in every input on the common \(grid.width)×\(grid.height) px grid\(detail)")
         }
         for writer in writers { try writer.commit() }
-        try destination.finish(keeping: bands)
+        try destination.finish()
+        destination.removeBands(except: bands)
         return PreparedScene(folder: out, grid: grid, bands: bands,
                              validFraction: validCounts.mapValues { Double($0) / Double(grid.pixelCount) })
     }
@@ -165,65 +166,4 @@ public struct PreparedScene: Sendable {
     public let bands: [String]
     /// Fraction of valid pixels per band (for `nodata_mask`: of pixels usable for training).
     public let validFraction: [String: Double]
-}
-
-/// Where a scene folder is written: a new folder is built beside it under a temporary name and
-/// renamed at the end; an existing one (with `overwrite`) is written in place band by band.
-struct SceneDestination {
-    let folder: String
-    let writeFolder: String
-    private let temporary: String?
-    private let parent: URL
-
-    init(folder: String, overwrite: Bool) throws {
-        let url = URL(fileURLWithPath: folder)
-        parent = url.deletingLastPathComponent()
-        var isFolder: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: parent.path, isDirectory: &isFolder), isFolder.boolValue else {
-            throw DataError(folder, "cannot write: folder \(parent.path) does not exist")
-        }
-        if FileManager.default.fileExists(atPath: folder, isDirectory: &isFolder) {
-            guard isFolder.boolValue else { throw DataError(folder, "exists and is a file, not a folder") }
-            if !overwrite, !Scene.bandsPresent(in: folder).isEmpty {
-                throw DataError(folder, "already holds a scene (pass --overwrite to replace it)")
-            }
-            temporary = nil
-            writeFolder = folder
-        } else {
-            let partial = parent.appendingPathComponent(".\(url.lastPathComponent).partial-\(getpid())").path
-            do { try FileManager.default.createDirectory(atPath: partial, withIntermediateDirectories: false) } catch {
-                throw DataError(folder, "cannot create: \(error.localizedDescription)")
-            }
-            temporary = partial
-            writeFolder = partial
-        }
-        self.folder = folder
-    }
-
-    /// A scratch folder beside the destination (same file system, removed by the caller).
-    func makeWorkFolder() throws -> String {
-        let work = parent.appendingPathComponent(".\(URL(fileURLWithPath: folder).lastPathComponent).work-\(getpid())").path
-        do { try FileManager.default.createDirectory(atPath: work, withIntermediateDirectories: true) } catch {
-            throw DataError(folder, "cannot create a working folder beside it: \(error.localizedDescription)")
-        }
-        return work
-    }
-
-    /// Removes the temporary folder of a failed run.
-    func cleanUp() {
-        if let temporary { try? FileManager.default.removeItem(atPath: temporary) }
-    }
-
-    /// Moves a new folder into place, or removes an earlier scene's bands that are not `bands`.
-    func finish(keeping bands: [String]) throws {
-        if let temporary {
-            if rename(temporary, folder) != 0 {
-                throw DataError(folder, "cannot move the finished scene into place: \(String(cString: strerror(errno)))")
-            }
-            return
-        }
-        for stale in Scene.bandsPresent(in: folder) where !bands.contains(stale) {
-            try? FileManager.default.removeItem(atPath: Scene.file(folder, stale))
-        }
-    }
 }

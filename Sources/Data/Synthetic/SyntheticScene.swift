@@ -1,4 +1,5 @@
 import Foundation
+import Primitives
 
 /// A synthetic scene with every band of a prepared DeepDEM scene, on a UTM grid (EPSG:32610, 1 m
 /// pixels), a pure function of the seed. The truth is fractal terrain (`lidar_dtm_data`) with
@@ -49,36 +50,17 @@ public struct SyntheticScene: Sendable {
         try Grid(width: width, height: height, originX: 580_000, originY: 5_410_000, pixelSize: 1, epsg: SyntheticScene.epsg)
     }
 
-    /// Writes `final_<band>.tif` for every band into `folder`. A new folder is built under a
-    /// temporary name and renamed when complete; an existing folder must not already hold a scene
-    /// unless `overwrite`.
+    /// Writes `final_<band>.tif` for every band into `folder` (a `SceneDestination`: a new folder
+    /// appears only when complete; an existing folder must not already hold a scene unless
+    /// `overwrite`).
     public func write(to folder: String, overwrite: Bool = false, stripRows: Int = 256,
                       progress: ((Double) -> Void)? = nil) throws {
-        let url = URL(fileURLWithPath: folder)
-        let parent = url.deletingLastPathComponent().path
-        var isFolder: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: parent, isDirectory: &isFolder), isFolder.boolValue else {
-            throw DataError(folder, "cannot write: folder \(parent) does not exist")
-        }
-        var target = folder
-        var temporary: String?
-        if FileManager.default.fileExists(atPath: folder, isDirectory: &isFolder) {
-            guard isFolder.boolValue else { throw DataError(folder, "exists and is a file, not a folder") }
-            if !overwrite, !Scene.bandsPresent(in: folder).isEmpty {
-                throw DataError(folder, "already holds a scene (pass --overwrite to replace it)")
-            }
-        } else {
-            let partial = url.deletingLastPathComponent().appendingPathComponent(".\(url.lastPathComponent).partial-\(getpid())").path
-            do { try FileManager.default.createDirectory(atPath: partial, withIntermediateDirectories: false) } catch {
-                throw DataError(folder, "cannot create: \(error.localizedDescription)")
-            }
-            temporary = partial
-            target = partial
-        }
+        let destination = try SceneDestination(folder: folder, overwrite: overwrite)
         do {
             let grid = try self.grid()
             let writers = try SyntheticScene.bands.map {
-                try RasterWriter(path: Scene.file(target, $0), grid: grid, nodata: SyntheticScene.nodata[$0], overwrite: true)
+                try RasterWriter(path: Scene.file(destination.writeFolder, $0), grid: grid, nodata: SyntheticScene.nodata[$0],
+                                 overwrite: true)
             }
             var y0 = 0
             while y0 < height {
@@ -91,11 +73,9 @@ public struct SyntheticScene: Sendable {
                 progress?(Double(y0) / Double(height))
             }
             for writer in writers { try writer.commit() }
-            if let temporary, rename(temporary, folder) != 0 {
-                throw DataError(folder, "cannot move the finished scene into place: \(String(cString: strerror(errno)))")
-            }
+            try destination.finish()
         } catch {
-            if let temporary { try? FileManager.default.removeItem(atPath: temporary) }
+            destination.cleanUp()
             throw error
         }
     }
@@ -179,20 +159,20 @@ private struct Layers {
         var random = SplitMix64(keys: scene.seed, 77, UInt64(bitPattern: Int64(cx)), UInt64(bitPattern: Int64(cy)))
         let c = Double(SyntheticScene.cell)
         let ox = Double(cx) * c, oy = Double(cy) * c
-        let kind = random.unit()
+        let kind = random.unitDouble()
         var footprint: (x: Double, y: Double, radius: Double)?
         var treeCount: Int
         if kind < 0.45 {
-            let long = 12 + 14 * random.unit()
-            let short = 8 + (min(long, 18) - 8) * random.unit()
+            let long = 12 + 14 * random.unitDouble()
+            let short = 8 + (min(long, 18) - 8) * random.unitDouble()
             let radius = (long * long + short * short).squareRoot() / 2
-            let centerX = ox + radius + 1 + (c - 2 * radius - 2) * random.unit()
-            let centerY = oy + radius + 1 + (c - 2 * radius - 2) * random.unit()
-            let angle = Double.pi / 2 * random.unit()
-            let eaves = 4 + 12 * random.unit()
-            let ridge = random.coin() ? 1.5 + 3 * random.unit() : 0
-            let roofAlbedo = 0.15 + 0.45 * random.unit()
-            drawBuilding(centerX, centerY, long, short, angle, eaves, ridge, Float(roofAlbedo), Float(0.08 * random.unit()))
+            let centerX = ox + radius + 1 + (c - 2 * radius - 2) * random.unitDouble()
+            let centerY = oy + radius + 1 + (c - 2 * radius - 2) * random.unitDouble()
+            let angle = Double.pi / 2 * random.unitDouble()
+            let eaves = 4 + 12 * random.unitDouble()
+            let ridge = random.coin() ? 1.5 + 3 * random.unitDouble() : 0
+            let roofAlbedo = 0.15 + 0.45 * random.unitDouble()
+            drawBuilding(centerX, centerY, long, short, angle, eaves, ridge, Float(roofAlbedo), Float(0.08 * random.unitDouble()))
             footprint = (centerX, centerY, radius)
             treeCount = random.below(5)
         } else if kind < 0.65 {
@@ -201,11 +181,11 @@ private struct Layers {
             treeCount = random.below(3)
         }
         for _ in 0..<treeCount {
-            let radius = 2 + 3.5 * random.unit()
-            let tall = 4 + 3 * radius + 4 * random.unit()
-            let tx = ox + c * random.unit(), ty = oy + c * random.unit()
+            let radius = 2 + 3.5 * random.unitDouble()
+            let tall = 4 + 3 * radius + 4 * random.unitDouble()
+            let tx = ox + c * random.unitDouble(), ty = oy + c * random.unitDouble()
             let conifer = random.coin()
-            let tint = Float(0.07 + 0.06 * random.unit()), green = Float(0.62 + 0.2 * random.unit())
+            let tint = Float(0.07 + 0.06 * random.unitDouble()), green = Float(0.62 + 0.2 * random.unitDouble())
             if let f = footprint, ((tx - f.x) * (tx - f.x) + (ty - f.y) * (ty - f.y)).squareRoot() < f.radius + radius { continue }
             drawTree(tx, ty, radius, tall, conifer, tint, green)
         }

@@ -1,3 +1,5 @@
+import Primitives
+
 /// Which side of the scene a chip comes from: the left `trainSplit` of the x extent trains, the
 /// rest validates, so no training chip overlaps a validation chip.
 public enum Region: String, Sendable {

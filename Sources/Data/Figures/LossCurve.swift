@@ -1,9 +1,10 @@
 import Foundation
+import Primitives
 
 /// The training and validation loss curves as an SVG picture (log-scaled loss), redrawn from
 /// metrics.jsonl at each checkpoint so it covers a resumed run's whole history.
-enum LossCurve {
-    static func write(metricsFile: String, to path: String) throws {
+public enum LossCurve {
+    public static func write(metricsFile: String, to path: String) throws {
         var train: [(Double, Double)] = [], val: [(Double, Double)] = []
         if let text = try? String(contentsOfFile: metricsFile, encoding: .utf8) {
             for line in text.split(separator: "\n") {
@@ -42,6 +43,6 @@ enum LossCurve {
         if !train.isEmpty { svg += polyline(train, "#1f77b4") }
         if !val.isEmpty { svg += polyline(val, "#ff7f0e") }
         svg += "</svg>\n"
-        try writeAtomically(Data(svg.utf8), to: path)
+        try StagedOutput.write(Data(svg.utf8), to: path)
     }
 }

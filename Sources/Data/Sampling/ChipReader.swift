@@ -19,10 +19,8 @@ public final class ChipReader {
 
     /// Reads `chip`. `inputs` holds `channels·chipSize²` floats, `target` and `mask` `chipSize²`;
     /// pass nil for `target` to read inputs and mask only (the mask then ignores the target).
-    /// Returns the number of usable pixels (Σ mask).
-    @discardableResult
     public func read(_ chip: ChipPlacement, inputs: UnsafeMutablePointer<Float>, target: UnsafeMutablePointer<Float>?,
-                     mask: UnsafeMutablePointer<Float>) throws -> Int {
+                     mask: UnsafeMutablePointer<Float>) throws {
         let window = planes[chip.scene]
         let size = chipSize
         try window.load(x: chip.x, y: chip.y, width: size, height: size, withTarget: target != nil)
@@ -38,19 +36,15 @@ public final class ChipReader {
         if let target {
             window.target.withUnsafeBufferPointer { ChipReader.copy($0.baseAddress!, to: target, size: size, chip: chip) }
         }
-        var usable = 0
         window.valid.withUnsafeBufferPointer { v in
             for y in 0..<size {
                 let sy = chip.flipVertical ? size &- 1 &- y : y
                 for x in 0..<size {
                     let sx = chip.flipHorizontal ? size &- 1 &- x : x
-                    let ok = v[sy &* size &+ sx] != 0
-                    mask[y &* size &+ x] = ok ? 1 : 0
-                    if ok { usable &+= 1 }
+                    mask[y &* size &+ x] = v[sy &* size &+ sx] != 0 ? 1 : 0
                 }
             }
         }
-        return usable
     }
 
     private static func copy(_ source: UnsafePointer<Float>, to destination: UnsafeMutablePointer<Float>, size: Int, chip: ChipPlacement) {

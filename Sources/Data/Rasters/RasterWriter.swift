@@ -1,9 +1,10 @@
 import CGDAL
 import Foundation
+import Primitives
 
-/// Writes one single-band Float32 GeoTIFF window by window. The file is built under a temporary
-/// name beside the destination and renamed onto it by `commit()`; a writer dropped without commit
-/// removes its temporary file, so a failed run never leaves a half-written output.
+/// Writes one single-band Float32 GeoTIFF window by window. The file is built as a `StagedOutput`
+/// and renamed onto the destination by `commit()`; a writer dropped without commit removes its
+/// temporary file, so a failed run never leaves a half-written output.
 public final class RasterWriter {
     public enum Format: Sendable {
         /// Tiled GeoTIFF, DEFLATE with the floating-point predictor, BigTIFF when it might be needed.
@@ -17,8 +18,7 @@ public final class RasterWriter {
     public let nodata: Double?
     private let format: Format
     private let threads: Int
-    private let temporaryPath: String
-    private let partial: Int
+    private let stage: StagedOutput
     private var dataset: GDALDatasetH?
     private let band: GDALRasterBandH
     private let nodataValue: Float?
@@ -30,28 +30,18 @@ public final class RasterWriter {
                 threads: Int = 1) throws {
         GDAL.ensureRegistered()
         try RasterWriter.checkDestination(path, overwrite: overwrite)
-        let url = URL(fileURLWithPath: path)
-        temporaryPath = url.deletingLastPathComponent()
-            .appendingPathComponent(".\(url.lastPathComponent).partial-\(getpid()).tif").path
         guard let driver = GDALGetDriverByName("GTiff") else { throw DataError(path, "GDAL has no GTiff driver") }
-        let partial = PartialFiles.add(temporaryPath)
+        let stage = StagedOutput(path, suffix: ".tif")
         var options: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>? = nil
         for (key, value) in [("TILED", "YES"), ("BLOCKXSIZE", "256"), ("BLOCKYSIZE", "256"), ("COMPRESS", "DEFLATE"),
                              ("PREDICTOR", "3"), ("BIGTIFF", "IF_SAFER"), ("NUM_THREADS", "\(threads)")] {
             options = CSLSetNameValue(options, key, value)
         }
         defer { CSLDestroy(options) }
-        let temporary = temporaryPath
-        let created: GDALDatasetH
-        do {
-            created = try GDAL.call(path, "cannot create") {
-                GDALCreate(driver, temporary, Int32(grid.width), Int32(grid.height), 1, GDT_Float32, options)
-            }
-        } catch {
-            PartialFiles.remove(partial)
-            throw error
+        let created = try GDAL.call(path, "cannot create") {
+            GDALCreate(driver, stage.temporary, Int32(grid.width), Int32(grid.height), 1, GDT_Float32, options)
         }
-        self.partial = partial
+        self.stage = stage
         var transform = grid.geoTransform
         GDALSetGeoTransform(created, &transform)
         if !grid.crsWKT.isEmpty { GDALSetProjection(created, grid.crsWKT) }
@@ -66,12 +56,9 @@ public final class RasterWriter {
         nodataValue = nodata.flatMap { $0.isNaN ? nil : Float($0) }
     }
 
+    /// Closes an uncommitted file before `stage` removes it.
     deinit {
-        if let dataset {
-            GDALClose(dataset)
-            unlink(temporaryPath)
-        }
-        PartialFiles.remove(partial)
+        if let dataset { GDALClose(dataset) }
     }
 
     /// Fails early with the message a command prints when the output cannot go where asked.
@@ -133,21 +120,16 @@ public final class RasterWriter {
         CPLPopErrorHandler()
         if CPLGetLastErrorType() == CE_Failure || CPLGetLastErrorType() == CE_Fatal {
             let message = GDAL.lastMessage(or: "flush failed")
-            unlink(temporaryPath)
+            stage.discard()
             throw DataError(path, "write failed: \(message)")
         }
-        let finished = format == .cog ? temporaryPath + ".cog.tif" : temporaryPath
-        let cog = format == .cog ? PartialFiles.add(finished) : nil
-        defer { if let cog { PartialFiles.remove(cog) } }
+        var finished = stage
         if format == .cog {
-            defer { unlink(temporaryPath) }
-            try RasterWriter.convertToCOG(from: temporaryPath, to: finished, reportAs: path, threads: threads)
+            defer { stage.discard() }
+            finished = StagedOutput(path, suffix: ".tif.cog.tif")
+            try RasterWriter.convertToCOG(from: stage.temporary, to: finished.temporary, reportAs: path, threads: threads)
         }
-        if rename(finished, path) != 0 {
-            let reason = String(cString: strerror(errno))
-            unlink(finished)
-            throw DataError(path, "cannot move the finished file into place: \(reason)")
-        }
+        try finished.commit()
     }
 
     private static func convertToCOG(from source: String, to destination: String, reportAs path: String, threads: Int) throws {

@@ -1,5 +1,6 @@
 import CGDAL
 import Foundation
+import Primitives
 
 /// An 8-bit image in memory (`channels` interleaved: 1 gray, 2 gray+alpha, 3 RGB), drawn into
 /// directly and written as one PNG through GDAL (MEM dataset, PNG driver's CreateCopy).
@@ -65,7 +66,7 @@ struct PNGImage {
         return cx - x
     }
 
-    /// Writes the PNG under a temporary name beside `path`, then renames it into place.
+    /// Writes the PNG as a `StagedOutput`.
     func write(to path: String, overwrite: Bool) throws {
         try RasterWriter.checkDestination(path, overwrite: overwrite)
         GDAL.ensureRegistered()
@@ -89,28 +90,18 @@ struct PNGImage {
         if channels == 2 || channels == 4 {
             GDALSetRasterColorInterpretation(GDALGetRasterBand(dataset, Int32(channels)), GCI_AlphaBand)
         }
-        let url = URL(fileURLWithPath: path)
-        let temporary = url.deletingLastPathComponent().appendingPathComponent(".\(url.lastPathComponent).partial-\(getpid()).png").path
         // No .aux.xml side file: the PNG is the whole output.
         CPLSetThreadLocalConfigOption("GDAL_PAM_ENABLED", "NO")
         defer { CPLSetThreadLocalConfigOption("GDAL_PAM_ENABLED", nil) }
-        let partial = PartialFiles.add(temporary)
-        defer { PartialFiles.remove(partial) }
-        do {
-            let written = try GDAL.call(path, "cannot write the PNG") {
-                GDALCreateCopy(png, temporary, dataset, 0, nil, nil, nil)
-            }
-            CPLErrorReset()
-            GDALClose(written)
-            if CPLGetLastErrorType() == CE_Failure || CPLGetLastErrorType() == CE_Fatal {
-                throw DataError(path, "write failed: \(GDAL.lastMessage(or: "flush failed"))")
-            }
-            if rename(temporary, path) != 0 {
-                throw DataError(path, "cannot move the finished file into place: \(String(cString: strerror(errno)))")
-            }
-        } catch {
-            unlink(temporary)
-            throw error
+        let stage = StagedOutput(path, suffix: ".png")
+        let written = try GDAL.call(path, "cannot write the PNG") {
+            GDALCreateCopy(png, stage.temporary, dataset, 0, nil, nil, nil)
         }
+        CPLErrorReset()
+        GDALClose(written)
+        if CPLGetLastErrorType() == CE_Failure || CPLGetLastErrorType() == CE_Fatal {
+            throw DataError(path, "write failed: \(GDAL.lastMessage(or: "flush failed"))")
+        }
+        try stage.commit()
     }
 }

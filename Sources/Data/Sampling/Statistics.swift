@@ -1,4 +1,5 @@
 import Foundation
+import Primitives
 
 public struct BandStatistics: Codable, Equatable, Sendable {
     public var mean: Double
