@@ -61,104 +61,50 @@ public final class Trainer {
     /// replaces that run. `configFile` is the file the configuration came from (an input, like
     /// the scenes and `initCheckpoint`, that the run must not write onto).
     /// `stop` reports a pending stop signal on this rank; `events` is called on rank 0 only.
+    ///
+    /// The steps that can fail run inside `agreeing`, so that every rank completes or fails each
+    /// one together and a bad file on one rank cannot leave the others waiting in a collective.
     public init(config: TrainingConfig, communicator: Communicator, resume: Bool, resumeAnyway: Bool = false,
                 overwrite: Bool = false, configFile: String? = nil, initCheckpoint: String? = nil,
                 stop: (() -> Int32?)? = nil, events: @escaping (TrainingEvent) -> Void) throws {
         self.config = config
         comm = communicator
-        folder = RunFolder(config.out)
+        let folder = RunFolder(config.out)
+        self.folder = folder
         self.stop = stop
         let rank0 = communicator.rank == 0
         self.events = rank0 ? events : { _ in }
-        let seed = UInt64(bitPattern: Int64(config.seed))
-        let folder = self.folder
 
-        // Setup runs in phases that every rank completes or fails together (see `agreeing`),
-        // so a bad file on one rank cannot leave the others waiting in a collective.
-        let (scenes, rank0Maps) = try agreeing(communicator) {
-            try config.validate(ranks: communicator.size)
-            if resume && overwrite {
-                throw TrainingError("--resume continues the run in \(config.out) and --overwrite replaces it: give one of them")
-            }
-            try InputGuard.check(files: folder.runFiles, folders: folder.runFolders,
-                                 reading: [configFile, initCheckpoint].compactMap { $0 } + config.data.flatMap(InputGuard.sceneFiles))
-            BLAS.setThreads(config.threads)
-            GDAL.setCacheBudget(bytes: config.cacheMB << 20)
-            let scenes = try config.data.map { try Scene(folder: $0, bands: config.bands, target: config.target) }
-            return (scenes, rank0 ? try scenes.map { try ValidityMap(scene: $0, cell: Trainer.validityCell) } : [])
+        let scenes = try agreeing(communicator) {
+            try Trainer.checkRequest(config, ranks: communicator.size, resume: resume, overwrite: overwrite, folder: folder,
+                                     inputs: [configFile, initCheckpoint].compactMap { $0 })
+            Trainer.setResourceLimits(config)
+            return try config.data.map { try Scene(folder: $0, bands: config.bands, target: config.target) }
         }
-        // Only rank 0 reads whole scenes (for the validity maps); the others read chip windows.
-        let maps = try scenes.enumerated().map { i, scene in
-            var table = rank0 ? rank0Maps[i].summedTable : []
-            var count = Int64(table.count)
-            try withUnsafeMutableBytes(of: &count) { try communicator.broadcast($0, root: 0) }
-            if !rank0 { table = [Int64](repeating: 0, count: Int(count)) }
-            try table.withUnsafeMutableBytes { try communicator.broadcast($0, root: 0) }
-            return rank0 ? rank0Maps[i] : try ValidityMap(scene: scene, cell: Trainer.validityCell, table: table)
-        }
-        let (train, val, resumption, lock) = try agreeing(communicator) {
+        let maps = try Trainer.shareValidityMaps(scenes, communicator)
+        let (lock, samplers, resumption) = try agreeing(communicator) {
             var lock: (lock: RunLock?, unavailable: String?) = (nil, nil)
-            if rank0 {
-                lock = try folder.lock()
-                if !resume, !overwrite, folder.holdsRun {
-                    throw TrainingError("\(config.out): already holds a run (pass --resume to continue it or --overwrite to replace it)")
-                }
-            }
-            let train = try ChipSampler(maps: maps, region: .train, chipSize: config.chipSize, trainSplit: config.trainSplit,
-                                        minValidFraction: config.minValidFraction, seed: seed, channelSwap: config.channelSwap)
-            let val = config.valSamples > 0
-                ? try ChipSampler(maps: maps, region: .validation, chipSize: config.chipSize, trainSplit: config.trainSplit,
-                                  minValidFraction: config.minValidFraction, seed: seed)
-                : nil
+            if rank0 { lock = try Trainer.claim(folder, config, resume: resume, overwrite: overwrite) }
+            let samplers = try Trainer.makeSamplers(maps, config)
             let resumption = resume && folder.hasState
-                ? try Resumption(saved: folder.savedConfig() ?? config, savedRanks: folder.savedRanks(), now: config, anyway: resumeAnyway)
+                ? try Resumption(saved: folder.savedConfig() ?? config, savedRanks: folder.savedRanks(), now: config,
+                                 anyway: resumeAnyway)
                 : nil
-            return (train, val, resumption, lock)
+            return (lock, samplers, resumption)
         }
         runLock = lock.lock
         if let unavailable = lock.unavailable { self.events(.note(unavailable)) }
-        trainSampler = train
-        valSampler = val
+        trainSampler = samplers.train
+        valSampler = samplers.validation
         reader = ChipReader(scenes: scenes, chipSize: config.chipSize)
         resumed = resumption != nil
         if resume && resumption == nil { self.events(.note("no saved state in \(config.out); starting fresh")) }
 
-        var gsf = 0.0
-        if let resumption {
-            gsf = try agreeing(communicator) { try folder.savedGSF() }
-            // A gsf changed with --resume-anyway applies from here on.
-            if resumption.changed("gsf"), case .value(let v) = config.gsf { gsf = v }
-        } else {
-            if case .value(let v) = config.gsf {
-                gsf = v
-            } else {
-                gsf = try agreeing(communicator) { rank0 ? try Trainer.estimateGSF(scenes, config) : 0 }
-                var g = [gsf]
-                try g.withUnsafeMutableBufferPointer { try communicator.broadcast($0, root: 0) }
-                gsf = g[0]
-            }
-        }
+        let gsf = try Trainer.agreeOnGSF(config, resumption: resumption, folder: folder, scenes: scenes, communicator)
         let (network, optimizer, state) = try agreeing(communicator) {
-            let network = try makeNetwork(config.modelConfig(gsf: gsf), seed: seed)
-            let optimizer = Adam(network.parameters, lr: config.lr, weightDecay: config.weightDecay)
-            var state = TrainerState(lr: config.lr, gsf: gsf)
-            if let resumption {
-                state = try folder.loadState(network: network, optimizer: optimizer)
-                state.gsf = gsf
-                // Settings changed with --resume-anyway take effect; the schedule keeps its progress.
-                if resumption.changed("lr") { state.lr = config.lr }
-                if resumption.changed("lr_scheduler") { state.plateau = state.plateau?.continued(as: Trainer.plateau(config)) }
-                optimizer.lr = state.lr
-            } else if let initCheckpoint, rank0 {
-                try Trainer.loadInit(initCheckpoint, into: network, expected: config.modelConfig(gsf: gsf))
-            }
-            if rank0 {
-                // A fresh start (allowed: --overwrite, or --resume finding no state) leaves no file
-                // of the earlier run behind, which the new run's would mix with.
-                if resumption != nil { try folder.truncateMetrics(after: state.step) } else { try folder.removeRun() }
-                try folder.create()
-                try folder.writeConfig(config)
-            }
+            let (network, optimizer, state) = try Trainer.makeModel(config, gsf: gsf, resumption: resumption, folder: folder,
+                                                                    initCheckpoint: rank0 ? initCheckpoint : nil)
+            if rank0 { try Trainer.prepare(folder, config, resumedAt: resumption.map { _ in state.step }) }
             return (network, optimizer, state)
         }
         self.network = network
@@ -171,14 +117,118 @@ public final class Trainer {
         model = ResidualModel(network: network, gsf: Float(state.gsf))
         reducer = GradientReducer(parameters: network.parameters, communicator: communicator,
                                   mode: .bucketed(bucketBytes: Int(config.bucketMB * 1_048_576)))
+
         // Every rank starts from rank 0's weights, whatever it initialized or loaded.
         try communicator.broadcast(network.parameters.valueBuffer, root: 0)
         try broadcastBuffers()
-        if config.syncBatchnorm, communicator.size > 1 {
+        connectCollectives()
+    }
+
+    /// Refuses, before any work, what cannot run: a configuration that does not fit `ranks`,
+    /// contradictory flags, and a run folder whose files would overwrite an input.
+    private static func checkRequest(_ config: TrainingConfig, ranks: Int, resume: Bool, overwrite: Bool,
+                                     folder: RunFolder, inputs: [String]) throws {
+        try config.validate(ranks: ranks)
+        if resume && overwrite {
+            throw TrainingError("--resume continues the run in \(config.out) and --overwrite replaces it: give one of them")
+        }
+        try InputGuard.check(files: folder.runFiles, folders: folder.runFolders,
+                             reading: inputs + config.data.flatMap(InputGuard.sceneFiles))
+    }
+
+    /// The layers' threads and GDAL's block cache, process-wide settings the configuration owns.
+    private static func setResourceLimits(_ config: TrainingConfig) {
+        BLAS.setThreads(config.threads)
+        GDAL.setCacheBudget(bytes: config.cacheMB << 20)
+    }
+
+    /// Only rank 0 reads whole scenes (for the validity maps where chips may lie) and sends the
+    /// maps' tables; the other ranks read nothing but their chip windows.
+    private static func shareValidityMaps(_ scenes: [Scene], _ comm: Communicator) throws -> [ValidityMap] {
+        let rank0 = comm.rank == 0
+        let own = try agreeing(comm) { rank0 ? try scenes.map { try ValidityMap(scene: $0, cell: validityCell) } : [] }
+        return try scenes.indices.map { i in
+            let table = try comm.broadcast(rank0 ? own[i].summedTable : [], root: 0)
+            return rank0 ? own[i] : try ValidityMap(scene: scenes[i], cell: validityCell, table: table)
+        }
+    }
+
+    /// Rank 0 locks the run folder and refuses one that holds a run it was not told to continue
+    /// or replace. Returns the lock, or why none could be taken (training goes on without it).
+    private static func claim(_ folder: RunFolder, _ config: TrainingConfig, resume: Bool,
+                              overwrite: Bool) throws -> (lock: RunLock?, unavailable: String?) {
+        let lock = try folder.lock()
+        if !resume, !overwrite, folder.holdsRun {
+            throw TrainingError("\(config.out): already holds a run (pass --resume to continue it or --overwrite to replace it)")
+        }
+        return lock
+    }
+
+    /// The training chips (left of `train_split`) and the validation chips (right of it), both
+    /// fixed by the seed.
+    private static func makeSamplers(_ maps: [ValidityMap],
+                                     _ config: TrainingConfig) throws -> (train: ChipSampler, validation: ChipSampler?) {
+        let seed = UInt64(bitPattern: Int64(config.seed))
+        let train = try ChipSampler(maps: maps, region: .train, chipSize: config.chipSize, trainSplit: config.trainSplit,
+                                    minValidFraction: config.minValidFraction, seed: seed, channelSwap: config.channelSwap)
+        let val = config.valSamples > 0
+            ? try ChipSampler(maps: maps, region: .validation, chipSize: config.chipSize, trainSplit: config.trainSplit,
+                              minValidFraction: config.minValidFraction, seed: seed)
+            : nil
+        return (train, val)
+    }
+
+    /// The gsf every rank uses: the saved run's (unless changed with --resume-anyway), the
+    /// configured value, or rank 0's estimate from the training region.
+    private static func agreeOnGSF(_ config: TrainingConfig, resumption: Resumption?, folder: RunFolder, scenes: [Scene],
+                                   _ comm: Communicator) throws -> Double {
+        if let resumption {
+            let saved = try agreeing(comm) { try folder.savedGSF() }
+            if resumption.changed("gsf"), case .value(let v) = config.gsf { return v }
+            return saved
+        }
+        if case .value(let v) = config.gsf { return v }
+        var g = [try agreeing(comm) { comm.rank == 0 ? try estimateGSF(scenes, config) : 0 }]
+        try g.withUnsafeMutableBufferPointer { try comm.broadcast($0, root: 0) }
+        return g[0]
+    }
+
+    /// The network, its optimizer and the trainer state: fresh (from `initCheckpoint`'s weights
+    /// when given), or the saved run's, with what --resume-anyway changed applied.
+    private static func makeModel(_ config: TrainingConfig, gsf: Double, resumption: Resumption?, folder: RunFolder,
+                                  initCheckpoint: String?) throws -> (any Network, Adam, TrainerState) {
+        let network = try makeNetwork(config.modelConfig(gsf: gsf), seed: UInt64(bitPattern: Int64(config.seed)))
+        let optimizer = Adam(network.parameters, lr: config.lr, weightDecay: config.weightDecay)
+        guard let resumption else {
+            if let initCheckpoint { try loadInit(initCheckpoint, into: network, expected: config.modelConfig(gsf: gsf)) }
+            return (network, optimizer, TrainerState(lr: config.lr, gsf: gsf))
+        }
+        var state = try folder.loadState(network: network, optimizer: optimizer)
+        state.gsf = gsf
+        // Settings changed with --resume-anyway take effect; the schedule keeps its progress.
+        if resumption.changed("lr") { state.lr = config.lr }
+        if resumption.changed("lr_scheduler") { state.plateau = state.plateau?.continued(as: plateau(config)) }
+        optimizer.lr = state.lr
+        return (network, optimizer, state)
+    }
+
+    /// Rank 0 readies the run folder: a resumed run drops the metrics logged after its state, a
+    /// fresh start (allowed: --overwrite, or --resume finding no state) removes every file of the
+    /// earlier run, which the new run's would mix with.
+    private static func prepare(_ folder: RunFolder, _ config: TrainingConfig, resumedAt step: Int?) throws {
+        if let step { try folder.truncateMetrics(after: step) } else { try folder.removeRun() }
+        try folder.create()
+        try folder.writeConfig(config)
+    }
+
+    /// The collectives inside backward: gradient buckets leave as they are finished, and with
+    /// sync_batchnorm every BatchNorm sums its batch statistics over the ranks.
+    private func connectCollectives() {
+        if config.syncBatchnorm, comm.size > 1 {
             for bn in network.batchNorms {
-                bn.reducer = { [communicator] stats in
+                bn.reducer = { [comm] stats in
                     // Rank-ordered sums: every rank normalizes with the same bits.
-                    if let sums = try? communicator.sumAcrossRanks(Array(stats)) {
+                    if let sums = try? comm.sumAcrossRanks(Array(stats)) {
                         for i in stats.indices { stats[i] = sums[i] }
                     }
                 }
