@@ -7,6 +7,7 @@ public struct TrainerState: Codable, Equatable, Sendable {
     public var lr: Double
     public var gsf: Double
     public var plateau: ReduceLROnPlateau?
+    public var stepLR: StepLR?
     public var bestValLoss: Double?
     public var bestStep: Int?
     /// Early stopping: best validation loss seen and validations since it improved by min_delta.
@@ -138,6 +139,8 @@ public struct RunFolder: Sendable {
             (l.step >= 0 && t.step == l.step, "step \(l.step) (trainer step \(t.step)): steps are 0 or more and agree"),
             (t.gsf.isFinite && t.gsf > 0, "gsf \(t.gsf): it must be a positive number"),
             (t.lr.isFinite && t.lr > 0, "lr \(t.lr): it must be a positive number"),
+            (t.stepLR.map { $0.stepSize > 0 && $0.lastEpoch >= 0 } ?? true,
+             "stepLR \(t.stepLR.map { "step_size \($0.stepSize), last_epoch \($0.lastEpoch)" } ?? ""): step_size is positive, last_epoch not negative"),
             (l.ranks.map { $0 > 0 } ?? true, "ranks \(l.ranks ?? 0): there is at least one"),
             ([l.weights, l.optimizer].allSatisfy { !$0.isEmpty && !$0.contains("/") && $0 != ".." },
              "state files '\(l.weights)', '\(l.optimizer)': they are names within \(stateFolder)"),

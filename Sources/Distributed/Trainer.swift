@@ -207,7 +207,10 @@ public final class Trainer {
         state.gsf = gsf
         // Settings changed with --resume-anyway take effect; the schedule keeps its progress.
         if resumption.changed("lr") { state.lr = config.lr }
-        if resumption.changed("lr_scheduler") { state.plateau = state.plateau?.continued(as: plateau(config)) }
+        if resumption.changed("lr_scheduler") {
+            state.plateau = state.plateau?.continued(as: plateau(config))
+            state.stepLR = state.stepLR.map { stepLR(config, after: $0.lastEpoch) }
+        }
         optimizer.lr = state.lr
         return (network, optimizer, state)
     }
@@ -367,13 +370,23 @@ public final class Trainer {
     /// The epoch (from 0) in which the step that brought the count to `step` ran.
     func epoch(_ step: Int) -> Int { max(step - 1, 0) / config.stepsPerEpoch }
 
-    /// The validation loss over the seed-fixed validation chips, split over ranks and summed
-    /// exactly; updates best.safetensors, the plateau schedule (at epoch ends) and early stopping.
-    /// Returns true when early stopping says to stop, nil when a stop signal came first: the ranks
-    /// ask after every batch of chips (a validation may take minutes) and leave the state as it
-    /// was, marked to validate again on resume.
+    /// A validation: the loss over the seed-fixed validation chips, the best checkpoint and, at an
+    /// epoch's end, the learning-rate schedule and early stopping, which both follow it. Returns
+    /// true when early stopping says to stop, nil when a stop signal came first (the state is as
+    /// it was, marked to validate again on resume).
     func validate(epochEnd: Bool) throws -> Bool? {
         guard let sampler = valSampler else { return false }
+        guard let valLoss = try validationLoss(sampler) else { return nil }
+        keepBest(valLoss: valLoss)
+        guard epochEnd else { return false }
+        scheduleLearningRate(valLoss: valLoss)
+        return stopsEarly(valLoss: valLoss)
+    }
+
+    /// The validation loss, split over ranks and summed exactly. The ranks ask after every batch
+    /// of chips whether a stop signal came (a validation may take minutes): nil then, with
+    /// `validationPending` set.
+    private func validationLoss(_ sampler: ChipSampler) throws -> Double? {
         try broadcastBuffers()
         let mine = slice(config.valSamples)
         let c = config.bands.count, s = config.chipSize, plane = s * s
@@ -408,7 +421,11 @@ public final class Trainer {
         state.validationPending = nil
         // The state now differs from any checkpoint of this step.
         lastCheckpoint = -1
-        let valLoss = totals[0] / max(totals[1], 1)
+        return totals[0] / max(totals[1], 1)
+    }
+
+    /// Logs the validation loss; the lowest so far is saved as best.safetensors.
+    private func keepBest(valLoss: Double) {
         let best = state.bestValLoss.map { valLoss < $0 } ?? true
         if best {
             state.bestValLoss = valLoss
@@ -419,21 +436,31 @@ public final class Trainer {
             locally { try folder.appendMetrics(["step": state.step, "epoch": epoch(state.step), "val_loss": valLoss]) }
         }
         events(.validated(step: state.step, epoch: epoch(state.step), valLoss: valLoss, best: best))
-        guard epochEnd else { return false }
+    }
+
+    /// The next epoch's learning rate, from the configured schedule; the schedule's progress is
+    /// part of the state, so that a resumed run continues it.
+    private func scheduleLearningRate(valLoss: Double) {
         switch config.lrScheduler.kind {
         case "plateau":
-            var p = state.plateau ?? Trainer.plateau(config)
-            let lr = p.step(metric: valLoss, lr: optimizer.lr)
-            state.plateau = p
+            var schedule = state.plateau ?? Trainer.plateau(config)
+            let lr = schedule.step(metric: valLoss, lr: optimizer.lr)
+            state.plateau = schedule
             if lr != optimizer.lr { events(.note("learning rate \(optimizer.lr) → \(lr) (validation loss on a plateau)")) }
             optimizer.lr = lr
         case "step":
-            let e = epoch(state.step)
-            optimizer.lr = config.lr * pow(config.lrScheduler.gamma, Double(e / config.lrScheduler.stepSize))
+            // A state saved before the schedule was kept resumes it from the epochs already done.
+            var schedule = state.stepLR ?? Trainer.stepLR(config, after: state.step / config.stepsPerEpoch - 1)
+            optimizer.lr = schedule.step(lr: optimizer.lr)
+            state.stepLR = schedule
         default:
             break
         }
         state.lr = optimizer.lr
+    }
+
+    /// Early stopping: true after `patience` validations without an improvement of `min_delta`.
+    private func stopsEarly(valLoss: Double) -> Bool {
         if state.earlyBest.map({ valLoss < $0 - config.earlyStopping.minDelta }) ?? true {
             state.earlyBest = valLoss
             state.earlyBad = 0
@@ -510,6 +537,13 @@ public final class Trainer {
     static func plateau(_ config: TrainingConfig) -> ReduceLROnPlateau {
         let s = config.lrScheduler
         return ReduceLROnPlateau(factor: s.factor, patience: s.patience, threshold: s.threshold, cooldown: s.cooldown, minLR: s.minLR)
+    }
+
+    /// The step schedule the settings describe, `epochs` epochs in (StepLR keeps nothing else).
+    static func stepLR(_ config: TrainingConfig, after epochs: Int = 0) -> StepLR {
+        var schedule = StepLR(stepSize: config.lrScheduler.stepSize, gamma: config.lrScheduler.gamma)
+        for _ in 0..<max(0, epochs) { _ = schedule.step(lr: 1) }
+        return schedule
     }
 }
 
