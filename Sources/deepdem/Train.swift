@@ -166,12 +166,12 @@ final class ProgressPrinter: @unchecked Sendable {
         case .step(let r):
             let text = String(format: "epoch %d step %d/%d  loss %.4f  lr %.2e  %.1f tiles/s  ETA %@",
                               r.epoch, r.step, r.totalSteps, r.loss, r.lr, r.tilesPerSecond, duration(r.secondsLeft))
-            if Console.isTTY { Console.live(text) } else { Console.line(text) }
+            if Console.outputIsLive { Console.live(text) } else { Console.line(text) }
         case .validated(let step, let epoch, let loss, let best):
             Console.endLive()
             Console.line(String(format: "validation: epoch %d step %d  val_loss %.4f%@", epoch, step, loss, best ? "  (best)" : ""))
         case .checkpoint(let step, let path):
-            if !Console.isTTY { Console.line("checkpoint: step \(step) → \(path)") }
+            if !Console.outputIsLive { Console.line("checkpoint: step \(step) → \(path)") }
         case .note(let text):
             Console.endLive()
             Console.line(text)
