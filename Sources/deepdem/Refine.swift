@@ -40,6 +40,9 @@ struct Refine: ParsableCommand {
     @Flag(help: "Replace existing outputs.")
     var overwrite = false
 
+    @Flag(help: "Print one JSON line (size, seconds, Mpx/s, OpenBLAS kernel and threads, output) instead of the sentence.")
+    var json = false
+
     func run() {
         guarded {
             if let threads, threads < 1 { throw CLIError("--threads \(threads): needs at least 1 thread") }
@@ -80,12 +83,20 @@ struct Refine: ParsableCommand {
             }
             let seconds = Date().timeIntervalSince(t0)
             let mpix = Double(scene.grid.width * scene.grid.height) / 1e6
-            Console.line(String(format: "refined %@ (%d×%d, %.1f Mpx) in %.1f s (%.2f Mpx/s, OpenBLAS %@ × %d) → %@",
-                                data, scene.grid.width, scene.grid.height, mpix, seconds, mpix / seconds,
-                                BLAS.coreName, BLAS.threads, out))
-            if let hillshade {
-                let size = try Hillshade.write(dem: out, png: hillshade, overwrite: overwrite)
-                Console.line("hillshade (\(size.width)×\(size.height)) → \(hillshade)")
+            if !json {
+                Console.line(String(format: "refined %@ (%d×%d, %.1f Mpx) in %.1f s (%.2f Mpx/s, OpenBLAS %@ × %d) → %@",
+                                    data, scene.grid.width, scene.grid.height, mpix, seconds, mpix / seconds,
+                                    BLAS.coreName, BLAS.threads, out))
+            }
+            let shade = try hillshade.map { try Hillshade.write(dem: out, png: $0, overwrite: overwrite) }
+            if let hillshade, let shade, !json { Console.line("hillshade (\(shade.width)×\(shade.height)) → \(hillshade)") }
+            if json {
+                var report: [String: Any] = ["width": scene.grid.width, "height": scene.grid.height, "seconds": seconds,
+                                             "mpx_per_s": mpix / seconds, "kernel": BLAS.coreName, "threads": BLAS.threads,
+                                             "output": out]
+                if let hillshade { report["hillshade"] = hillshade }
+                let line = try JSONSerialization.data(withJSONObject: report, options: [.sortedKeys, .withoutEscapingSlashes])
+                Console.line(String(decoding: line, as: UTF8.self))
             }
         }
     }
