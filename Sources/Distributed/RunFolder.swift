@@ -189,9 +189,7 @@ public struct RunFolder: Sendable {
     }
 
     func writeConfig(_ config: TrainingConfig) throws {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-        try writeAtomically(encoder.encode(config), to: configFile)
+        try writeAtomically(config.json(), to: configFile)
     }
 
     /// Keeps the metrics of steps up to `step` (a resumed run logs the later ones again).
@@ -235,5 +233,15 @@ func writeAtomically(_ data: Data, to path: String) throws {
     guard rename(tmp, path) == 0 else {
         unlink(tmp)
         throw TrainingError("cannot rename \(tmp) to \(path): \(String(cString: strerror(errno)))")
+    }
+}
+
+extension TrainingConfig {
+    /// The configuration as a run folder's config.json holds it and `train --print-config` shows it:
+    /// every key, defaults resolved, sorted, one per line.
+    public func json() throws -> Data {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+        return try encoder.encode(self)
     }
 }

@@ -41,6 +41,9 @@ struct Train: ParsableCommand {
     @Option(name: .customLong("init"), help: "Initialize the weights from this checkpoint (fine-tuning).")
     var initCheckpoint: String?
 
+    @Flag(help: "Print the resolved configuration (the file, the flags over it, the defaults) as JSON and exit, without training or MPI.")
+    var printConfig = false
+
     @Argument(parsing: .allUnrecognized, help: .hidden)
     var overrides: [String] = []
 
@@ -50,6 +53,13 @@ struct Train: ParsableCommand {
             settings = try TrainingConfig.decode(loadSettings())
         } catch {
             fail(error)
+        }
+        if printConfig {
+            guarded {
+                try settings.validate(ranks: 1)
+                print(String(decoding: try settings.json(), as: UTF8.self))
+            }
+            return
         }
         // Without mpirun this is an MPI singleton (rank 0 of 1). No fallback to a single-process
         // communicator: under mpirun that would silently train N separate models.
