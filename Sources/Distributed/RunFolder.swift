@@ -22,7 +22,7 @@ public struct TrainerState: Codable, Equatable, Sendable {
     }
 }
 
-/// A run folder (DESIGN.md): `last.safetensors`, `best.safetensors`, `config.json`,
+/// A run folder (README, Training; docs/ARCHITECTURE.md, Where the contracts are): `last.safetensors`, `best.safetensors`, `config.json`,
 /// `metrics.jsonl`, `loss.svg`, and the resume state in `state/`. Only rank 0 writes it.
 ///
 /// Every file is written to a temporary name and renamed, and the resume state is a pair of

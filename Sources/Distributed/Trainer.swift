@@ -28,7 +28,7 @@ public enum TrainingOutcome: Equatable, Sendable {
     case diverged(step: Int)
 }
 
-/// Data-parallel training (DESIGN.md, Parallelism): every rank reads its contiguous slice of each
+/// Data-parallel training (docs/ARCHITECTURE.md, A training step): every rank reads its contiguous slice of each
 /// global batch, computes gradients with an identical network, sums them with the bucketed
 /// all-reduce while backward runs, and applies the identical Adam step. Rank 0 writes the run
 /// folder. Chips are a function of (seed, step, index), so N ranks train exactly as one.

@@ -335,7 +335,7 @@ extension TrainingTests {
 }
 
 extension TrainingTests {
-    /// keep_last keeps the K latest step checkpoints; the run folder holds what DESIGN.md lists.
+    /// keep_last keeps the K latest step checkpoints; the run folder holds what the README lists.
     func testRunFolderContents() throws {
         let scene = try TrainingRun.scene()
         let out = TrainingRun.folder("folder") + "/run"
