@@ -22,6 +22,9 @@ struct Refine: ParsableCommand {
     @Option(help: "The refined DSM to write (GeoTIFF).")
     var out: String
 
+    @Flag(help: "Print one JSON line (size, seconds, Mpx/s, OpenBLAS kernel and threads, output) instead of the sentence.")
+    var json = false
+
     @Option(parsing: .number, help: "Tile stride in pixels (default: chip size / 2).")
     var stride: Int?
 
@@ -39,9 +42,6 @@ struct Refine: ParsableCommand {
 
     @Flag(help: "Replace existing outputs.")
     var overwrite = false
-
-    @Flag(help: "Print one JSON line (size, seconds, Mpx/s, OpenBLAS kernel and threads, output) instead of the sentence.")
-    var json = false
 
     func run() {
         guarded {
