@@ -71,20 +71,13 @@ record() {  # record ROUND COMMAND-STRING JSON
         "$1" "$2" "$3" >> "$log"
 }
 
-# Runs a command under /usr/bin/time; prints its output's JSON line with peak_rss_mb from time
-# when the command does not report its own (the Swift refinement prints a sentence instead).
+# Runs a command under /usr/bin/time; prints its output's JSON line (a "JSON {…}" line of the
+# benchmarks, or the object `deepdem refine --json` prints) with peak_rss_mb from time.
 timed_json() {
     local out
     out=$(/usr/bin/time -f "RSS_KB %M" "$@" 2>&1) || { echo "$out" >&2; return 1; }
     local rss=$(echo "$out" | awk '/^RSS_KB/ {print $2}')
-    local json=$(echo "$out" | sed -n 's/^JSON //p' | tail -1)
-    if [ -z "$json" ]; then
-        local line=$(echo "$out" | grep '^refined ')
-        local seconds=$(echo "$line" | sed -E 's/.* in ([0-9.]+) s .*/\1/')
-        local kernel=$(echo "$line" | sed -E 's/.*OpenBLAS ([^ ]+) × ([0-9]+).*/\1/')
-        local threads=$(echo "$line" | sed -E 's/.*OpenBLAS ([^ ]+) × ([0-9]+).*/\2/')
-        json="{\"side\": \"swift\", \"mode\": \"refine\", \"seconds\": $seconds, \"kernel\": \"$kernel\", \"threads\": $threads, \"width\": $size, \"height\": $size}"
-    fi
+    local json=$(echo "$out" | sed -n 's/^JSON //p; /^{/p' | tail -1)
     "$python" -c 'import json,sys; d=json.loads(sys.argv[1]); d["peak_rss_mb"]=int(sys.argv[2])/1024; print(json.dumps(d))' "$json" "$rss"
 }
 
@@ -112,11 +105,11 @@ torch_refine() {  # ROUND ARCH THREADS
 
 swift_refine() {  # ROUND ARCH
     local cmd=("$bin/deepdem" refine --checkpoint "$data/$2.safetensors" --data "$scene" --out "$data/swift_$2.tif"
-               --threads 2 --overwrite)
+               --threads 2 --overwrite --json)
     echo "   Swift refine $2, 2 threads" >&2
     local json
     json=$(DEEPDEM_PROGRESS=plain timed_json "${swift_env[@]}" "${cmd[@]}")
-    record "$1" "${cmd[*]}" "$("$python" -c 'import json,sys; d=json.loads(sys.argv[1]); d["arch"]=sys.argv[2]; print(json.dumps(d))' "$json" "$2")"
+    record "$1" "${cmd[*]}" "$("$python" -c 'import json,sys; d=json.loads(sys.argv[1]); d.update(side="swift", mode="refine", arch=sys.argv[2]); print(json.dumps(d))' "$json" "$2")"
 }
 
 declare -A refine_threads

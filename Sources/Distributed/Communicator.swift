@@ -84,13 +84,22 @@ public extension Communicator {
         return sums
     }
 
-    /// Broadcasts a byte string of any length (rank `root`'s `bytes`; the others' are ignored).
-    func broadcast(_ bytes: [UInt8], root: Int) throws -> [UInt8] {
-        var count = Int64(bytes.count)
+    /// Broadcasts an array of any length (rank `root`'s `values`; the others' are ignored): its
+    /// count first, so the other ranks need not know it.
+    func broadcast<T: BitwiseCopyable>(_ values: [T], root: Int) throws -> [T] {
+        var count = Int64(values.count)
         try withUnsafeMutableBytes(of: &count) { try broadcast($0, root: root) }
-        var out = rank == root ? bytes : [UInt8](repeating: 0, count: Int(count))
-        try out.withUnsafeMutableBytes { try broadcast($0, root: root) }
-        return out
+        if rank == root {
+            var sent = values
+            try sent.withUnsafeMutableBytes { try broadcast($0, root: root) }
+            return values
+        }
+        // Received in place: a scene's validity table can be hundreds of megabytes.
+        let n = Int(count)
+        return try [T](unsafeUninitializedCapacity: n) { buffer, initialized in
+            try broadcast(UnsafeMutableRawBufferPointer(UnsafeMutableBufferPointer(rebasing: buffer[0..<n])), root: root)
+            initialized = n
+        }
     }
 }
 

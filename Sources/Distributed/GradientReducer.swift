@@ -6,12 +6,12 @@ import NN
 /// The flat gradient buffer holds parameters in the order backward finishes them, so it is cut
 /// into buckets of contiguous parameters. The network reports each finished parameter through
 /// `gradientReady`; once a whole bucket is finished its in-place all-reduce starts and backward
-/// goes on while it travels. `finish` completes the rest and scales.
+/// goes on while it travels. `finish` completes the rest.
 ///
 /// Buckets start strictly in bucket order, even if a later bucket finishes first: MPI matches
 /// collectives by the order in which ranks start them, and ranks must not disagree about it.
 ///
-/// Per step: `parameters.zeroGrad()`, backward (calling `gradientReady`), `finish(scale:)`.
+/// Per step: `parameters.zeroGrad()`, backward (calling `gradientReady`), `finish()`.
 public final class GradientReducer {
     public enum Mode: Sendable, Equatable {
         /// Buckets of about `bucketBytes` (a parameter bigger than that is a bucket of its own).
@@ -31,8 +31,6 @@ public final class GradientReducer {
         public var secondsDuringBackward = 0.0
         /// Inside `finish`: starting the remaining buckets and waiting for all of them.
         public var secondsInFinish = 0.0
-        /// Applying the scale factor after the sums arrived.
-        public var secondsScaling = 0.0
     }
 
     /// Measured with 2 ranks (train-bench --bucket-mb): 25 MB buckets left most of the sum for
@@ -119,10 +117,11 @@ public final class GradientReducer {
         stats.secondsDuringBackward += seconds(since: t0)
     }
 
-    /// Completes the sums of all buckets, including those whose parameters never reported ready,
-    /// then multiplies the whole gradient by `scale` (e.g. 1 / global count of valid pixels).
+    /// Completes the sums of all buckets, including those whose parameters never reported ready.
     /// Every rank holds the same gradient afterwards; the reducer is ready for the next step.
-    public func finish(scale: Float = 1) throws {
+    /// (The loss divides by the global count of valid pixels before backward, so the sums need
+    /// no scaling here.)
+    public func finish() throws {
         defer { startNewStep() }
         if let error = deferredError { throw error }
         let t0 = clock.now
@@ -137,13 +136,7 @@ public final class GradientReducer {
             }
             for k in firstInFlight..<inFlight.count { try inFlight[k].wait() }
         }
-        let t1 = clock.now
         stats.secondsInFinish += seconds(since: t0)
-        if scale != 1 {
-            let g = parameters.grads
-            for i in 0..<parameters.count { g[i] *= scale }
-        }
-        stats.secondsScaling += seconds(since: t1)
         stats.steps += 1
     }
 

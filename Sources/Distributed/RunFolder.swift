@@ -8,6 +8,7 @@ public struct TrainerState: Codable, Equatable, Sendable {
     public var lr: Double
     public var gsf: Double
     public var plateau: ReduceLROnPlateau?
+    public var stepLR: StepLR?
     public var bestValLoss: Double?
     public var bestStep: Int?
     /// Early stopping: best validation loss seen and validations since it improved by min_delta.
@@ -22,7 +23,7 @@ public struct TrainerState: Codable, Equatable, Sendable {
     }
 }
 
-/// A run folder (DESIGN.md): `last.safetensors`, `best.safetensors`, `config.json`,
+/// A run folder (README, Training; docs/ARCHITECTURE.md, Where the contracts are): `last.safetensors`, `best.safetensors`, `config.json`,
 /// `metrics.jsonl`, `loss.svg`, and the resume state in `state/`. Only rank 0 writes it.
 ///
 /// Every file is written to a temporary name and renamed, and the resume state is a pair of
@@ -139,6 +140,8 @@ public struct RunFolder: Sendable {
             (l.step >= 0 && t.step == l.step, "step \(l.step) (trainer step \(t.step)): steps are 0 or more and agree"),
             (t.gsf.isFinite && t.gsf > 0, "gsf \(t.gsf): it must be a positive number"),
             (t.lr.isFinite && t.lr > 0, "lr \(t.lr): it must be a positive number"),
+            (t.stepLR.map { $0.stepSize > 0 && $0.lastEpoch >= 0 } ?? true,
+             "stepLR \(t.stepLR.map { "step_size \($0.stepSize), last_epoch \($0.lastEpoch)" } ?? ""): step_size is positive, last_epoch not negative"),
             (l.ranks.map { $0 > 0 } ?? true, "ranks \(l.ranks ?? 0): there is at least one"),
             ([l.weights, l.optimizer].allSatisfy { !$0.isEmpty && !$0.contains("/") && $0 != ".." },
              "state files '\(l.weights)', '\(l.optimizer)': they are names within \(stateFolder)"),
@@ -187,9 +190,7 @@ public struct RunFolder: Sendable {
     }
 
     func writeConfig(_ config: TrainingConfig) throws {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-        try StagedOutput.write(encoder.encode(config), to: configFile)
+        try StagedOutput.write(config.json(), to: configFile)
     }
 
     /// Keeps the metrics of steps up to `step` (a resumed run logs the later ones again).
@@ -220,4 +221,14 @@ final class RunLock: @unchecked Sendable {
     private let fd: Int32
     init(fd: Int32) { self.fd = fd }
     deinit { close(fd) }
+}
+
+extension TrainingConfig {
+    /// The configuration as a run folder's config.json holds it and `train --print-config` shows it:
+    /// every key, defaults resolved, sorted, one per line.
+    public func json() throws -> Data {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+        return try encoder.encode(self)
+    }
 }

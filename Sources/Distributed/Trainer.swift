@@ -28,7 +28,7 @@ public enum TrainingOutcome: Equatable, Sendable {
     case diverged(step: Int)
 }
 
-/// Data-parallel training (DESIGN.md, Parallelism): every rank reads its contiguous slice of each
+/// Data-parallel training (docs/ARCHITECTURE.md, A training step): every rank reads its contiguous slice of each
 /// global batch, computes gradients with an identical network, sums them with the bucketed
 /// all-reduce while backward runs, and applies the identical Adam step. Rank 0 writes the run
 /// folder. Chips are a function of (seed, step, index), so N ranks train exactly as one.
@@ -61,104 +61,50 @@ public final class Trainer {
     /// replaces that run. `configFile` is the file the configuration came from (an input, like
     /// the scenes and `initCheckpoint`, that the run must not write onto).
     /// `stop` reports a pending stop signal on this rank; `events` is called on rank 0 only.
+    ///
+    /// The steps that can fail run inside `agreeing`, so that every rank completes or fails each
+    /// one together and a bad file on one rank cannot leave the others waiting in a collective.
     public init(config: TrainingConfig, communicator: Communicator, resume: Bool, resumeAnyway: Bool = false,
                 overwrite: Bool = false, configFile: String? = nil, initCheckpoint: String? = nil,
                 stop: (() -> Int32?)? = nil, events: @escaping (TrainingEvent) -> Void) throws {
         self.config = config
         comm = communicator
-        folder = RunFolder(config.out)
+        let folder = RunFolder(config.out)
+        self.folder = folder
         self.stop = stop
         let rank0 = communicator.rank == 0
         self.events = rank0 ? events : { _ in }
-        let seed = UInt64(bitPattern: Int64(config.seed))
-        let folder = self.folder
 
-        // Setup runs in phases that every rank completes or fails together (see `agreeing`),
-        // so a bad file on one rank cannot leave the others waiting in a collective.
-        let (scenes, rank0Maps) = try agreeing(communicator) {
-            try config.validate(ranks: communicator.size)
-            if resume && overwrite {
-                throw TrainingError("--resume continues the run in \(config.out) and --overwrite replaces it: give one of them")
-            }
-            try InputGuard.check(files: folder.runFiles, folders: folder.runFolders,
-                                 reading: [configFile, initCheckpoint].compactMap { $0 } + config.data.flatMap(InputGuard.sceneFiles))
-            BLAS.setThreads(config.threads)
-            GDAL.setCacheBudget(bytes: config.cacheMB << 20)
-            let scenes = try config.data.map { try Scene(folder: $0, bands: config.bands, target: config.target) }
-            return (scenes, rank0 ? try scenes.map { try ValidityMap(scene: $0, cell: Trainer.validityCell) } : [])
+        let scenes = try agreeing(communicator) {
+            try Trainer.checkRequest(config, ranks: communicator.size, resume: resume, overwrite: overwrite, folder: folder,
+                                     inputs: [configFile, initCheckpoint].compactMap { $0 })
+            Trainer.setResourceLimits(config)
+            return try config.data.map { try Scene(folder: $0, bands: config.bands, target: config.target) }
         }
-        // Only rank 0 reads whole scenes (for the validity maps); the others read chip windows.
-        let maps = try scenes.enumerated().map { i, scene in
-            var table = rank0 ? rank0Maps[i].summedTable : []
-            var count = Int64(table.count)
-            try withUnsafeMutableBytes(of: &count) { try communicator.broadcast($0, root: 0) }
-            if !rank0 { table = [Int64](repeating: 0, count: Int(count)) }
-            try table.withUnsafeMutableBytes { try communicator.broadcast($0, root: 0) }
-            return rank0 ? rank0Maps[i] : try ValidityMap(scene: scene, cell: Trainer.validityCell, table: table)
-        }
-        let (train, val, resumption, lock) = try agreeing(communicator) {
+        let maps = try Trainer.shareValidityMaps(scenes, communicator)
+        let (lock, samplers, resumption) = try agreeing(communicator) {
             var lock: (lock: RunLock?, unavailable: String?) = (nil, nil)
-            if rank0 {
-                lock = try folder.lock()
-                if !resume, !overwrite, folder.holdsRun {
-                    throw TrainingError("\(config.out): already holds a run (pass --resume to continue it or --overwrite to replace it)")
-                }
-            }
-            let train = try ChipSampler(maps: maps, region: .train, chipSize: config.chipSize, trainSplit: config.trainSplit,
-                                        minValidFraction: config.minValidFraction, seed: seed, channelSwap: config.channelSwap)
-            let val = config.valSamples > 0
-                ? try ChipSampler(maps: maps, region: .validation, chipSize: config.chipSize, trainSplit: config.trainSplit,
-                                  minValidFraction: config.minValidFraction, seed: seed)
-                : nil
+            if rank0 { lock = try Trainer.claim(folder, config, resume: resume, overwrite: overwrite) }
+            let samplers = try Trainer.makeSamplers(maps, config)
             let resumption = resume && folder.hasState
-                ? try Resumption(saved: folder.savedConfig() ?? config, savedRanks: folder.savedRanks(), now: config, anyway: resumeAnyway)
+                ? try Resumption(saved: folder.savedConfig() ?? config, savedRanks: folder.savedRanks(), now: config,
+                                 anyway: resumeAnyway)
                 : nil
-            return (train, val, resumption, lock)
+            return (lock, samplers, resumption)
         }
         runLock = lock.lock
         if let unavailable = lock.unavailable { self.events(.note(unavailable)) }
-        trainSampler = train
-        valSampler = val
+        trainSampler = samplers.train
+        valSampler = samplers.validation
         reader = ChipReader(scenes: scenes, chipSize: config.chipSize)
         resumed = resumption != nil
         if resume && resumption == nil { self.events(.note("no saved state in \(config.out); starting fresh")) }
 
-        var gsf = 0.0
-        if let resumption {
-            gsf = try agreeing(communicator) { try folder.savedGSF() }
-            // A gsf changed with --resume-anyway applies from here on.
-            if resumption.changed("gsf"), case .value(let v) = config.gsf { gsf = v }
-        } else {
-            if case .value(let v) = config.gsf {
-                gsf = v
-            } else {
-                gsf = try agreeing(communicator) { rank0 ? try Trainer.estimateGSF(scenes, config) : 0 }
-                var g = [gsf]
-                try g.withUnsafeMutableBufferPointer { try communicator.broadcast($0, root: 0) }
-                gsf = g[0]
-            }
-        }
+        let gsf = try Trainer.agreeOnGSF(config, resumption: resumption, folder: folder, scenes: scenes, communicator)
         let (network, optimizer, state) = try agreeing(communicator) {
-            let network = try makeNetwork(config.modelConfig(gsf: gsf), seed: seed)
-            let optimizer = Adam(network.parameters, lr: config.lr, weightDecay: config.weightDecay)
-            var state = TrainerState(lr: config.lr, gsf: gsf)
-            if let resumption {
-                state = try folder.loadState(network: network, optimizer: optimizer)
-                state.gsf = gsf
-                // Settings changed with --resume-anyway take effect; the schedule keeps its progress.
-                if resumption.changed("lr") { state.lr = config.lr }
-                if resumption.changed("lr_scheduler") { state.plateau = state.plateau?.continued(as: Trainer.plateau(config)) }
-                optimizer.lr = state.lr
-            } else if let initCheckpoint, rank0 {
-                try Trainer.loadInit(initCheckpoint, into: network, expected: config.modelConfig(gsf: gsf))
-            }
-            if rank0 {
-                // A fresh start (allowed: --overwrite, or --resume finding no state) leaves no file
-                // of the earlier run behind, which the new run's would mix with.
-                if resumption != nil { try folder.truncateMetrics(after: state.step) } else { try folder.removeRun() }
-                try folder.create()
-                try folder.writeConfig(config)
-            }
+            let (network, optimizer, state) = try Trainer.makeModel(config, gsf: gsf, resumption: resumption, folder: folder,
+                                                                    initCheckpoint: rank0 ? initCheckpoint : nil)
+            if rank0 { try Trainer.prepare(folder, config, resumedAt: resumption.map { _ in state.step }) }
             return (network, optimizer, state)
         }
         self.network = network
@@ -171,14 +117,121 @@ public final class Trainer {
         model = ResidualModel(network: network, gsf: Float(state.gsf))
         reducer = GradientReducer(parameters: network.parameters, communicator: communicator,
                                   mode: .bucketed(bucketBytes: Int(config.bucketMB * 1_048_576)))
+
         // Every rank starts from rank 0's weights, whatever it initialized or loaded.
         try communicator.broadcast(network.parameters.valueBuffer, root: 0)
         try broadcastBuffers()
-        if config.syncBatchnorm, communicator.size > 1 {
+        connectCollectives()
+    }
+
+    /// Refuses, before any work, what cannot run: a configuration that does not fit `ranks`,
+    /// contradictory flags, and a run folder whose files would overwrite an input.
+    private static func checkRequest(_ config: TrainingConfig, ranks: Int, resume: Bool, overwrite: Bool,
+                                     folder: RunFolder, inputs: [String]) throws {
+        try config.validate(ranks: ranks)
+        if resume && overwrite {
+            throw TrainingError("--resume continues the run in \(config.out) and --overwrite replaces it: give one of them")
+        }
+        try InputGuard.check(files: folder.runFiles, folders: folder.runFolders,
+                             reading: inputs + config.data.flatMap(InputGuard.sceneFiles))
+    }
+
+    /// The layers' threads and GDAL's block cache, process-wide settings the configuration owns.
+    private static func setResourceLimits(_ config: TrainingConfig) {
+        BLAS.setThreads(config.threads)
+        GDAL.setCacheBudget(bytes: config.cacheMB << 20)
+    }
+
+    /// Only rank 0 reads whole scenes (for the validity maps where chips may lie) and sends the
+    /// maps' tables; the other ranks read nothing but their chip windows.
+    private static func shareValidityMaps(_ scenes: [Scene], _ comm: Communicator) throws -> [ValidityMap] {
+        let rank0 = comm.rank == 0
+        let own = try agreeing(comm) { rank0 ? try scenes.map { try ValidityMap(scene: $0, cell: validityCell) } : [] }
+        return try scenes.indices.map { i in
+            let table = try comm.broadcast(rank0 ? own[i].summedTable : [], root: 0)
+            return rank0 ? own[i] : try ValidityMap(scene: scenes[i], cell: validityCell, table: table)
+        }
+    }
+
+    /// Rank 0 locks the run folder and refuses one that holds a run it was not told to continue
+    /// or replace. Returns the lock, or why none could be taken (training goes on without it).
+    private static func claim(_ folder: RunFolder, _ config: TrainingConfig, resume: Bool,
+                              overwrite: Bool) throws -> (lock: RunLock?, unavailable: String?) {
+        let lock = try folder.lock()
+        if !resume, !overwrite, folder.holdsRun {
+            throw TrainingError("\(config.out): already holds a run (pass --resume to continue it or --overwrite to replace it)")
+        }
+        return lock
+    }
+
+    /// The training chips (left of `train_split`) and the validation chips (right of it), both
+    /// fixed by the seed.
+    private static func makeSamplers(_ maps: [ValidityMap],
+                                     _ config: TrainingConfig) throws -> (train: ChipSampler, validation: ChipSampler?) {
+        let seed = UInt64(bitPattern: Int64(config.seed))
+        let train = try ChipSampler(maps: maps, region: .train, chipSize: config.chipSize, trainSplit: config.trainSplit,
+                                    minValidFraction: config.minValidFraction, seed: seed, channelSwap: config.channelSwap)
+        let val = config.valSamples > 0
+            ? try ChipSampler(maps: maps, region: .validation, chipSize: config.chipSize, trainSplit: config.trainSplit,
+                              minValidFraction: config.minValidFraction, seed: seed)
+            : nil
+        return (train, val)
+    }
+
+    /// The gsf every rank uses: the saved run's (unless changed with --resume-anyway), the
+    /// configured value, or rank 0's estimate from the training region.
+    private static func agreeOnGSF(_ config: TrainingConfig, resumption: Resumption?, folder: RunFolder, scenes: [Scene],
+                                   _ comm: Communicator) throws -> Double {
+        if let resumption {
+            let saved = try agreeing(comm) { try folder.savedGSF() }
+            if resumption.changed("gsf"), case .value(let v) = config.gsf { return v }
+            return saved
+        }
+        if case .value(let v) = config.gsf { return v }
+        var g = [try agreeing(comm) { comm.rank == 0 ? try estimateGSF(scenes, config) : 0 }]
+        try g.withUnsafeMutableBufferPointer { try comm.broadcast($0, root: 0) }
+        return g[0]
+    }
+
+    /// The network, its optimizer and the trainer state: fresh (from `initCheckpoint`'s weights
+    /// when given), or the saved run's, with what --resume-anyway changed applied.
+    private static func makeModel(_ config: TrainingConfig, gsf: Double, resumption: Resumption?, folder: RunFolder,
+                                  initCheckpoint: String?) throws -> (any Network, Adam, TrainerState) {
+        let network = try makeNetwork(config.modelConfig(gsf: gsf), seed: UInt64(bitPattern: Int64(config.seed)))
+        let optimizer = Adam(network.parameters, lr: config.lr, weightDecay: config.weightDecay)
+        guard let resumption else {
+            if let initCheckpoint { try loadInit(initCheckpoint, into: network, expected: config.modelConfig(gsf: gsf)) }
+            return (network, optimizer, TrainerState(lr: config.lr, gsf: gsf))
+        }
+        var state = try folder.loadState(network: network, optimizer: optimizer)
+        state.gsf = gsf
+        // Settings changed with --resume-anyway take effect; the schedule keeps its progress.
+        if resumption.changed("lr") { state.lr = config.lr }
+        if resumption.changed("lr_scheduler") {
+            state.plateau = state.plateau?.continued(as: plateau(config))
+            state.stepLR = state.stepLR.map { stepLR(config, after: $0.lastEpoch) }
+        }
+        optimizer.lr = state.lr
+        return (network, optimizer, state)
+    }
+
+    /// Rank 0 readies the run folder: a resumed run drops the metrics logged after its state, a
+    /// fresh start (allowed: --overwrite, or --resume finding no state) removes every file of the
+    /// earlier run, which the new run's would mix with.
+    private static func prepare(_ folder: RunFolder, _ config: TrainingConfig, resumedAt step: Int?) throws {
+        if let step { try folder.truncateMetrics(after: step) } else { try folder.removeRun() }
+        try folder.create()
+        try folder.writeConfig(config)
+    }
+
+    /// The collectives inside backward: gradient buckets leave as they are finished, and with
+    /// sync_batchnorm every BatchNorm sums its batch statistics over the ranks.
+    private func connectCollectives() {
+        if config.syncBatchnorm, comm.size > 1 {
             for bn in network.batchNorms {
-                bn.reducer = { [communicator] stats in
+                bn.reducer = { [comm] stats in
                     // Rank-ordered sums: every rank normalizes with the same bits.
-                    if let sums = try? communicator.sumAcrossRanks(Array(stats)) {
+                    if let sums = try? comm.sumAcrossRanks(Array(stats)) {
                         for i in stats.indices { stats[i] = sums[i] }
                     }
                 }
@@ -317,13 +370,23 @@ public final class Trainer {
     /// The epoch (from 0) in which the step that brought the count to `step` ran.
     func epoch(_ step: Int) -> Int { max(step - 1, 0) / config.stepsPerEpoch }
 
-    /// The validation loss over the seed-fixed validation chips, split over ranks and summed
-    /// exactly; updates best.safetensors, the plateau schedule (at epoch ends) and early stopping.
-    /// Returns true when early stopping says to stop, nil when a stop signal came first: the ranks
-    /// ask after every batch of chips (a validation may take minutes) and leave the state as it
-    /// was, marked to validate again on resume.
+    /// A validation: the loss over the seed-fixed validation chips, the best checkpoint and, at an
+    /// epoch's end, the learning-rate schedule and early stopping, which both follow it. Returns
+    /// true when early stopping says to stop, nil when a stop signal came first (the state is as
+    /// it was, marked to validate again on resume).
     func validate(epochEnd: Bool) throws -> Bool? {
         guard let sampler = valSampler else { return false }
+        guard let valLoss = try validationLoss(sampler) else { return nil }
+        keepBest(valLoss: valLoss)
+        guard epochEnd else { return false }
+        scheduleLearningRate(valLoss: valLoss)
+        return stopsEarly(valLoss: valLoss)
+    }
+
+    /// The validation loss, split over ranks and summed exactly. The ranks ask after every batch
+    /// of chips whether a stop signal came (a validation may take minutes): nil then, with
+    /// `validationPending` set.
+    private func validationLoss(_ sampler: ChipSampler) throws -> Double? {
         try broadcastBuffers()
         let mine = slice(config.valSamples)
         let c = config.bands.count, s = config.chipSize, plane = s * s
@@ -358,7 +421,11 @@ public final class Trainer {
         state.validationPending = nil
         // The state now differs from any checkpoint of this step.
         lastCheckpoint = -1
-        let valLoss = totals[0] / max(totals[1], 1)
+        return totals[0] / max(totals[1], 1)
+    }
+
+    /// Logs the validation loss; the lowest so far is saved as best.safetensors.
+    private func keepBest(valLoss: Double) {
         let best = state.bestValLoss.map { valLoss < $0 } ?? true
         if best {
             state.bestValLoss = valLoss
@@ -369,21 +436,31 @@ public final class Trainer {
             locally { try folder.appendMetrics(["step": state.step, "epoch": epoch(state.step), "val_loss": valLoss]) }
         }
         events(.validated(step: state.step, epoch: epoch(state.step), valLoss: valLoss, best: best))
-        guard epochEnd else { return false }
+    }
+
+    /// The next epoch's learning rate, from the configured schedule; the schedule's progress is
+    /// part of the state, so that a resumed run continues it.
+    private func scheduleLearningRate(valLoss: Double) {
         switch config.lrScheduler.kind {
         case "plateau":
-            var p = state.plateau ?? Trainer.plateau(config)
-            let lr = p.step(metric: valLoss, lr: optimizer.lr)
-            state.plateau = p
+            var schedule = state.plateau ?? Trainer.plateau(config)
+            let lr = schedule.step(metric: valLoss, lr: optimizer.lr)
+            state.plateau = schedule
             if lr != optimizer.lr { events(.note("learning rate \(optimizer.lr) → \(lr) (validation loss on a plateau)")) }
             optimizer.lr = lr
         case "step":
-            let e = epoch(state.step)
-            optimizer.lr = config.lr * pow(config.lrScheduler.gamma, Double(e / config.lrScheduler.stepSize))
+            // A state saved before the schedule was kept resumes it from the epochs already done.
+            var schedule = state.stepLR ?? Trainer.stepLR(config, after: state.step / config.stepsPerEpoch - 1)
+            optimizer.lr = schedule.step(lr: optimizer.lr)
+            state.stepLR = schedule
         default:
             break
         }
         state.lr = optimizer.lr
+    }
+
+    /// Early stopping: true after `patience` validations without an improvement of `min_delta`.
+    private func stopsEarly(valLoss: Double) -> Bool {
         if state.earlyBest.map({ valLoss < $0 - config.earlyStopping.minDelta }) ?? true {
             state.earlyBest = valLoss
             state.earlyBad = 0
@@ -460,6 +537,13 @@ public final class Trainer {
     static func plateau(_ config: TrainingConfig) -> ReduceLROnPlateau {
         let s = config.lrScheduler
         return ReduceLROnPlateau(factor: s.factor, patience: s.patience, threshold: s.threshold, cooldown: s.cooldown, minLR: s.minLR)
+    }
+
+    /// The step schedule the settings describe, `epochs` epochs in (StepLR keeps nothing else).
+    static func stepLR(_ config: TrainingConfig, after epochs: Int = 0) -> StepLR {
+        var schedule = StepLR(stepSize: config.lrScheduler.stepSize, gamma: config.lrScheduler.gamma)
+        for _ in 0..<max(0, epochs) { _ = schedule.step(lr: 1) }
+        return schedule
     }
 }
 

@@ -24,18 +24,52 @@ struct Evaluate: ParsableCommand {
     @Option(parsing: .number, help: "Threshold of --by-mask (e.g. 0.3 for NDVI vegetation).")
     var threshold = 0.5
 
-    @Flag(help: "Print JSON instead of a table.")
+    @Option(help: ArgumentHelp(
+        "Only this part of the grid: left, right, top or bottom, and the fraction of the x or y extent, in whole pixels rounded down.",
+        discussion: "right:0.2 is the right 20 % of the columns (a held-out part of train_split 0.8).",
+        valueName: "side:fraction"))
+    var region: String?
+
+    @Option(help: "Only this pixel window x,y,width,height of the grid.")
+    var window: String?
+
+    @Flag(help: "Print JSON instead of a table (with the window evaluated, if --region or --window).")
     var json = false
 
     func run() throws {
         guarded {
-            let evaluation = try Evaluator(prediction: prediction, truth: truth, initial: initial, mask: mask,
-                                           classMask: byMask, classThreshold: threshold).run()
-            print(json ? jsonText(evaluation) : table(evaluation))
+            var evaluator = Evaluator(prediction: prediction, truth: truth, initial: initial, mask: mask,
+                                      classMask: byMask, classThreshold: threshold)
+            evaluator.window = try chosenWindow()
+            let evaluation = try evaluator.run()
+            print(json ? jsonText(evaluation, window: evaluator.window) : table(evaluation))
         }
     }
 
-    func jsonText(_ e: Evaluation) -> String {
+    /// The window --region or --window names, in pixels of the truth's grid; nil for all of it.
+    func chosenWindow() throws -> PixelWindow? {
+        if region != nil && window != nil { throw CLIError("--region and --window both choose the pixels: give one of them") }
+        if let window { return try parseWindow(window) }
+        guard let region else { return nil }
+        let parts = region.split(separator: ":", omittingEmptySubsequences: false)
+        guard parts.count == 2, let fraction = Double(parts[1]), fraction > 0, fraction <= 1,
+              ["left", "right", "top", "bottom"].contains(parts[0]) else {
+            throw CLIError("--region must be left, right, top or bottom and a fraction in (0, 1], e.g. right:0.2 (got \(region))")
+        }
+        let grid = try Raster(path: truth).grid
+        let side = String(parts[0])
+        let extent = side == "left" || side == "right" ? grid.width : grid.height
+        let n = Int((Double(extent) * fraction).rounded(.down))
+        guard n > 0 else { throw CLIError("--region \(region): not one whole pixel of the \(grid.width)×\(grid.height) px grid") }
+        switch side {
+        case "left": return PixelWindow(x: 0, y: 0, width: n, height: grid.height)
+        case "right": return PixelWindow(x: grid.width - n, y: 0, width: n, height: grid.height)
+        case "top": return PixelWindow(x: 0, y: 0, width: grid.width, height: n)
+        default: return PixelWindow(x: 0, y: grid.height - n, width: grid.width, height: n)
+        }
+    }
+
+    func jsonText(_ e: Evaluation, window: PixelWindow?) -> String {
         func metrics(_ m: ErrorMetrics) -> String {
             "{\"count\": \(m.count), \"bias\": \(number(m.bias)), \"mae\": \(number(m.mae)), \"rmse\": \(number(m.rmse)), "
                 + "\"median\": \(number(m.median)), \"nmad\": \(number(m.nmad)), \"le90\": \(number(m.le90))}"
@@ -46,6 +80,9 @@ struct Evaluate: ParsableCommand {
             return lines.joined(separator: ",\n")
         }
         var text = "{\n" + pair(e.all, indent: "  ")
+        if let w = window {
+            text += ",\n  \"window\": {\"x\": \(w.x), \"y\": \(w.y), \"width\": \(w.width), \"height\": \(w.height)}"
+        }
         if let inside = e.inside, let outside = e.outside, let byMask {
             text += ",\n  \"by_mask\": {\n    \"file\": \(quoted(byMask)),\n    \"threshold\": \(number(threshold)),\n"
                 + "    \"inside\": {\n\(pair(inside, indent: "      "))\n    },\n"

@@ -23,35 +23,3 @@ func oneLine(_ text: String) -> String {
 func guarded(_ body: () throws -> Void) {
     do { try body() } catch { fail(error) }
 }
-
-/// Standard output and error, for progress that is live on a terminal and plain in a log file.
-enum Console {
-    /// Open MPI gives every rank a pseudo-terminal even when mpirun's output goes to a file, so
-    /// under a launcher the live line is opt-in (`DEEPDEM_PROGRESS=live`); `plain` forces lines.
-    static let isTTY: Bool = {
-        let env = ProcessInfo.processInfo.environment
-        switch env["DEEPDEM_PROGRESS"] {
-        case "live": return true
-        case "plain": return false
-        default:
-            let launched = ["OMPI_COMM_WORLD_SIZE", "PMIX_RANK", "PMI_RANK", "SLURM_JOB_ID"].contains { env[$0] != nil }
-            return isatty(STDOUT_FILENO) != 0 && !launched
-        }
-    }()
-
-    static func line(_ text: String) {
-        print(text)
-        fflush(nil)
-    }
-
-    /// A live line on a terminal (rewritten in place); nothing elsewhere (callers log plain lines).
-    static func live(_ text: String) {
-        guard isTTY else { return }
-        print("\r\u{1B}[K" + text, terminator: "")
-        fflush(nil)
-    }
-
-    static func endLive() {
-        if isTTY { print("") }
-    }
-}

@@ -51,13 +51,7 @@ struct Figure: ParsableCommand {
             figure.target = target
             figure.panelSize = panelSize
             figure.columns = columns
-            if let window {
-                let parts = window.split(separator: ",").map { Int($0.trimmingCharacters(in: .whitespaces)) }
-                guard parts.count == 4, let x = parts[0], let y = parts[1], let w = parts[2], let h = parts[3] else {
-                    throw CLIError("--window must be x,y,width,height in pixels (got \(window))")
-                }
-                figure.window = PixelWindow(x: x, y: y, width: w, height: h)
-            }
+            figure.window = try window.map(parseWindow)
             let summary = try figure.write(to: out, overwrite: overwrite)
             var line = "wrote \(out): \(summary.width)×\(summary.height) px, \(summary.panels.count) panels"
             if let scale = summary.errorScale { line += String(format: "; error scale ±%g m", scale) }

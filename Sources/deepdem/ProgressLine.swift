@@ -1,7 +1,7 @@
 import Foundation
 
-/// Progress on stderr (stdout carries results, e.g. JSON): a live "label 42%" line on a terminal, otherwise GDAL-style
-/// "label: 0...10...20...30" so logs (batch jobs) get a few plain lines, not carriage returns.
+/// Progress on stderr (stdout carries results, e.g. JSON): a live "label 42%" line where `Console.isLive` says so,
+/// otherwise GDAL-style "label: 0...10...20...30" so logs (batch jobs) get a few plain lines, not carriage returns.
 final class ProgressLine {
     private let label: String
     private let live: Bool
@@ -9,7 +9,7 @@ final class ProgressLine {
 
     init(_ label: String) {
         self.label = label
-        live = isatty(STDERR_FILENO) != 0
+        live = Console.isLive(STDERR_FILENO)
     }
 
     func update(_ fraction: Double) {

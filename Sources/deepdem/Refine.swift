@@ -23,6 +23,9 @@ struct Refine: ParsableCommand {
     @Option(help: "The refined DSM to write (GeoTIFF).")
     var out: String
 
+    @Flag(help: "Print one JSON line (size, seconds, Mpx/s, OpenBLAS kernel and threads, output) instead of the sentence.")
+    var json = false
+
     @Option(parsing: .number, help: "Tile stride in pixels (default: chip size / 2).")
     var stride: Int?
 
@@ -81,12 +84,20 @@ struct Refine: ParsableCommand {
             }
             let seconds = Date().timeIntervalSince(t0)
             let mpix = Double(scene.grid.width * scene.grid.height) / 1e6
-            Console.line(String(format: "refined %@ (%d×%d, %.1f Mpx) in %.1f s (%.2f Mpx/s, OpenBLAS %@ × %d) → %@",
-                                data, scene.grid.width, scene.grid.height, mpix, seconds, mpix / seconds,
-                                BLAS.coreName, BLAS.threads, out))
-            if let hillshade {
-                let size = try Hillshade.write(dem: out, png: hillshade, overwrite: overwrite)
-                Console.line("hillshade (\(size.width)×\(size.height)) → \(hillshade)")
+            if !json {
+                Console.line(String(format: "refined %@ (%d×%d, %.1f Mpx) in %.1f s (%.2f Mpx/s, OpenBLAS %@ × %d) → %@",
+                                    data, scene.grid.width, scene.grid.height, mpix, seconds, mpix / seconds,
+                                    BLAS.coreName, BLAS.threads, out))
+            }
+            let shade = try hillshade.map { try Hillshade.write(dem: out, png: $0, overwrite: overwrite) }
+            if let hillshade, let shade, !json { Console.line("hillshade (\(shade.width)×\(shade.height)) → \(hillshade)") }
+            if json {
+                var report: [String: Any] = ["width": scene.grid.width, "height": scene.grid.height, "seconds": seconds,
+                                             "mpx_per_s": mpix / seconds, "kernel": BLAS.coreName, "threads": BLAS.threads,
+                                             "output": out]
+                if let hillshade { report["hillshade"] = hillshade }
+                let line = try JSONSerialization.data(withJSONObject: report, options: [.sortedKeys, .withoutEscapingSlashes])
+                Console.line(String(decoding: line, as: UTF8.self))
             }
         }
     }

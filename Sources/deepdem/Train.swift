@@ -41,6 +41,9 @@ struct Train: ParsableCommand {
     @Option(name: .customLong("init"), help: "Initialize the weights from this checkpoint (fine-tuning).")
     var initCheckpoint: String?
 
+    @Flag(help: "Print the resolved configuration (the file, the flags over it, the defaults) as JSON and exit, without training or MPI.")
+    var printConfig = false
+
     @Argument(parsing: .allUnrecognized, help: .hidden)
     var overrides: [String] = []
 
@@ -50,6 +53,13 @@ struct Train: ParsableCommand {
             settings = try TrainingConfig.decode(loadSettings())
         } catch {
             fail(error)
+        }
+        if printConfig {
+            guarded {
+                try settings.validate(ranks: 1)
+                print(String(decoding: try settings.json(), as: UTF8.self))
+            }
+            return
         }
         // Without mpirun this is an MPI singleton (rank 0 of 1). No fallback to a single-process
         // communicator: under mpirun that would silently train N separate models.
@@ -166,12 +176,12 @@ final class ProgressPrinter: @unchecked Sendable {
         case .step(let r):
             let text = String(format: "epoch %d step %d/%d  loss %.4f  lr %.2e  %.1f tiles/s  ETA %@",
                               r.epoch, r.step, r.totalSteps, r.loss, r.lr, r.tilesPerSecond, duration(r.secondsLeft))
-            if Console.isTTY { Console.live(text) } else { Console.line(text) }
+            if Console.outputIsLive { Console.live(text) } else { Console.line(text) }
         case .validated(let step, let epoch, let loss, let best):
             Console.endLive()
             Console.line(String(format: "validation: epoch %d step %d  val_loss %.4f%@", epoch, step, loss, best ? "  (best)" : ""))
         case .checkpoint(let step, let path):
-            if !Console.isTTY { Console.line("checkpoint: step \(step) → \(path)") }
+            if !Console.outputIsLive { Console.line("checkpoint: step \(step) → \(path)") }
         case .note(let text):
             Console.endLive()
             Console.line(text)

@@ -55,17 +55,16 @@ final class CommunicatorTests: XCTestCase {
         try comm.finalize()
     }
 
-    /// On one process the reducer's sum is the identity: `finish` only scales, whether or not
-    /// every parameter reported ready.
-    func testReducerOnOneProcessScales() throws {
+    /// On one process the reducer's sum is the identity, whether or not every parameter reported ready.
+    func testReducerOnOneProcessIsTheIdentity() throws {
         let params = ParameterSet([("a", Parameter([300])), ("b", Parameter([5])), ("c", Parameter([1000]))])
         for mode in [GradientReducer.Mode.bucketed(bucketBytes: 1024), .blocking] {
             let reducer = GradientReducer(parameters: params, communicator: SingleProcessCommunicator(), mode: mode)
             for i in 0..<params.count { params.grads[i] = Float(i) }
             reducer.gradientReady(2)
             reducer.gradientReady(0)
-            try reducer.finish(scale: 0.5)
-            XCTAssertEqual(Array(params.gradBuffer), (0..<params.count).map { Float($0) * 0.5 }, "\(mode)")
+            try reducer.finish()
+            XCTAssertEqual(Array(params.gradBuffer), (0..<params.count).map { Float($0) }, "\(mode)")
             XCTAssertEqual(reducer.stats.steps, 1)
             XCTAssertEqual(reducer.stats.bucketsStartedEarly + reducer.stats.bucketsStartedInFinish, reducer.buckets.count)
         }

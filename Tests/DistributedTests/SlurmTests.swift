@@ -3,7 +3,7 @@ import NN
 import XCTest
 
 /// slurm/*.sbatch on a real Slurm: each test starts a throwaway two-node cluster on this host
-/// (tests/slurm/cluster.sh, root), submits the scripts as a user would with the built
+/// (Tests/Slurm/cluster.sh, root), submits the scripts as a user would with the built
 /// `deepdem`, and stops the cluster afterwards. A cluster that cannot start fails the test
 /// with the daemons' logs.
 final class SlurmTests: XCTestCase {
@@ -14,7 +14,7 @@ final class SlurmTests: XCTestCase {
     private var work = ""
 
     override func setUpWithError() throws {
-        let up = try shell(["\(Self.repo)/tests/slurm/cluster.sh", "up", "--nodes", "2"])
+        let up = try shell(["\(Self.repo)/Tests/Slurm/cluster.sh", "up", "--nodes", "2"])
         guard up.status == 0, let dir = up.stdout.split(separator: "\n").last.map(String.init) else {
             throw Failure("the Slurm cluster did not start:\n\(up.stderr)")
         }
@@ -26,9 +26,9 @@ final class SlurmTests: XCTestCase {
     override func tearDownWithError() throws {
         guard !cluster.isEmpty else { return }
         let failed = (testRun?.failureCount ?? 0) > 0
-        if failed { print(try shell(["\(Self.repo)/tests/slurm/cluster.sh", "logs", cluster]).stderr) }
+        if failed { print(try shell(["\(Self.repo)/Tests/Slurm/cluster.sh", "logs", cluster]).stderr) }
         // A failed test keeps the cluster's folder (job outputs, run folders) to look at.
-        let down = try shell(["\(Self.repo)/tests/slurm/cluster.sh", "down", cluster],
+        let down = try shell(["\(Self.repo)/Tests/Slurm/cluster.sh", "down", cluster],
                              extraEnvironment: failed ? ["KEEP": "1"] : [:])
         XCTAssertEqual(down.status, 0, down.stderr)
     }

@@ -335,7 +335,7 @@ extension TrainingTests {
 }
 
 extension TrainingTests {
-    /// keep_last keeps the K latest step checkpoints; the run folder holds what DESIGN.md lists.
+    /// keep_last keeps the K latest step checkpoints; the run folder holds what the README lists.
     func testRunFolderContents() throws {
         let scene = try TrainingRun.scene()
         let out = TrainingRun.folder("folder") + "/run"
@@ -350,5 +350,36 @@ extension TrainingTests {
         XCTAssertEqual(objects.count, lines.count, "every metrics line is JSON")
         XCTAssertTrue(objects.contains { Set($0.keys) == ["step", "epoch", "train_loss", "lr", "tiles_per_s"] })
         XCTAssertTrue(objects.contains { Set($0.keys) == ["step", "epoch", "val_loss"] })
+    }
+
+    /// `lr_scheduler: {kind: step}` is StepLR, whose rates ScheduleTests compares with PyTorch's:
+    /// as in Lightning it steps at every epoch's end and multiplies the current rate, so after
+    /// step_size epochs the rate is lr·gamma. (Before StepLR was used here, the trainer computed
+    /// lr·gamma^⌊(epoch − 1)/step_size⌋ from the base rate: one epoch late, and off in the last
+    /// bit after several drops.) A resumed run continues the schedule where it stopped.
+    func testStepScheduleIsStepLR() throws {
+        let scene = try TrainingRun.scene()
+        let settings: [String: Any] = ["samples_per_epoch": 6, "val_samples": 6, "max_steps": 7,
+                                       "lr_scheduler": ["kind": "step", "step_size": 2, "gamma": 0.5]]
+        func rates(_ out: String) throws -> [Double] {
+            try String(contentsOfFile: out + "/metrics.jsonl", encoding: .utf8).split(separator: "\n").compactMap {
+                (try JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any])?["lr"] as? Double
+            }
+        }
+        let straight = TrainingRun.folder("steplr") + "/run"
+        _ = try train(TrainingRun.config(scene: scene, out: straight, settings), ranks: 0)
+        var schedule = StepLR(stepSize: 2, gamma: 0.5)
+        var lr = 1e-3, expected: [Double] = []
+        for _ in 0..<7 {   // one step per epoch: each training line's rate is the epoch's
+            expected.append(lr)
+            lr = schedule.step(lr: lr)
+        }
+        XCTAssertEqual(try rates(straight), expected)
+
+        let split = TrainingRun.folder("steplr-split") + "/run"
+        let config = try TrainingRun.config(scene: scene, out: split, settings.merging(["max_steps": 3]) { $1 })
+        _ = try train(config, ranks: 0)
+        _ = try train(config, ranks: 0, ["--resume", "--max-steps", "7"])
+        XCTAssertEqual(try rates(split), expected, "a resumed run's schedule")
     }
 }

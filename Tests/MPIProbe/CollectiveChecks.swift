@@ -50,6 +50,11 @@ func runCollectiveChecks(_ p: inout Probe) throws {
         let message = Array("resume state of rank \(root)".utf8)
         let got = try comm.broadcast(r == root ? message : [1, 2], root: root)
         p.expect(got == message, "byte-string broadcast from \(root)")
+
+        // The validity tables' way: a count the other ranks do not know, values wider than bytes.
+        let table = (0..<1001).map { Int64($0) << 33 | Int64(root) }
+        let gotTable = try comm.broadcast(r == root ? table : [], root: root)
+        p.expect(gotTable == table, "Int64 array broadcast from \(root)")
     }
     try comm.barrier()
 }

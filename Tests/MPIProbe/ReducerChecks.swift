@@ -14,7 +14,7 @@ private func makeParameters() -> ParameterSet {
 }
 
 /// Gradients of rank `rank` at flat position `i`: multiples of 1/8 below 2^10, so the sum over
-/// any number of ranks in any order is exact, as is scaling it by 0.5.
+/// any number of ranks in any order is exact.
 private func exactGradient(rank: Int, step: Int, _ i: Int) -> Float {
     Float((rank + 1) * ((i &* 7 &+ step) % 11)) / 8
 }
@@ -33,7 +33,7 @@ func runReducerChecks(_ p: inout Probe) throws {
     // Backward order (the layout's order): every bucket starts while "backward" runs.
     for i in 0..<params.count { params.grads[i] = exactGradient(rank: r, step: 0, i) }
     for i in params.parameters.indices.reversed() { reducer.gradientReady(i) }
-    try reducer.finish(scale: 0.5)
+    try reducer.finish()
     checkExact(&p, params, step: 0, size: n, what: "in-order")
     p.expect(reducer.stats.bucketsStartedEarly == reducer.buckets.count && reducer.stats.bucketsStartedInFinish == 0,
              "in-order: \(reducer.stats.bucketsStartedEarly) of \(reducer.buckets.count) buckets started during backward")
@@ -47,7 +47,7 @@ func runReducerChecks(_ p: inout Probe) throws {
         order.append(order[0])
         for i in 0..<params.count { params.grads[i] = exactGradient(rank: r, step: step, i) }
         for i in order { reducer.gradientReady(i) }
-        try reducer.finish(scale: 0.5)
+        try reducer.finish()
         checkExact(&p, params, step: step, size: n, what: "scrambled step \(step)")
         try checkSameOnAllRanks(&p, params, what: "scrambled step \(step)")
     }
@@ -65,9 +65,9 @@ func runReducerChecks(_ p: inout Probe) throws {
         blockingParams.grads[i] = params.grads[i]
     }
     for i in params.parameters.indices.shuffled(using: &rng).dropFirst() { reducer.gradientReady(i) }
-    try reducer.finish(scale: 0.25)
+    try reducer.finish()
     for i in blockingParams.parameters.indices { blocking.gradientReady(i) }
-    try blocking.finish(scale: 0.25)
+    try blocking.finish()
     var worst: Float = 0
     for i in 0..<params.count {
         let a = params.grads[i], b = blockingParams.grads[i]
@@ -83,7 +83,7 @@ func runReducerChecks(_ p: inout Probe) throws {
     p.expect(whole.buckets == [0..<params.count], "default bucket size holds all \(params.count) floats")
     for i in 0..<params.count { params.grads[i] = exactGradient(rank: r, step: 9, i) }
     for i in params.parameters.indices { whole.gradientReady(i) }
-    try whole.finish(scale: 0.5)
+    try whole.finish()
     checkExact(&p, params, step: 9, size: n, what: "one bucket")
     p.expect(whole.stats.bucketsStartedEarly == 1, "one bucket started during backward")
 }
@@ -104,7 +104,7 @@ private func checkBuckets(_ p: inout Probe, _ buckets: [Range<Int>], _ params: P
 private func checkExact(_ p: inout Probe, _ params: ParameterSet, step: Int, size n: Int, what: String) {
     let triangle = Float(n * (n + 1) / 2)
     let bad = (0..<params.count).first { i in
-        params.grads[i] != triangle * Float((i &* 7 &+ step) % 11) / 8 * 0.5
+        params.grads[i] != triangle * Float((i &* 7 &+ step) % 11) / 8
     }
     p.expect(bad == nil, "\(what): gradient sum wrong at \(bad ?? -1)")
 }

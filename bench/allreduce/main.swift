@@ -124,7 +124,7 @@ do {
                         let y = net.forward(x, training: true)
                         params.zeroGrad()
                         net.backward(y)
-                        try reducer.finish(scale: 0.5)
+                        try reducer.finish()
                     }
                     if iter > 0 { steps.append(t) }
                 }

@@ -47,6 +47,8 @@ public struct Evaluator {
     public var mask: String?
     public var classMask: String?
     public var classThreshold: Double
+    /// Only the pixels of this window count (all of the grid when nil).
+    public var window: PixelWindow?
     public var collectLimit = 1 << 20
     public var stripRows = 256
 
@@ -128,6 +130,7 @@ final class PixelErrors {
     private let initial: Raster?, mask: Raster?, classes: Raster?
     private let threshold: Float
     private let stripRows: Int
+    private let window: PixelWindow
 
     init(_ options: Evaluator) throws {
         prediction = try Raster(path: options.prediction)
@@ -140,6 +143,8 @@ final class PixelErrors {
                 throw DataError(raster.path, "grid differs from the truth \(URL(fileURLWithPath: truth.path).lastPathComponent): \(difference)")
             }
         }
+        window = try (options.window ?? PixelWindow(x: 0, y: 0, width: truth.grid.width, height: truth.grid.height))
+            .checked(in: truth.grid, path: options.truth)
         threshold = Float(options.classThreshold)
         stripRows = max(1, options.stripRows)
         var series: [Series] = []
@@ -152,7 +157,7 @@ final class PixelErrors {
 
     /// Calls `visit(series, e)` for every usable pixel of every series.
     func stream(_ visit: (Int, Double) -> Void) throws {
-        let width = truth.grid.width, height = truth.grid.height
+        let width = window.width, height = window.height
         let n = min(stripRows, height) * width
         var p = [Float](repeating: 0, count: n), t = p
         var i0 = initial == nil ? [] : p, m = mask == nil ? [] : p, c = classes == nil ? [] : p
@@ -165,7 +170,7 @@ final class PixelErrors {
             let rows = min(stripRows, height - y)
             func load(_ raster: Raster?, _ buffer: inout [Float]) throws {
                 guard let raster else { return }
-                try buffer.withUnsafeMutableBufferPointer { try raster.read(x: 0, y: y, width: width, height: rows, into: $0.baseAddress!) }
+                try buffer.withUnsafeMutableBufferPointer { try raster.read(x: window.x, y: window.y + y, width: width, height: rows, into: $0.baseAddress!) }
             }
             try load(prediction, &p); try load(truth, &t); try load(initial, &i0); try load(mask, &m); try load(classes, &c)
             for i in 0..<rows * width {
