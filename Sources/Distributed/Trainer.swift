@@ -82,7 +82,7 @@ public final class Trainer {
             }
             try InputGuard.check(files: folder.runFiles, folders: folder.runFolders,
                                  reading: [configFile, initCheckpoint].compactMap { $0 } + config.data.flatMap(InputGuard.sceneFiles))
-            BLAS.setThreads(config.threads)
+            ComputeThreads.set(config.threads)
             GDAL.setCacheBudget(bytes: config.cacheMB << 20)
             let scenes = try config.data.map { try Scene(folder: $0, bands: config.bands, target: config.target) }
             return (scenes, rank0 ? try scenes.map { try ValidityMap(scene: $0, cell: Trainer.validityCell) } : [])
@@ -205,7 +205,7 @@ public final class Trainer {
         events(.started(TrainingSummary(ranks: comm.size, parameters: network.parameters.count, gsf: state.gsf,
                                         startStep: state.step, totalSteps: totalSteps, stepsPerEpoch: config.stepsPerEpoch,
                                         localBatch: shares.min()!...shares.max()!, buckets: reducer.buckets.count,
-                                        blasCore: BLAS.coreName, blasThreads: BLAS.threads, resumed: resumed)))
+                                        blasCore: BLAS.coreName, blasThreads: ComputeThreads.count, resumed: resumed)))
         for note in resumeNotes { events(.note(note)) }
         let started = Date()
         let firstStep = state.step

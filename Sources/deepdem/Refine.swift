@@ -48,7 +48,7 @@ struct Refine: ParsableCommand {
             // Beyond this a batch's buffers (chips × bands × chip_size²) no longer fit any memory.
             guard (1...1024).contains(batchSize) else { throw CLIError("--batch-size \(batchSize): must be between 1 and 1024") }
             if let hillshade { try RasterWriter.checkDestination(hillshade, overwrite: overwrite) }
-            if let threads { BLAS.setThreads(threads) }
+            if let threads { ComputeThreads.set(threads) }
             let config = try Checkpoint.readConfig(checkpoint)
             if let stride, !(1...config.chipSize).contains(stride) {
                 throw CLIError("--stride \(stride): must be between 1 and the chip size (\(config.chipSize))")
@@ -59,7 +59,7 @@ struct Refine: ParsableCommand {
             let scene = try Scene(folder: data, bands: config.bands, target: nil)
             var tiler = Tiler(chipSize: config.chipSize, stride: stride, batchSize: batchSize,
                               format: cog ? .cog : .geoTIFF, overwrite: overwrite)
-            tiler.threads = BLAS.threads
+            tiler.threads = ComputeThreads.count
             let c = config.bands.count, s = config.chipSize, plane = s * s
             var batches: [Int: Tensor] = [:]
             let t0 = Date()
@@ -82,7 +82,7 @@ struct Refine: ParsableCommand {
             let mpix = Double(scene.grid.width * scene.grid.height) / 1e6
             Console.line(String(format: "refined %@ (%d×%d, %.1f Mpx) in %.1f s (%.2f Mpx/s, OpenBLAS %@ × %d) → %@",
                                 data, scene.grid.width, scene.grid.height, mpix, seconds, mpix / seconds,
-                                BLAS.coreName, BLAS.threads, out))
+                                BLAS.coreName, ComputeThreads.count, out))
             if let hillshade {
                 let size = try Hillshade.write(dem: out, png: hillshade, overwrite: overwrite)
                 Console.line("hillshade (\(size.width)×\(size.height)) → \(hillshade)")

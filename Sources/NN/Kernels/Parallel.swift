@@ -1,13 +1,21 @@
 import CBLAS
 import Dispatch
 
+/// The layers' threads (`Parallel`'s workers), as callers outside NN set and read them. OpenBLAS
+/// runs single-threaded inside them, so its own thread count stays 1 once a network has run or
+/// `set` was called.
+public enum ComputeThreads {
+    public static func set(_ n: Int) { Parallel.setWorkers(n) }
+    public static var count: Int { Parallel.workers }
+}
+
 /// The threads the layers compute on. OpenBLAS itself runs single-threaded: the layers hand whole
 /// GEMMs (Winograd's 16 per convolution) or blocks of one GEMM to these threads, and split
 /// their own loops (transforms, BatchNorm, ReLU, pooling, the optimizer) the same way. OpenBLAS's
 /// threading would leave those loops on one core, and its idle workers spin in the meantime.
 enum Parallel {
     /// Starts as OpenBLAS's own default (OPENBLAS_NUM_THREADS, or one per core; one per rank under
-    /// mpirun's core binding), which it then stops using. `BLAS.setThreads` changes it.
+    /// mpirun's core binding), which it then stops using. `ComputeThreads.set` changes it.
     nonisolated(unsafe) static var workers: Int = {
         let n = Int(openblas_get_num_threads())
         openblas_set_num_threads(1)
