@@ -138,7 +138,7 @@ public final class Trainer {
 
     /// The layers' threads and GDAL's block cache, process-wide settings the configuration owns.
     private static func setResourceLimits(_ config: TrainingConfig) {
-        BLAS.setThreads(config.threads)
+        ComputeThreads.set(config.threads)
         GDAL.setCacheBudget(bytes: config.cacheMB << 20)
     }
 
@@ -258,7 +258,7 @@ public final class Trainer {
         events(.started(TrainingSummary(ranks: comm.size, parameters: network.parameters.count, gsf: state.gsf,
                                         startStep: state.step, totalSteps: totalSteps, stepsPerEpoch: config.stepsPerEpoch,
                                         localBatch: shares.min()!...shares.max()!, buckets: reducer.buckets.count,
-                                        blasCore: BLAS.coreName, blasThreads: BLAS.threads, resumed: resumed)))
+                                        blasCore: BLAS.coreName, blasThreads: ComputeThreads.count, resumed: resumed)))
         for note in resumeNotes { events(.note(note)) }
         let started = Date()
         let firstStep = state.step

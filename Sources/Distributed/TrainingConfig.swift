@@ -278,8 +278,10 @@ public struct EarlyStoppingSettings: Codable, Equatable, Sendable {
 
     public init(from decoder: Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
-        patience = try c.decodeIfPresent(Int.self, forKey: .patience) ?? 75
-        minDelta = try c.decodeIfPresent(Double.self, forKey: .minDelta) ?? 0.05
+        var s = EarlyStoppingSettings()
+        s.patience = try c.decodeIfPresent(Int.self, forKey: .patience) ?? s.patience
+        s.minDelta = try c.decodeIfPresent(Double.self, forKey: .minDelta) ?? s.minDelta
+        self = s
     }
 }
 

@@ -31,31 +31,3 @@ final class ConvBlock: StateModule {
         return d
     }
 }
-
-/// Shared plumbing of the networks: the flat parameter set and the gradient-ready notifications.
-final class GradientIndex {
-    private var index: [ObjectIdentifier: Int] = [:]
-
-    init(_ set: ParameterSet) {
-        for (i, p) in set.parameters.enumerated() { index[ObjectIdentifier(p)] = i }
-    }
-
-    func notify(_ layer: any Layer, _ hook: ((Int) -> Void)?) {
-        guard let hook else { return }
-        for p in layer.parameterList { if let i = index[ObjectIdentifier(p)] { hook(i) } }
-    }
-}
-
-/// A network's parameters moved into flat buffers, with the index that maps them back.
-struct FlatState {
-    let parameters: ParameterSet
-    let index: GradientIndex
-
-    init(_ module: StateModule) {
-        parameters = ParameterSet(module.state().compactMap { name, entry in
-            if case .parameter(let p) = entry { return (name, p) }
-            return nil
-        })
-        index = GradientIndex(parameters)
-    }
-}

@@ -52,7 +52,7 @@ struct Refine: ParsableCommand {
             // Beyond this a batch's buffers (chips × bands × chip_size²) no longer fit any memory.
             guard (1...1024).contains(batchSize) else { throw CLIError("--batch-size \(batchSize): must be between 1 and 1024") }
             if let hillshade { try RasterWriter.checkDestination(hillshade, overwrite: overwrite) }
-            if let threads { BLAS.setThreads(threads) }
+            if let threads { ComputeThreads.set(threads) }
             let config = try Checkpoint.readConfig(checkpoint)
             if let stride, !(1...config.chipSize).contains(stride) {
                 throw CLIError("--stride \(stride): must be between 1 and the chip size (\(config.chipSize))")
@@ -63,7 +63,7 @@ struct Refine: ParsableCommand {
             let scene = try Scene(folder: data, bands: config.bands, target: nil)
             var tiler = Tiler(chipSize: config.chipSize, stride: stride, batchSize: batchSize,
                               format: cog ? .cog : .geoTIFF, overwrite: overwrite)
-            tiler.threads = BLAS.threads
+            tiler.threads = ComputeThreads.count
             let c = config.bands.count, s = config.chipSize, plane = s * s
             var batches: [Int: Tensor] = [:]
             let t0 = Date()
@@ -87,13 +87,13 @@ struct Refine: ParsableCommand {
             if !json {
                 Console.line(String(format: "refined %@ (%d×%d, %.1f Mpx) in %.1f s (%.2f Mpx/s, OpenBLAS %@ × %d) → %@",
                                     data, scene.grid.width, scene.grid.height, mpix, seconds, mpix / seconds,
-                                    BLAS.coreName, BLAS.threads, out))
+                                    BLAS.coreName, ComputeThreads.count, out))
             }
             let shade = try hillshade.map { try Hillshade.write(dem: out, png: $0, overwrite: overwrite) }
             if let hillshade, let shade, !json { Console.line("hillshade (\(shade.width)×\(shade.height)) → \(hillshade)") }
             if json {
                 var report: [String: Any] = ["width": scene.grid.width, "height": scene.grid.height, "seconds": seconds,
-                                             "mpx_per_s": mpix / seconds, "kernel": BLAS.coreName, "threads": BLAS.threads,
+                                             "mpx_per_s": mpix / seconds, "kernel": BLAS.coreName, "threads": ComputeThreads.count,
                                              "output": out]
                 if let hillshade { report["hillshade"] = hillshade }
                 let line = try JSONSerialization.data(withJSONObject: report, options: [.sortedKeys, .withoutEscapingSlashes])

@@ -22,7 +22,7 @@ let dumpFolder = CommandLine.arguments.firstIndex(of: "--dump").flatMap {
     var reference: [(String, [Float])] = []
     var differing: [String] = []
     for threads in threadCounts {
-        BLAS.setThreads(threads)
+        ComputeThreads.set(threads)
         let results = try compute()
         if threads == 1 {
             reference = results

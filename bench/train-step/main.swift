@@ -111,10 +111,10 @@ do {
         try comm.barrier()
         // OpenBLAS's own threads for the peak; the layers then split work over `threads` themselves.
         // Ranks measure at the same time, so the sum is the peak of the cores the job uses.
-        BLAS.setThreads(threads)
+        ComputeThreads.set(threads)
         openblas_set_num_threads(Int32(threads))
         let peak = try comm.allGather([sgemmGFLOPS(1024)]).reduce(0, +)
-        BLAS.setThreads(threads)
+        ComputeThreads.set(threads)
         say(String(format: "%d rank(s) × %d thread(s): sgemm 1024³ peak %.0f GFLOPS", comm.size, threads, peak))
         for c in cases where archs.contains(c.config.arch) {
             let local = batch / comm.size

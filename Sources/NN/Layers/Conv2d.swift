@@ -45,8 +45,7 @@ public final class Conv2d: Layer {
     }
 
     /// Floats of im2col columns per GEMM: larger images go through in bands of output rows, so that
-    /// the columns are packed from cache rather than memory (ResNet's 7×7 stem at 256²: 11.8 → 8.4 ms
-    /// per tile at 1 thread).
+    /// the columns are packed from cache rather than memory (bench/README.md).
     static let columnBudget = 1 << 18
 
     /// Bands of output rows from which the workers take whole bands rather than sharing each band's GEMM.
@@ -54,9 +53,8 @@ public final class Conv2d: Layer {
 
     /// Winograd for 3×3 'same' convolutions of 16 or more input channels on images of 8×8 or more.
     /// With fewer channels (the first layer's 5 or 6 bands) its GEMMs are too thin to pay for
-    /// transforming the output; on smaller images the rows of tiles, padded to four, are half empty
-    /// (unet's 4×4 level, 2 threads, per tile: forward 1.27 → 0.6 ms, backward 2.25 → 1.9 ms with
-    /// im2col). im2col's one GEMM takes those.
+    /// transforming the output; on smaller images the rows of tiles, padded to four, are half empty.
+    /// im2col's one GEMM takes those (bench/README.md).
     func winograd(_ x: Tensor) -> WinogradConv? {
         guard WinogradConv.applies(kernel: kernel, stride: stride, padding: padding), inChannels >= 16, min(x.h, x.w) >= 8 else { return nil }
         return WinogradConv(cin: inChannels, cout: outChannels, n: x.n, h: x.h, w: x.w)

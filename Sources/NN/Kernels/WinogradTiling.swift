@@ -117,8 +117,7 @@ extension WinogradTiling {
     func outputPixels(_ rows: Range<Int>) -> Range<Int> { min(Self.tile &* rows.lowerBound, h) &* w..<min(Self.tile &* rows.upperBound, h) &* w }
 
     /// y = conv(x) (+ bias), NCHW, then the epilogue. With enough passes each worker takes whole
-    /// passes (`forEachUnit`), whose single parallel region per layer, against three per pass, took
-    /// a 2-thread refinement's cores from 163–168 % busy to 174–176 %.
+    /// passes (`forEachUnit`): one parallel region per layer rather than three per pass.
     func forward(_ x: UnsafePointer<Float>, weight: UnsafePointer<Float>, bias: UnsafePointer<Float>?,
                  into y: UnsafeMutablePointer<Float>, epilogue: Epilogue?, workspace ws: Workspace) {
         let passes = self.passes, planes = self.planes(ws), u = transformedWeights(ws)

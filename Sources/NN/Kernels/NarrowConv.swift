@@ -1,6 +1,6 @@
 /// A 3×3, stride-1, padding-1 convolution with very few output channels (the U-Nets' last layer has
 /// one), computed directly: Winograd and im2col would both expand the whole input only to feed
-/// GEMMs with one row (unet's last layer, backward at 1 thread: 5.5 → 2.0 ms per 128² tile). Each
+/// GEMMs with one row (bench/README.md). Each
 /// output row is accumulated eight columns at a time in a register over every input channel and
 /// kernel row, reading a zero-bordered copy of the input so that no tap needs a bounds check;
 /// backward reads bordered copies the same way.
