@@ -17,4 +17,19 @@ static inline MPI_Request deepdem_mpi_request_null(void) { return MPI_REQUEST_NU
 static inline MPI_Errhandler deepdem_mpi_errors_return(void) { return MPI_ERRORS_RETURN; }
 static inline int deepdem_mpi_thread_serialized(void) { return MPI_THREAD_SERIALIZED; }
 static inline int deepdem_mpi_max_error_string(void) { return MPI_MAX_ERROR_STRING; }
+static inline int deepdem_mpi_max_library_version_string(void) { return MPI_MAX_LIBRARY_VERSION_STRING; }
+
+// The MPI whose header this binary was compiled against, which fixes its ABI whatever library
+// the loader finds at run time.
+#define DEEPDEM_STR_(x) #x
+#define DEEPDEM_STR(x) DEEPDEM_STR_(x)
+static inline const char *deepdem_mpi_built_for(void) {
+#if defined(OPEN_MPI)
+    return "Open MPI " DEEPDEM_STR(OMPI_MAJOR_VERSION) "." DEEPDEM_STR(OMPI_MINOR_VERSION) "." DEEPDEM_STR(OMPI_RELEASE_VERSION);
+#elif defined(MPICH_VERSION)
+    return "MPICH " MPICH_VERSION;
+#else
+    return "an unknown MPI";
+#endif
+}
 #endif
