@@ -53,6 +53,7 @@ struct Refine: ParsableCommand {
             guard (1...1024).contains(batchSize) else { throw CLIError("--batch-size \(batchSize): must be between 1 and 1024") }
             if let hillshade { try RasterWriter.checkDestination(hillshade, overwrite: overwrite) }
             if let threads { ComputeThreads.set(threads) }
+            if let notice = try ConvChoice.apply() { FileHandle.standardError.write(Data("\(notice)\n".utf8)) }
             let config = try Checkpoint.readConfig(checkpoint)
             if let stride, !(1...config.chipSize).contains(stride) {
                 throw CLIError("--stride \(stride): must be between 1 and the chip size (\(config.chipSize))")

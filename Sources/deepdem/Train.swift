@@ -64,7 +64,10 @@ struct Train: ParsableCommand {
         // Without mpirun this is an MPI singleton (rank 0 of 1). No fallback to a single-process
         // communicator: under mpirun that would silently train N separate models.
         let comm: Communicator
+        let convNotice: String?
+        do { convNotice = try ConvChoice.apply() } catch { fail(error) }
         do { comm = try MPICommunicator() } catch { fail(error) }
+        if let convNotice, comm.rank == 0 { Console.line(convNotice) }
         let stop = StopRequest.install()
         let printer = ProgressPrinter(logEvery: settings.logEvery)
         let trainer: Trainer

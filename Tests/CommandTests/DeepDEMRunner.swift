@@ -10,13 +10,14 @@ struct DeepDEMOutput {
 }
 
 /// Runs the `deepdem` executable built next to the test bundle, through `launcher` (a program and
-/// its arguments, e.g. taskset) when one is given.
-func runDeepDEM(_ arguments: [String], launcher: [String] = []) throws -> DeepDEMOutput {
+/// its arguments, e.g. taskset) when one is given, with `environment` added to this process's.
+func runDeepDEM(_ arguments: [String], launcher: [String] = [], environment: [String: String] = [:]) throws -> DeepDEMOutput {
     let folder = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().deletingLastPathComponent()
     let deepdem = folder.appendingPathComponent("deepdem")
     let process = Process()
     process.executableURL = launcher.first.map { URL(fileURLWithPath: $0) } ?? deepdem
     process.arguments = launcher.dropFirst() + (launcher.isEmpty ? [] : [deepdem.path]) + arguments
+    process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
     let out = Pipe(), err = Pipe()
     process.standardOutput = out
     process.standardError = err

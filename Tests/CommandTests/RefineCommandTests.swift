@@ -68,6 +68,30 @@ final class RefineCommandTests: XCTestCase {
         XCTAssertTrue(refine.stdout.contains("× 1)"), "expected one thread: \(refine.stdout)")
     }
 
+    /// `DEEPDEM_CONV=reference` refines by the convolutions' definition: the same heights as the
+    /// fast routes to float rounding, and a notice saying so; an unknown choice is one error line.
+    func testReferenceConvolutionsRefineTheSame() throws {
+        let folder = try makeCommandFolder().path
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        try makeModelAndScene(in: folder, size: 96)
+        func refine(_ conv: String, _ name: String) throws -> DeepDEMOutput {
+            try runDeepDEM(["refine", "--checkpoint", folder + "/model.safetensors", "--data", folder + "/scene",
+                            "--out", folder + "/" + name], environment: ["DEEPDEM_CONV": conv])
+        }
+        let fast = try refine("automatic", "fast.tif"), reference = try refine("reference", "reference.tif")
+        XCTAssertEqual(fast.status, 0, fast.stderr)
+        XCTAssertEqual(reference.status, 0, reference.stderr)
+        XCTAssertFalse(fast.stderr.contains("DEEPDEM_CONV"), fast.stderr)
+        XCTAssertTrue(reference.stderr.contains("convolutions by their definition (DEEPDEM_CONV=reference)"), reference.stderr)
+        let a = try Raster(path: folder + "/fast.tif").readAll(), b = try Raster(path: folder + "/reference.tif").readAll()
+        XCTAssertEqual(a.count, 96 * 96)
+        let worst = zip(a, b).map { abs($0 - $1) }.max()!
+        XCTAssertLessThan(worst, 1e-3, "fast and reference refinements differ by \(worst) m")
+
+        assertRefused(try refine("fastest", "none.tif"), "DEEPDEM_CONV=fastest: must be one of automatic, reference")
+        XCTAssertFalse(FileManager.default.fileExists(atPath: folder + "/none.tif"))
+    }
+
     /// A DSM without one valid pixel used to give exit 0 and an all-nodata file.
     func testDSMWithoutValidPixelsIsRefused() throws {
         let folder = try makeCommandFolder().path

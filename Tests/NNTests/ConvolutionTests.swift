@@ -2,8 +2,8 @@ import NN
 import Primitives
 import XCTest
 
-/// Conv2d's fast paths against the definition, computed directly in Double: forward, weight, bias
-/// and input gradients. Sizes are chosen so that the 3×3 'same' path meets odd heights and widths
+/// Conv2d's fast paths against its `.reference` algorithm (the definition, summed in Double):
+/// forward, weight, bias and input gradients. Sizes are chosen so that the 3×3 'same' path meets odd heights and widths
 /// and splits the batch into several passes (which accumulate the weight gradient across passes),
 /// and also sizes whose tiles cover the image exactly (written straight into the output).
 final class ConvolutionTests: XCTestCase {
@@ -77,61 +77,40 @@ final class ConvolutionTests: XCTestCase {
         }
     }
 
+    /// Every pass of the automatic route against `.reference` (the definition, summed in Double) on
+    /// the same weights, input and output gradient.
     func check(cin: Int, cout: Int, kernel k: Int, stride s: Int, padding p: Int, shape: [Int], bias: Bool = true,
                file: StaticString = #filePath, line: UInt = #line) {
         var rng = SplitMix64(seed: 5)
-        let conv = Conv2d(cin, cout, kernel: k, stride: s, padding: p, bias: bias, workspace: Workspace())
-        for i in 0..<conv.weight.count { conv.weight.value[i] = rng.normal() }
-        if let b = conv.bias { for i in 0..<b.count { b.value[i] = rng.normal() } }
+        let fast = Conv2d(cin, cout, kernel: k, stride: s, padding: p, bias: bias, algorithm: .automatic, workspace: Workspace())
+        let reference = Conv2d(cin, cout, kernel: k, stride: s, padding: p, bias: bias, algorithm: .reference, workspace: Workspace())
+        for i in 0..<fast.weight.count { fast.weight.value[i] = rng.normal() }
+        reference.weight.value.copy(from: fast.weight.value)
+        if let b = fast.bias {
+            for i in 0..<b.count { b.value[i] = rng.normal() }
+            reference.bias!.value.copy(from: b.value)
+        }
         let x = Tensor(shape)
         for i in 0..<x.count { x[i] = rng.normal() }
-        let (n, h, w) = (shape[0], shape[2], shape[3])
-        let oh = (h + 2 * p - k) / s + 1, ow = (w + 2 * p - k) / s + 1
-        let dy = Tensor([n, cout, oh, ow])
+        let y = reference.forward(x, training: true)
+        let dy = Tensor(y.shape)
         for i in 0..<dy.count { dy[i] = rng.normal() }
+        let dx = reference.backward(dy)
 
-        var y = [Double](repeating: 0, count: dy.count), dx = [Double](repeating: 0, count: x.count)
-        var dw = [Double](repeating: 0, count: conv.weight.count), db = [Double](repeating: 0, count: cout)
-        for b in 0..<n {
-            for o in 0..<cout {
-                for oy in 0..<oh {
-                    for ox in 0..<ow {
-                        let at = ((b * cout + o) * oh + oy) * ow + ox
-                        var sum = Double(conv.bias?.value[o] ?? 0)
-                        let g = Double(dy[at])
-                        db[o] += g
-                        for c in 0..<cin {
-                            for ky in 0..<k {
-                                for kx in 0..<k {
-                                    let iy = oy * s - p + ky, ix = ox * s - p + kx
-                                    guard iy >= 0, iy < h, ix >= 0, ix < w else { continue }
-                                    let xi = ((b * cin + c) * h + iy) * w + ix, wi = ((o * cin + c) * k + ky) * k + kx
-                                    sum += Double(conv.weight.value[wi]) * Double(x[xi])
-                                    dw[wi] += g * Double(x[xi])
-                                    dx[xi] += g * Double(conv.weight.value[wi])
-                                }
-                            }
-                        }
-                        y[at] = sum
-                    }
-                }
-            }
-        }
         // Inference may take another algorithm (F(4×4, 3×3) from 16×16 up).
-        let inference = conv.forward(x, training: false).array
-        let out = conv.forward(x, training: true).array
-        conv.weight.grad.zero()
-        conv.bias?.grad.zero()
-        let din = conv.backward(dy).array
-        func compare(_ actual: [Float], _ expected: [Double], _ what: String) {
-            let scale = expected.map(abs).max()!
-            let worst = zip(actual, expected).map { abs(Double($0) - $1) }.max()!
+        let inference = fast.forward(x, training: false).array
+        let out = fast.forward(x, training: true).array
+        let din = fast.backward(dy).array
+        func compare(_ actual: [Float], _ expected: Tensor, _ what: String) {
+            let expected = expected.array
+            let scale = Double(expected.map(abs).max()!)
+            let worst = zip(actual, expected).map { abs(Double($0) - Double($1)) }.max()!
             XCTAssertLessThan(worst, 1e-5 * scale, "\(what) of \(shape): worst error \(worst), scale \(scale)", file: file, line: line)
         }
         compare(inference, y, "inference output")
         compare(out, y, "output")
         compare(din, dx, "input gradient")
-        compare(conv.weight.grad.array, dw, "weight gradient")
-        if let b = conv.bias { compare(b.grad.array, db, "bias gradient") }
+        compare(fast.weight.grad.array, reference.weight.grad, "weight gradient")
+        if let b = fast.bias { compare(b.grad.array, reference.bias!.grad, "bias gradient") }
     }
 }

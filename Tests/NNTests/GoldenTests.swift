@@ -19,6 +19,15 @@ final class GoldenTests: XCTestCase {
     func testResNet18UNet() throws { try check("resnet18") }
     func testResNet34UNet() throws { try check("resnet34", writeForPyTorch: false) }
 
+    /// The reference convolutions (the definition, no kernel and no BLAS) match PyTorch too, so a
+    /// user who forces them while debugging gets the same model.
+    func testReferenceConvolutions() throws {
+        ConvAlgorithm.forNewLayers = .reference
+        defer { ConvAlgorithm.forNewLayers = .automatic }
+        try check("unet_b", writeForPyTorch: false)
+        try check("resnet18", writeForPyTorch: false)
+    }
+
     /// Checkpoints written by PyTorch (`safetensors.torch.save_file`) load, and hold exactly the
     /// formula weights: the Swift generator and state order agree with PyTorch's bit for bit.
     func testPyTorchWrittenCheckpointsLoad() throws {

@@ -58,28 +58,31 @@ final class GradientCheckTests: XCTestCase {
         if input { compare("input \(x.shape)", x0, dx) }
     }
 
+    /// Convolutions by both algorithms: the definition and the route the shape takes.
+    func checkConv(_ cin: Int, _ cout: Int, kernel: Int, stride: Int = 1, padding: Int = 0, bias: Bool = true,
+                   weightScale: Float, input shape: [Int], file: StaticString = #filePath, line: UInt = #line) {
+        for algorithm in ConvAlgorithm.allCases {
+            let conv = Conv2d(cin, cout, kernel: kernel, stride: stride, padding: padding, bias: bias,
+                              algorithm: algorithm, workspace: Workspace())
+            for i in 0..<conv.weight.count { conv.weight.value[i] = weightScale * rng.normal() }
+            check(conv, random(shape), file: file, line: line)
+        }
+    }
+
     func testConv3x3Padded() {
-        let conv = Conv2d(3, 4, kernel: 3, padding: 1, workspace: Workspace())
-        for i in 0..<conv.weight.count { conv.weight.value[i] = 0.3 * rng.normal() }
-        check(conv, random([3, 3, 7, 5]))
+        checkConv(3, 4, kernel: 3, padding: 1, weightScale: 0.3, input: [3, 3, 7, 5])
     }
 
     func testConvStem7x7Stride2NoBias() {
-        let conv = Conv2d(2, 3, kernel: 7, stride: 2, padding: 3, bias: false, workspace: Workspace())
-        for i in 0..<conv.weight.count { conv.weight.value[i] = 0.1 * rng.normal() }
-        check(conv, random([3, 2, 9, 11]))
+        checkConv(2, 3, kernel: 7, stride: 2, padding: 3, bias: false, weightScale: 0.1, input: [3, 2, 9, 11])
     }
 
     func testConvPointwiseStride2() {
-        let conv = Conv2d(4, 3, kernel: 1, stride: 2, bias: false, workspace: Workspace())
-        for i in 0..<conv.weight.count { conv.weight.value[i] = rng.normal() }
-        check(conv, random([3, 4, 7, 7]))
+        checkConv(4, 3, kernel: 1, stride: 2, bias: false, weightScale: 1, input: [3, 4, 7, 7])
     }
 
     func testConvPointwise() {
-        let conv = Conv2d(4, 2, kernel: 1, workspace: Workspace())
-        for i in 0..<conv.weight.count { conv.weight.value[i] = rng.normal() }
-        check(conv, random([3, 4, 3, 5]))
+        checkConv(4, 2, kernel: 1, weightScale: 1, input: [3, 4, 3, 5])
     }
 
     func testConvTranspose2x2() {

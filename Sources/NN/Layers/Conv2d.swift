@@ -8,11 +8,13 @@ import Primitives
 /// W · im2col(x) (+ bias), sgemms of [Cout × Cin·k²] by [Cin·k² × OH·OW] (the columns of several
 /// small images side by side, or a large image's in bands of rows); backward recomputes the columns
 /// instead of keeping them (keeping them would multiply the activation memory by k²).
-/// bench/README.md tabulates the choices.
+/// bench/README.md tabulates the choices. With `algorithm: .reference` every pass is the
+/// definition (`ConvDefinition`), which the tests hold each route to.
 public final class Conv2d: Layer {
     public let inChannels: Int, outChannels: Int, kernel: Int, stride: Int, padding: Int
     public let weight: Parameter
     public let bias: Parameter?
+    public let algorithm: ConvAlgorithm
     /// False for a network's first layer, whose input gradient nobody needs.
     public var computesInputGradient = true
     private let workspace: Workspace
@@ -20,12 +22,13 @@ public final class Conv2d: Layer {
     private var out = Slot()
 
     public init(_ inChannels: Int, _ outChannels: Int, kernel: Int, stride: Int = 1, padding: Int = 0,
-                bias: Bool = true, workspace: Workspace) {
+                bias: Bool = true, algorithm: ConvAlgorithm = .forNewLayers, workspace: Workspace) {
         self.inChannels = inChannels
         self.outChannels = outChannels
         self.kernel = kernel
         self.stride = stride
         self.padding = padding
+        self.algorithm = algorithm
         self.workspace = workspace
         weight = Parameter([outChannels, inChannels, kernel, kernel])
         self.bias = bias ? Parameter([outChannels]) : nil
@@ -89,6 +92,11 @@ public final class Conv2d: Layer {
         let y = training ? out.get(shape) : out.transient(shape)
         input = training ? x : nil
         let b = bias.map { UnsafePointer($0.value.data) }
+        if algorithm == .reference {
+            ConvDefinition(g, images: x.n, outChannels: outChannels).forward(x.data, weight: weight.value.data, bias: b, into: y.data)
+            epilogue?.apply(to: y)
+            return y
+        }
         if NarrowConv.applies(kernel: kernel, stride: stride, padding: padding, outChannels: outChannels) {
             NarrowConv(cin: inChannels, cout: outChannels, n: x.n, h: x.h, w: x.w)
                 .forward(x.data, weight: weight.value.data, bias: b, into: y.data, workspace: workspace)
@@ -179,6 +187,12 @@ public final class Conv2d: Layer {
         // Without an input gradient the input itself is returned, unchanged, and callers ignore it.
         let dxT = computesInputGradient ? TensorPool.shared.tensor(x.shape) : x
         if let bias { accumulateBiasGradient(dy, bias.grad) }
+        if algorithm == .reference {
+            let definition = ConvDefinition(g, images: x.n, outChannels: outChannels)
+            definition.weightGradient(x.data, dy: dy.data, into: weight.grad.data)
+            if computesInputGradient { definition.inputGradient(dy.data, weight: weight.value.data, into: dxT.data) }
+            return dxT
+        }
         if NarrowConv.applies(kernel: kernel, stride: stride, padding: padding, outChannels: outChannels) {
             NarrowConv(cin: inChannels, cout: outChannels, n: x.n, h: x.h, w: x.w)
                 .backward(x.data, dy: dy.data, weight: weight.value.data, weightGradient: weight.grad.data,
