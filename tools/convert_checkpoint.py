@@ -464,7 +464,7 @@ def read_safetensors(path):
     except Exception as e:
         raise Refusal(f"{path}: not a safetensors file ({first_line(e)})") from None
     if "deepdem" not in metadata:
-        raise Refusal(f"{path}: no 'deepdem' metadata: not a DeepDEM checkpoint (see DESIGN.md, Checkpoints)")
+        raise Refusal(f"{path}: no 'deepdem' metadata: not a DeepDEM checkpoint (see README, Checkpoints)")
     config = parse_config(metadata["deepdem"], f"{path}: 'deepdem' metadata")
     check_config(config, path)
     return config, checked_state(config, weights, path), metadata

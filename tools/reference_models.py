@@ -1,4 +1,4 @@
-"""The PyTorch modules whose state_dict() names a DeepDEM checkpoint uses (DESIGN.md, Checkpoints).
+"""The PyTorch modules whose state_dict() names a DeepDEM checkpoint uses (README, Checkpoints).
 
 ResDepth's U-Net is written here from its published structure (prs-eth/ResDepth lib/UNet.py) so that
 its parameter names and shapes are ResDepth's; the ResNet U-Nets are segmentation_models_pytorch's
@@ -83,7 +83,7 @@ def make_module(config):
 
 
 def residual_forward(module, x, gsf, normalize_in_float64=False):
-    """DESIGN.md's model: channel 0 (asp_dsm) centred per chip and divided by gsf, then
+    """DeepDEM's model (docs/ARCHITECTURE.md): channel 0 (asp_dsm) centred per chip and divided by gsf, then
     refined = initial + gsf · net(x). `normalize_in_float64` centres in float64: one of the float32
     variants whose spread the golden fixtures take as float32's own error."""
     initial = x[:, :1]

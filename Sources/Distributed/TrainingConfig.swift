@@ -1,7 +1,7 @@
 import Foundation
 import NN
 
-/// `deepdem train`'s configuration (DESIGN.md, Training configuration). Keys are DeepDEM's; every
+/// `deepdem train`'s configuration (README, Training). Keys are DeepDEM's; every
 /// top-level key can also be given as a command-line flag. Unknown keys and wrong types are errors
 /// naming the key.
 public struct TrainingConfig: Codable, Equatable, Sendable {
@@ -9,8 +9,9 @@ public struct TrainingConfig: Codable, Equatable, Sendable {
     public var bands: [String] = ["asp_dsm", "ortho_channel1", "ortho_channel2", "ndvi", "nodata_mask", "triangulation_error"]
     public var target = "lidar_data"
     public var arch = "unet"
-    public var unet = UNetSettings()
-    public var decoderChannels = [256, 128, 64, 32, 16]
+    /// `n_input_channels` follows `bands` unless the file gives it (and then must agree).
+    public var unet = UNetConfig.training
+    public var decoderChannels = EncoderConfig.smpDecoderChannels
     public var chipSize = 256
     /// "auto" (estimated from the training region) or a number.
     public var gsf = GSFSetting.auto
@@ -62,7 +63,14 @@ public struct TrainingConfig: Codable, Equatable, Sendable {
             if let v = try c.decodeIfPresent(T.self, forKey: key) { value = v }
         }
         try take(.bands, &s.bands); try take(.target, &s.target); try take(.arch, &s.arch)
-        try take(.unet, &s.unet); try take(.decoderChannels, &s.decoderChannels); try take(.chipSize, &s.chipSize)
+        if c.contains(.unet) {
+            var defaults = UNetConfig.training
+            defaults.nInputChannels = s.bands.count
+            s.unet = try UNetConfig(from: c.superDecoder(forKey: .unet), defaults: defaults)
+        } else {
+            s.unet.nInputChannels = s.bands.count
+        }
+        try take(.decoderChannels, &s.decoderChannels); try take(.chipSize, &s.chipSize)
         try take(.gsf, &s.gsf); try take(.batchSize, &s.batchSize); try take(.lr, &s.lr)
         try take(.weightDecay, &s.weightDecay); try take(.maxEpochs, &s.maxEpochs)
         try take(.samplesPerEpoch, &s.samplesPerEpoch); try take(.valSamples, &s.valSamples)
@@ -83,7 +91,7 @@ public struct TrainingConfig: Codable, Equatable, Sendable {
         for key in object.keys where !keys.contains(key) {
             throw ConfigError("unknown key '\(key)' (known: \(keys.sorted().joined(separator: ", ")))")
         }
-        try checkNested(object, "unet", UNetSettings.CodingKeys.allCases.map(\.rawValue))
+        try checkNested(object, "unet", UNetConfig.keys)
         try checkNested(object, "lr_scheduler", SchedulerSettings.CodingKeys.allCases.map(\.rawValue))
         try checkNested(object, "early_stopping", EarlyStoppingSettings.CodingKeys.allCases.map(\.rawValue))
         // YAML has .inf and .nan, JSON does not: name the key rather than fail in JSONSerialization.
@@ -175,9 +183,7 @@ public struct TrainingConfig: Codable, Equatable, Sendable {
     public func modelConfig(gsf: Double) -> ModelConfig {
         var m = ModelConfig(arch: arch, bands: bands, target: target, chipSize: chipSize, gsf: gsf)
         if arch == "unet" {
-            m.unet = UNetConfig(nInputChannels: bands.count, depth: unet.depth, startKernel: unet.startKernel,
-                                maxFilterDepth: unet.maxFilterDepth, doBN: unet.doBN, biasConvLayer: unet.biasConvLayer,
-                                outerSkip: unet.outerSkip, outerSkipBN: unet.outerSkipBN)
+            m.unet = unet
         } else {
             m.encoder = EncoderConfig(name: String(arch.dropLast("-unet".count)), inChannels: bands.count,
                                       decoderChannels: decoderChannels)
@@ -206,33 +212,6 @@ public enum GSFSetting: Codable, Equatable, Sendable {
         case .auto: try c.encode("auto")
         case .value(let v): try c.encode(v)
         }
-    }
-}
-
-/// The `unet:` mapping; defaults are DESIGN.md's.
-public struct UNetSettings: Codable, Equatable, Sendable {
-    public var depth = 5, startKernel = 64, maxFilterDepth = 512
-    public var doBN = false, biasConvLayer = true, outerSkip = false, outerSkipBN = false
-
-    public init() {}
-
-    enum CodingKeys: String, CodingKey, CaseIterable {
-        case depth
-        case startKernel = "start_kernel", maxFilterDepth = "max_filter_depth", doBN = "do_BN"
-        case biasConvLayer = "bias_conv_layer", outerSkip = "outer_skip", outerSkipBN = "outer_skip_BN"
-    }
-
-    public init(from decoder: Decoder) throws {
-        let c = try decoder.container(keyedBy: CodingKeys.self)
-        var s = UNetSettings()
-        s.depth = try c.decodeIfPresent(Int.self, forKey: .depth) ?? s.depth
-        s.startKernel = try c.decodeIfPresent(Int.self, forKey: .startKernel) ?? s.startKernel
-        s.maxFilterDepth = try c.decodeIfPresent(Int.self, forKey: .maxFilterDepth) ?? s.maxFilterDepth
-        s.doBN = try c.decodeIfPresent(Bool.self, forKey: .doBN) ?? s.doBN
-        s.biasConvLayer = try c.decodeIfPresent(Bool.self, forKey: .biasConvLayer) ?? s.biasConvLayer
-        s.outerSkip = try c.decodeIfPresent(Bool.self, forKey: .outerSkip) ?? s.outerSkip
-        s.outerSkipBN = try c.decodeIfPresent(Bool.self, forKey: .outerSkipBN) ?? s.outerSkipBN
-        self = s
     }
 }
 

@@ -1,6 +1,6 @@
 import Foundation
 
-/// A network's weights as a safetensors file (DESIGN.md, Checkpoints): tensors named as the
+/// A network's weights as a safetensors file (README, Checkpoints): tensors named as the
 /// reference's `state_dict()`, the model configuration as JSON under metadata key `deepdem`.
 public enum Checkpoint {
     public static let metadataKey = "deepdem"
@@ -99,7 +99,7 @@ public enum Checkpoint {
 
     static func config(from metadata: [String: String], path: String) throws -> ModelConfig {
         guard let json = metadata[metadataKey] else {
-            throw NNError("\(path): no '\(metadataKey)' metadata: not a DeepDEM checkpoint (see DESIGN.md, Checkpoints)")
+            throw NNError("\(path): no '\(metadataKey)' metadata: not a DeepDEM checkpoint (see README, Checkpoints)")
         }
         let config: ModelConfig
         do {

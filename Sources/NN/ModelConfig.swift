@@ -1,6 +1,7 @@
 import Foundation
 
-/// What a checkpoint's `deepdem` metadata says about the model (DESIGN.md, Checkpoints).
+/// What a checkpoint's `deepdem` metadata says about the model (README, Checkpoints; the
+/// contract is listed in docs/ARCHITECTURE.md).
 /// Keys are DeepDEM's snake_case names; a missing optional key takes the reference's default.
 public struct ModelConfig: Codable, Equatable, Sendable {
     public var arch: String
@@ -42,16 +43,34 @@ public struct UNetConfig: Codable, Equatable, Sendable {
     public var outerSkipBN: Bool
     public var upMode: String
 
-    enum CodingKeys: String, CodingKey {
+    enum CodingKeys: String, CodingKey, CaseIterable {
         case depth
         case nInputChannels = "n_input_channels", startKernel = "start_kernel", maxFilterDepth = "max_filter_depth"
         case doBN = "do_BN", biasConvLayer = "bias_conv_layer", outerSkip = "outer_skip"
         case outerSkipBN = "outer_skip_BN", upMode = "up_mode"
     }
 
-    public init(nInputChannels: Int, depth: Int = 5, startKernel: Int = 64, maxFilterDepth: Int = 512,
-                doBN: Bool = false, biasConvLayer: Bool = true, outerSkip: Bool = false,
-                outerSkipBN: Bool = false, upMode: String = "transpose") {
+    /// The keys as checkpoints and training configurations spell them.
+    public static var keys: [String] { CodingKeys.allCases.map(\.rawValue) }
+
+    /// ResDepth's own defaults (`UNet.__init__` in its lib/UNet.py): what a key missing from a
+    /// checkpoint's metadata means, since a converted ResDepth model may leave out what it
+    /// never changed.
+    public static let resDepth = UNetConfig(nInputChannels: 1, depth: 8, startKernel: 64, maxFilterDepth: 512,
+                                            doBN: true, biasConvLayer: false, outerSkip: true, outerSkipBN: false,
+                                            upMode: "transpose")
+
+    /// What `deepdem train` builds when its `unet:` mapping leaves a key out (README, Training):
+    /// DeepDEM's shallower U-Net, without BatchNorm or outer skip (`ResidualModel` adds the
+    /// initial DSM instead).
+    public static let training = UNetConfig(nInputChannels: 6, depth: 5, startKernel: 64, maxFilterDepth: 512,
+                                            doBN: false, biasConvLayer: true, outerSkip: false, outerSkipBN: false,
+                                            upMode: "transpose")
+
+    public init(nInputChannels: Int, depth: Int = training.depth, startKernel: Int = training.startKernel,
+                maxFilterDepth: Int = training.maxFilterDepth, doBN: Bool = training.doBN,
+                biasConvLayer: Bool = training.biasConvLayer, outerSkip: Bool = training.outerSkip,
+                outerSkipBN: Bool = training.outerSkipBN, upMode: String = training.upMode) {
         self.nInputChannels = nInputChannels
         self.depth = depth
         self.startKernel = startKernel
@@ -63,18 +82,27 @@ public struct UNetConfig: Codable, Equatable, Sendable {
         self.upMode = upMode
     }
 
-    // Defaults are ResDepth's constructor defaults, except where DESIGN.md's example fixes them.
+    /// A checkpoint's `unet` object: `n_input_channels` is required, the rest default to ResDepth's.
     public init(from decoder: Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
-        nInputChannels = try c.decode(Int.self, forKey: .nInputChannels)
-        depth = try c.decodeIfPresent(Int.self, forKey: .depth) ?? 8
-        startKernel = try c.decodeIfPresent(Int.self, forKey: .startKernel) ?? 64
-        maxFilterDepth = try c.decodeIfPresent(Int.self, forKey: .maxFilterDepth) ?? 512
-        doBN = try c.decodeIfPresent(Bool.self, forKey: .doBN) ?? true
-        biasConvLayer = try c.decodeIfPresent(Bool.self, forKey: .biasConvLayer) ?? false
-        outerSkip = try c.decodeIfPresent(Bool.self, forKey: .outerSkip) ?? true
-        outerSkipBN = try c.decodeIfPresent(Bool.self, forKey: .outerSkipBN) ?? false
-        upMode = try c.decodeIfPresent(String.self, forKey: .upMode) ?? "transpose"
+        var defaults = UNetConfig.resDepth
+        defaults.nInputChannels = try c.decode(Int.self, forKey: .nInputChannels)
+        try self.init(from: decoder, defaults: defaults)
+    }
+
+    /// The keys present in `decoder`, and `defaults` for the others.
+    public init(from decoder: Decoder, defaults: UNetConfig) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        self = defaults
+        nInputChannels = try c.decodeIfPresent(Int.self, forKey: .nInputChannels) ?? nInputChannels
+        depth = try c.decodeIfPresent(Int.self, forKey: .depth) ?? depth
+        startKernel = try c.decodeIfPresent(Int.self, forKey: .startKernel) ?? startKernel
+        maxFilterDepth = try c.decodeIfPresent(Int.self, forKey: .maxFilterDepth) ?? maxFilterDepth
+        doBN = try c.decodeIfPresent(Bool.self, forKey: .doBN) ?? doBN
+        biasConvLayer = try c.decodeIfPresent(Bool.self, forKey: .biasConvLayer) ?? biasConvLayer
+        outerSkip = try c.decodeIfPresent(Bool.self, forKey: .outerSkip) ?? outerSkip
+        outerSkipBN = try c.decodeIfPresent(Bool.self, forKey: .outerSkipBN) ?? outerSkipBN
+        upMode = try c.decodeIfPresent(String.self, forKey: .upMode) ?? upMode
     }
 }
 
@@ -89,7 +117,11 @@ public struct EncoderConfig: Codable, Equatable, Sendable {
         case inChannels = "in_channels", decoderChannels = "decoder_channels"
     }
 
-    public init(name: String, inChannels: Int, decoderChannels: [Int] = [256, 128, 64, 32, 16]) {
+    /// smp's `Unet` defaults, which a checkpoint's missing keys take and training starts from.
+    public static let smpInChannels = 3
+    public static let smpDecoderChannels = [256, 128, 64, 32, 16]
+
+    public init(name: String, inChannels: Int, decoderChannels: [Int] = smpDecoderChannels) {
         self.name = name
         self.inChannels = inChannels
         self.decoderChannels = decoderChannels
@@ -98,8 +130,8 @@ public struct EncoderConfig: Codable, Equatable, Sendable {
     public init(from decoder: Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
         name = try c.decode(String.self, forKey: .name)
-        inChannels = try c.decodeIfPresent(Int.self, forKey: .inChannels) ?? 3
-        decoderChannels = try c.decodeIfPresent([Int].self, forKey: .decoderChannels) ?? [256, 128, 64, 32, 16]
+        inChannels = try c.decodeIfPresent(Int.self, forKey: .inChannels) ?? EncoderConfig.smpInChannels
+        decoderChannels = try c.decodeIfPresent([Int].self, forKey: .decoderChannels) ?? EncoderConfig.smpDecoderChannels
     }
 }
 

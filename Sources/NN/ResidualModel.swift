@@ -1,4 +1,4 @@
-/// DeepDEM's residual formulation around a network (DESIGN.md, Model semantics):
+/// DeepDEM's residual formulation around a network (docs/ARCHITECTURE.md, Where the contracts are):
 /// the network sees the chip with its DSM channel (0) centred on the chip mean and divided by the
 /// global scale factor, and predicts a correction in those units:
 ///     refined = initial + gsf · net(x̃),   x̃₀ = (initial − mean(initial)) / gsf.

@@ -60,6 +60,39 @@ final class EvaluateCommandTests: XCTestCase {
         XCTAssertTrue(table.stdout.contains("all refined") && table.stdout.contains("nmad"), table.stdout)
     }
 
+    /// `--region right:0.2` evaluates the right fifth of the grid (what the demo holds out), the
+    /// same pixels as the equivalent `--window`, and says which in the JSON.
+    func testRegionAndWindowChooseThePixels() throws {
+        let folder = try makeCommandFolder()
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let (width, height) = (50, 40)
+        var random = SplitMix64(seed: 3)
+        let truth = (0..<width * height).map { _ in Float(100 + 20 * random.unitDouble()) }
+        // Errors grow with x, so a window in the wrong place gives another MAE.
+        let refined = truth.indices.map { truth[$0] + Float($0 % width) * 0.1 }
+        let t = try write(truth, "t.tif", in: folder), r = try write(refined, "r.tif", in: folder)
+        let byRegion = try runDeepDEM(["evaluate", "--prediction", r, "--truth", t, "--region", "right:0.2", "--json"])
+        XCTAssertEqual(byRegion.status, 0, byRegion.stderr)
+        let json = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(byRegion.stdout.utf8)) as? [String: Any])
+        XCTAssertEqual(json["window"] as? [String: Int], ["x": 40, "y": 0, "width": 10, "height": 40])
+        let metrics = try XCTUnwrap(json["refined"] as? [String: Double])
+        let errors = (0..<height).flatMap { y in (40..<width).map { x in Double(refined[y * width + x]) - Double(truth[y * width + x]) } }
+        XCTAssertEqual(metrics["count"], Double(errors.count))
+        XCTAssertEqual(try XCTUnwrap(metrics["mae"]), errors.map(abs).reduce(0, +) / Double(errors.count), accuracy: 1e-5)
+        let byWindow = try runDeepDEM(["evaluate", "--prediction", r, "--truth", t, "--window", "40,0,10,40", "--json"])
+        XCTAssertEqual(byWindow.stdout, byRegion.stdout)
+        let top = try runDeepDEM(["evaluate", "--prediction", r, "--truth", t, "--region", "top:0.5", "--json"])
+        let topJSON = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(top.stdout.utf8)) as? [String: Any])
+        XCTAssertEqual(topJSON["window"] as? [String: Int], ["x": 0, "y": 0, "width": 50, "height": 20])
+
+        assertRefused(try runDeepDEM(["evaluate", "--prediction", r, "--truth", t, "--region", "middle:0.2"]),
+                      "--region must be left, right, top or bottom and a fraction in (0, 1]")
+        assertRefused(try runDeepDEM(["evaluate", "--prediction", r, "--truth", t, "--region", "left:0.01"]),
+                      "--region left:0.01: not one whole pixel of the 50×40 px grid")
+        assertRefused(try runDeepDEM(["evaluate", "--prediction", r, "--truth", t, "--region", "right:0.2", "--window", "0,0,5,5"]),
+                      "--region and --window both choose the pixels")
+    }
+
     func testRefusals() throws {
         let folder = try makeCommandFolder()
         defer { try? FileManager.default.removeItem(at: folder) }

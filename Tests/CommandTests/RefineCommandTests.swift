@@ -68,6 +68,27 @@ final class RefineCommandTests: XCTestCase {
         XCTAssertTrue(refine.stdout.contains("× 1)"), "expected one thread: \(refine.stdout)")
     }
 
+    /// `--json` is one line a script can parse (bench/run.sh does), in place of the sentence.
+    func testJSONReport() throws {
+        let folder = try makeCommandFolder().path
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        try makeModelAndScene(in: folder, size: 64)
+        let out = folder + "/refined.tif"
+        let refine = try runDeepDEM(["refine", "--checkpoint", folder + "/model.safetensors", "--data", folder + "/scene",
+                                     "--out", out, "--threads", "2", "--json"])
+        XCTAssertEqual(refine.status, 0, refine.stderr)
+        let lines = refine.stdout.split(separator: "\n")
+        XCTAssertEqual(lines.count, 1, refine.stdout)
+        let report = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(lines[0].utf8)) as? [String: Any])
+        XCTAssertEqual(report["width"] as? Int, 64)
+        XCTAssertEqual(report["height"] as? Int, 64)
+        XCTAssertEqual(report["threads"] as? Int, 2)
+        XCTAssertEqual(report["output"] as? String, out)
+        XCTAssertFalse((report["kernel"] as? String ?? "").isEmpty, refine.stdout)
+        XCTAssertGreaterThan(try XCTUnwrap(report["mpx_per_s"] as? Double), 0)
+        XCTAssertTrue(FileManager.default.fileExists(atPath: out))
+    }
+
     /// `DEEPDEM_CONV=reference` refines by the convolutions' definition: the same heights as the
     /// fast routes to float rounding, and a notice saying so; an unknown choice is one error line.
     func testReferenceConvolutionsRefineTheSame() throws {

@@ -70,7 +70,7 @@ final class CheckpointTests: XCTestCase {
         XCTAssertEqual(contents.tensors.last?.dtype, .i64)
         XCTAssertEqual(contents.tensors.first?.shape, [4, 3, 3, 3])
 
-        // The metadata is DESIGN.md's JSON with snake_case keys.
+        // The metadata is the README's JSON with snake_case keys.
         let json = try XCTUnwrap(SafeTensors.header(of: path).metadata["deepdem"])
         let object = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(json.utf8)) as? [String: Any])
         XCTAssertEqual(object["chip_size"] as? Int, 16)
@@ -146,7 +146,7 @@ final class CheckpointTests: XCTestCase {
         let tensors = tinyTensors(net)
 
         let none = try write("none.safetensors", config: nil, tensors)
-        assertLoadFails(none, into: net, "\(none): no 'deepdem' metadata: not a DeepDEM checkpoint (see DESIGN.md, Checkpoints)")
+        assertLoadFails(none, into: net, "\(none): no 'deepdem' metadata: not a DeepDEM checkpoint (see README, Checkpoints)")
 
         let unknown = try write("unknown.safetensors", config: #"{"arch": "vit", "bands": ["asp_dsm"], "target": "lidar_data", "chip_size": 16, "gsf": 1}"#, tensors)
         let message = "\(unknown): 'deepdem' metadata: 'arch' is 'vit'; it must be one of unet, resnet18-unet, resnet34-unet"

@@ -21,6 +21,19 @@ final class ModelConfigTests: XCTestCase {
         }
     }
 
+    /// A checkpoint's metadata that leaves optional keys out means the reference's defaults:
+    /// ResDepth's `UNet` constructor, smp's `Unet`. Training's own defaults never leak in.
+    func testMissingKeysTakeTheReferenceDefaults() throws {
+        let json = #"{"arch": "unet", "bands": ["asp_dsm"], "target": "lidar_data", "chip_size": 256, "gsf": 1, "unet": {"n_input_channels": 1}}"#
+        let config = try JSONDecoder().decode(ModelConfig.self, from: Data(json.utf8))
+        XCTAssertEqual(config.unet, UNetConfig(nInputChannels: 1, depth: 8, startKernel: 64, maxFilterDepth: 512, doBN: true,
+                                               biasConvLayer: false, outerSkip: true, outerSkipBN: false, upMode: "transpose"))
+        let resnet = #"{"arch": "resnet18-unet", "bands": ["asp_dsm"], "target": "lidar_data", "chip_size": 64, "gsf": 1, "encoder": {"name": "resnet18"}}"#
+        let encoder = try XCTUnwrap(try JSONDecoder().decode(ModelConfig.self, from: Data(resnet.utf8)).encoder)
+        XCTAssertEqual(encoder, EncoderConfig(name: "resnet18", inChannels: 3, decoderChannels: [256, 128, 64, 32, 16]))
+        XCTAssertThrowsError(try JSONDecoder().decode(ModelConfig.self, from: Data(json.replacingOccurrences(of: #""n_input_channels": 1"#, with: "").utf8)))
+    }
+
     func testBuildableConfigurationsPass() throws {
         XCTAssertNoThrow(try unet.validate())
         XCTAssertNoThrow(try resnet.validate())

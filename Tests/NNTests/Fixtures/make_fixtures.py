@@ -7,7 +7,7 @@
 CI never runs this; its outputs are committed. It needs torch, segmentation_models_pytorch,
 safetensors and numpy.
 
-Models are DESIGN.md's, from tools/reference_models.py (as checkpoint conversion and the benchmark
+Models are DeepDEM's (docs/ARCHITECTURE.md), from tools/reference_models.py (as checkpoint conversion and the benchmark
 use them): ResDepth's UNet and segmentation_models_pytorch.Unet with a ResNet encoder, wrapped in
 DeepDEM's residual formulation (`residual_forward`).
 
@@ -59,7 +59,7 @@ MASK64 = (1 << 64) - 1
 SAMPLES = 64
 BANDS = ["asp_dsm", "ortho_channel1", "ortho_channel2", "ndvi", "nodata_mask", "triangulation_error"]
 
-# name: model configuration (DESIGN.md's `deepdem` metadata) and the batch to run.
+# name: model configuration (the checkpoints' `deepdem` metadata) and the batch to run.
 CONFIGS = {
     "unet_a": dict(config=dict(arch="unet", unet=dict(n_input_channels=3, depth=3, start_kernel=4, max_filter_depth=8,
                                                       do_BN=False, bias_conv_layer=True, outer_skip=False,

@@ -1,0 +1,47 @@
+import Foundation
+import XCTest
+
+/// `deepdem train --print-config`: the configuration with every default resolved, as a run
+/// folder's config.json holds it, and a file that trains the same run when given back.
+final class TrainCommandTests: XCTestCase {
+    func printConfig(_ arguments: [String]) throws -> [String: Any] {
+        let output = try runDeepDEM(["train", "--print-config"] + arguments)
+        XCTAssertEqual(output.status, 0, output.stderr)
+        return try XCTUnwrap(JSONSerialization.jsonObject(with: Data(output.stdout.utf8)) as? [String: Any], output.stdout)
+    }
+
+    /// A `unet:` mapping that gives some keys takes the training defaults for the others (not
+    /// ResDepth's, which only a checkpoint's metadata falls back to), and its input channels
+    /// follow the bands.
+    func testDefaultsAndInputChannels() throws {
+        let config = try printConfig(["--data", "scenes/a", "--bands", "[asp_dsm, ndvi, nodata_mask]", "--unet", "{depth: 3}"])
+        let unet = try XCTUnwrap(config["unet"] as? [String: Any])
+        XCTAssertEqual(unet["depth"] as? Int, 3)
+        XCTAssertEqual(unet["n_input_channels"] as? Int, 3)
+        XCTAssertEqual(unet["start_kernel"] as? Int, 64)
+        XCTAssertEqual(unet["do_BN"] as? Bool, false)
+        XCTAssertEqual(unet["bias_conv_layer"] as? Bool, true)
+        XCTAssertEqual(unet["outer_skip"] as? Bool, false)
+        XCTAssertEqual(unet["up_mode"] as? String, "transpose")
+        XCTAssertEqual(config["decoder_channels"] as? [Int], [256, 128, 64, 32, 16])
+        XCTAssertEqual(config["out"] as? String, "runs/deepdem")
+    }
+
+    /// What --print-config prints, given back as the configuration file, prints the same.
+    func testPrintedConfigurationReadsBackTheSame() throws {
+        let folder = try makeCommandFolder()
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let first = try runDeepDEM(["train", "--print-config", "--data", "scenes/a", "--lr", "1e-3", "--arch", "resnet18-unet"])
+        XCTAssertEqual(first.status, 0, first.stderr)
+        let file = folder.appendingPathComponent("config.json")
+        try Data(first.stdout.utf8).write(to: file)
+        let second = try runDeepDEM(["train", "--print-config", "--config", file.path])
+        XCTAssertEqual(second.status, 0, second.stderr)
+        XCTAssertEqual(second.stdout, first.stdout)
+    }
+
+    func testInputChannelsThatDisagreeWithTheBands() throws {
+        assertRefused(try runDeepDEM(["train", "--print-config", "--data", "scenes/a", "--unet", "{n_input_channels: 5}"]),
+                      "'unet.n_input_channels' is 5, but 'bands' lists 6")
+    }
+}
