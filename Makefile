@@ -42,3 +42,6 @@ test: test-deps
 
 clean:
 	rm -rf .build runs
+
+# The commit `deepdem --version` names (Package.swift reads it).
+export DEEPDEM_COMMIT := $(shell git describe --always --dirty --abbrev=12 2>/dev/null)
