@@ -43,5 +43,11 @@ test: test-deps
 clean:
 	rm -rf .build runs
 
+# The relocatable bundle (tools/dist.sh).
+MPI ?= openmpi
 # The commit `deepdem --version` names (Package.swift reads it).
 export DEEPDEM_COMMIT := $(shell git describe --always --dirty --abbrev=12 2>/dev/null)
+.PHONY: dist
+
+dist: deps
+	SWIFT=$(SWIFT) bash tools/dist.sh $(MPI) >/dev/null
