@@ -63,8 +63,9 @@ if [ ! -d "$image" ]; then
     debootstrap --variant=minbase --include="${packages// /,}" "$suite" "$work/new" "$mirror" \
         > "$work/debootstrap.log" 2>&1 || { tail -20 "$work/debootstrap.log" >&2; die "debootstrap failed"; }
     rm -rf "$work/new/var/cache/apt/archives/"*.deb "$work/new/var/lib/apt/lists/"*
-    # Renamed only when complete, so an interrupted run leaves no root that looks finished.
-    mv "$work/new" "$image"
+    # Renamed only when complete, so an interrupted run leaves no root that looks finished; a run
+    # beside this one may have finished its root first, which then serves.
+    mv -T "$work/new" "$image" 2>/dev/null || [ -d "$image" ] || die "cannot rename the root to $image"
     say "root made in $((SECONDS - started)) s"
 fi
 
