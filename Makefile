@@ -39,6 +39,20 @@ demo: build
 test: test-deps
 	$(SWIFT) build -c release $(SWIFT_FLAGS)
 	$(SWIFT) test -c release $(SWIFT_FLAGS)
+	$(MAKE) test-bundle
 
 clean:
 	rm -rf .build runs
+
+# The relocatable bundle (tools/dist.sh) and its test on a Debian root without Swift.
+MPI ?= openmpi
+TEST_PACKAGES += debootstrap
+# The commit `deepdem --version` names (Package.swift reads it).
+export DEEPDEM_COMMIT := $(shell git describe --always --dirty --abbrev=12 2>/dev/null)
+.PHONY: dist test-bundle
+
+dist: deps
+	SWIFT=$(SWIFT) bash tools/dist.sh $(MPI) >/dev/null
+
+test-bundle: test-deps
+	bundle=$$(SWIFT=$(SWIFT) bash tools/dist.sh $(MPI)) && bash Tests/Bundle/chroot.sh "$$bundle"

@@ -1,5 +1,11 @@
 // swift-tools-version:6.0
+import Foundation
 import PackageDescription
+
+// The commit `deepdem --version` names: the Makefile and tools/dist.sh set DEEPDEM_COMMIT from
+// git; a build without it (or with anything but a plain revision name) says "unknown".
+let commit = ProcessInfo.processInfo.environment["DEEPDEM_COMMIT"]
+    .flatMap { $0.range(of: "^[0-9A-Za-z._-]{1,64}$", options: .regularExpression) != nil ? $0 : nil } ?? "unknown"
 
 let package = Package(
     name: "DeepDEM",
@@ -24,11 +30,12 @@ let package = Package(
         // What NN and Data share without importing each other: the random generator and the
         // write-under-a-temporary-name-then-rename of every output.
         .target(name: "Primitives"),
+        .target(name: "CBuildInfo", cSettings: [.define("DEEPDEM_COMMIT", to: "\"\(commit)\"")]),
         .target(name: "NN", dependencies: ["CBLAS", "Primitives"]),
         .target(name: "Data", dependencies: ["CGDAL", "Primitives"]),
         .target(name: "Distributed", dependencies: ["CMPI", "NN", "Data", "Primitives"]),
         .executableTarget(name: "deepdem", dependencies: [
-            "NN", "Data", "Distributed", "Primitives", "CBLAS",
+            "NN", "Data", "Distributed", "Primitives", "CBLAS", "CBuildInfo",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Yams", package: "Yams"),
         ]),

@@ -218,22 +218,3 @@ final class ConvertCheckpointTests: XCTestCase {
 
     private func pythonList(_ strings: [String]) -> String { "[" + strings.map { "\"\($0)\"" }.joined(separator: ", ") + "]" }
 }
-
-/// Runs a program found on PATH (or at an absolute path) and collects what it printed.
-private func runProcess(_ program: String, _ arguments: [String], environment: [String: String] = [:]) throws -> DeepDEMOutput {
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: program.hasPrefix("/") ? program : "/usr/bin/env")
-    process.arguments = program.hasPrefix("/") ? arguments : [program] + arguments
-    process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
-    let out = Pipe(), err = Pipe()
-    process.standardOutput = out
-    process.standardError = err
-    try process.run()
-    let errorText = LockedText()
-    let drain = Thread { errorText.set(String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)) }
-    drain.start()
-    let stdout = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-    process.waitUntilExit()
-    while !errorText.isSet { usleep(1000) }
-    return DeepDEMOutput(status: process.terminationStatus, stdout: stdout, stderr: errorText.value)
-}

@@ -13,10 +13,15 @@ struct DeepDEMOutput {
 /// its arguments, e.g. taskset) when one is given, with `environment` added to this process's.
 func runDeepDEM(_ arguments: [String], launcher: [String] = [], environment: [String: String] = [:]) throws -> DeepDEMOutput {
     let folder = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().deletingLastPathComponent()
-    let deepdem = folder.appendingPathComponent("deepdem")
+    let command = launcher + [folder.appendingPathComponent("deepdem").path] + arguments
+    return try runProcess(command[0], Array(command.dropFirst()), environment: environment)
+}
+
+/// Runs a program found on PATH (or at an absolute path) and collects what it printed.
+func runProcess(_ program: String, _ arguments: [String], environment: [String: String] = [:]) throws -> DeepDEMOutput {
     let process = Process()
-    process.executableURL = launcher.first.map { URL(fileURLWithPath: $0) } ?? deepdem
-    process.arguments = launcher.dropFirst() + (launcher.isEmpty ? [] : [deepdem.path]) + arguments
+    process.executableURL = URL(fileURLWithPath: program.hasPrefix("/") ? program : "/usr/bin/env")
+    process.arguments = program.hasPrefix("/") ? arguments : [program] + arguments
     process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
     let out = Pipe(), err = Pipe()
     process.standardOutput = out
