@@ -15,6 +15,8 @@ import numpy as np
 
 ARCHS = ["unet", "resnet18-unet"]
 TARGETS = {"train": 1.5, "refine": 2.0, "memory": 0.7}
+# job: (its name in the summary, the speed's unit, its key in the JSON lines, digits shown)
+SPEEDS = {"train": ("training", "tiles/s", "tiles_per_s", 2), "refine": ("refinement", "Mpx/s", "mpx_per_s", 3)}
 
 
 def load(path):
@@ -69,17 +71,18 @@ def best(groups, key, default_only):
     return name, median(groups[name], key), groups[name]
 
 
-def summary_rows(what, unit, key, digits, t, s):
-    """The summary's rows for one job: speed and peak RSS, fp32 against fp32 (with the targets),
-    then each side's fastest mode against the other's."""
+def summary_rows(arch, job, t, s):
+    """The summary's rows for one model and job: speed and peak RSS, fp32 against fp32 (with the
+    targets), then each side's fastest mode against the other's."""
+    name, unit, key, digits = SPEEDS[job]
+    what = f"{arch} {name}"
     rows = []
     for default_only, against in ((True, "fp32 against fp32"), (False, "fastest against fastest")):
         tn, tv, trs = best(t, key, default_only)
         sn, sv, srs = best(s, key, default_only)
-        target = TARGETS["train" if key == "tiles_per_s" else "refine"]
         tm, sm = median(trs, "peak_rss_mb"), median(srs, "peak_rss_mb")
         rows.append((f"{what}, {unit}, {against}", f"{tv:.{digits}f} ({tn})", f"{sv:.{digits}f} ({sn})", sv / tv,
-                     f"≥ {target}×" if default_only else ""))
+                     f"≥ {TARGETS[job]}×" if default_only else ""))
         rows.append((f"{what}, peak RSS MB, {against}", f"{tm:.0f}", f"{sm:.0f}", sm / tm,
                      f"≤ {TARGETS['memory']}×" if default_only else ""))
     return rows
@@ -150,7 +153,7 @@ def main():
                      f"{gflops:.0f} ({100 * gflops / peak:.0f} %) | {of_bf16} | {median(rs, 'peak_rss_mb'):.0f} |")
         t, s = group(runs, "pytorch", "train", arch), group(runs, "swift", "train", arch)
         if t and s:
-            summary += summary_rows(f"{arch} training", "tiles/s", "tiles_per_s", 2, t, s)
+            summary += summary_rows(arch, "train", t, s)
     emit("")
     emit("## Refinement (tiles of the chip size every half chip, batches of 8, blended)")
     emit("")
@@ -167,7 +170,7 @@ def main():
                 emit(f"| {arch} ({size}) | {side} | {name} | {median(rs, 'mpx_per_s'):.3f} | {median(rs, 'seconds'):.1f} | "
                      f"{median(rs, 'peak_rss_mb'):.0f} | {shown} |")
         if t and s:
-            summary += summary_rows(f"{arch} refinement", "Mpx/s", "mpx_per_s", 3, t, s)
+            summary += summary_rows(arch, "refine", t, s)
     emit("")
     emit("## Gradient all-reduce, 2 ranks (1 thread each)")
     emit("")
