@@ -1,12 +1,17 @@
 #!/usr/bin/env python3
 """PyTorch on the same work as this project's benchmarks (bench/run.sh drives both sides).
 
-    pytorch_bench.py train --arch unet --threads 2 [--steps 10 --warmup 2 --batch 4]
+    pytorch_bench.py train --arch unet --threads 2 [--steps 10 --warmup 2 --batch 4] [--precision bf16 --memory-format channels_last]
     pytorch_bench.py checkpoint --arch unet --out unet.safetensors      (random weights, deepdem metadata)
-    pytorch_bench.py refine --checkpoint unet.safetensors --scene DIR --raw-dir DIR --out OUT.f32 --threads 2
+    pytorch_bench.py refine --checkpoint unet.safetensors --scene DIR --raw-dir DIR --out OUT.f32 --threads 2 [same two]
     pytorch_bench.py probe-refine --arch unet                           (1 or 2 threads, whichever is faster)
 
 Every mode prints one line `JSON {...}` with its measurements, peak RSS included.
+
+`train` and `refine` run as a PyTorch user who knows this CPU would: `--precision bf16` autocasts
+the forward and the loss to bfloat16 (backward outside autocast, as PyTorch recommends; weights
+and Adam stay float32), `--memory-format channels_last` stores the model and its inputs NHWC, the
+layout oneDNN's convolutions prefer. Refinement writes float32 heights either way.
 
 `refine` does what `deepdem refine` does (Sources/Data/Tiling/Tiler.swift): tiles of the chip size every
 chip/2 pixels, the last row and column aligned to the scene's edge, batches of 8, nodata filled
@@ -40,21 +45,35 @@ def emit(fields):
     print("JSON " + json.dumps(fields, sort_keys=True), flush=True)
 
 
+MEMORY_FORMATS = {"contiguous": torch.contiguous_format, "channels_last": torch.channels_last}
+
+
+def autocast(args):
+    """bf16: autocast to bfloat16 where PyTorch's CPU autocast does (convolutions, matrix products); fp32: off."""
+    return torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.precision == "bf16")
+
+
+def mode_fields(args):
+    return dict(precision=args.precision, memory_format=args.memory_format)
+
+
 def train(args):
     torch.set_num_threads(args.threads)
     torch.manual_seed(1)
     config, gflop = CONFIGS[args.arch]
     chip, gsf, channels = config["chip_size"], config["gsf"], len(config["bands"])
-    module = make_module(config).train()
+    layout = MEMORY_FORMATS[args.memory_format]
+    module = make_module(config).train().to(memory_format=layout)
     opt = torch.optim.Adam(module.parameters(), lr=1e-4)
     g = torch.Generator().manual_seed(2)
-    x = torch.randn(args.batch, channels, chip, chip, generator=g)
+    x = torch.randn(args.batch, channels, chip, chip, generator=g).to(memory_format=layout)
     target = torch.randn(args.batch, 1, chip, chip, generator=g)
     mask = torch.ones_like(target)
 
     def step():
         opt.zero_grad(set_to_none=True)
-        loss = masked_l1(residual_forward(module, x, gsf), target, mask)
+        with autocast(args):
+            loss = masked_l1(residual_forward(module, x, gsf), target, mask)
         loss.backward()
         opt.step()
 
@@ -69,7 +88,7 @@ def train(args):
     step_s = sorted(times)[len(times) // 2]
     tiles = args.batch / step_s
     emit(dict(mode="train", arch=args.arch, chip=chip, batch=args.batch, threads=args.threads, steps=args.steps,
-              step_s=step_s, tiles_per_s=tiles, gflops=tiles * gflop, cpu_s_per_step=cpu))
+              step_s=step_s, tiles_per_s=tiles, gflops=tiles * gflop, cpu_s_per_step=cpu, **mode_fields(args)))
 
 
 def checkpoint(args):
@@ -144,6 +163,8 @@ def refine(args):
         config = json.loads(f.metadata()["deepdem"])
     module = make_module(config).eval()
     module.load_state_dict(load_file(args.checkpoint), strict=True)
+    layout = MEMORY_FORMATS[args.memory_format]
+    module.to(memory_format=layout)
     chip, gsf, bands = config["chip_size"], float(config["gsf"]), config["bands"]
     stride, batch_size = chip // 2, args.batch_size
     files, width, height = raw_bands(args.scene, bands, args.raw_dir)
@@ -170,7 +191,7 @@ def refine(args):
         wsum = np.concatenate([wsum[count:], np.zeros((count, width))])
         finished += count
 
-    with torch.inference_mode():
+    with torch.inference_mode(), autocast(args):
         for top in rows:
             flush(top - finished)
             strip = np.stack([read_strip(raw, nodata, top, chip, width) for raw, nodata in files])
@@ -183,7 +204,8 @@ def refine(args):
                         valid = ~np.isnan(dsm[b])
                         dsm[b][~valid] = dsm[b][valid].mean() if valid.any() else 0
                 np.nan_to_num(tiles[:, 1:], copy=False, nan=0.0)
-                refined = residual_forward(module, torch.from_numpy(tiles), gsf)[:, 0].numpy()
+                batch = torch.from_numpy(tiles).to(memory_format=layout)
+                refined = residual_forward(module, batch, gsf)[:, 0].float().numpy()
                 for b, x0 in enumerate(xs):
                     acc[:, x0:x0 + chip] += weights * refined[b]
                     wsum[:, x0:x0 + chip] += weights
@@ -192,7 +214,12 @@ def refine(args):
     seconds = time.perf_counter() - t0
     mpx = width * height / 1e6
     emit(dict(mode="refine", arch=config["arch"], threads=args.threads, width=width, height=height,
-              seconds=seconds, mpx_per_s=mpx / seconds))
+              seconds=seconds, mpx_per_s=mpx / seconds, output=args.out, **mode_fields(args)))
+
+
+def add_mode_options(parser):
+    parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
+    parser.add_argument("--memory-format", choices=MEMORY_FORMATS, default="contiguous")
 
 
 def main():
@@ -204,6 +231,7 @@ def main():
     t.add_argument("--steps", type=int, default=10)
     t.add_argument("--warmup", type=int, default=2)
     t.add_argument("--batch", type=int, default=4)
+    add_mode_options(t)
     c = sub.add_parser("checkpoint")
     c.add_argument("--arch", choices=CONFIGS, required=True)
     c.add_argument("--out", required=True)
@@ -217,6 +245,7 @@ def main():
     r.add_argument("--out", required=True)
     r.add_argument("--threads", type=int, default=2)
     r.add_argument("--batch-size", type=int, default=8)
+    add_mode_options(r)
     args = p.parse_args()
     {"train": train, "checkpoint": checkpoint, "probe-refine": probe_refine, "refine": refine}[args.mode](args)
 

@@ -2,12 +2,14 @@
 # This project against PyTorch on the same work, side by side (performance issue 6):
 # training tiles/s of unet (chip 128) and resnet18-unet (chip 256), batch 4; refinement of a
 # synthetic scene in Mpx/s with each model; peak RSS of each; the gradient all-reduce of 2 ranks.
-# The two sides run alternately, several rounds, and the table reports medians; it is printed and
-# written to bench/RESULTS.md.
+# PyTorch runs in fp32 as shipped and as a user who knows this CPU would run it: bf16 autocast,
+# channels_last, and both (issue 20: compare best with best). The two sides run alternately,
+# several rounds, and the table reports medians; it is printed and written to bench/RESULTS.md.
 #
 #   bench/run.sh [--rounds 3] [--size 4096] [--steps 10] [--quick]
 #
-# --quick is a smoke run (1 round, 1024² scene, 3 steps). PYTHON=/path/to/python uses an existing
+# --quick is a smoke run (1 round, 1024² scene, 3 steps) whose table goes to $SCRATCH/data/RESULTS.md,
+# so that a smoke run never stands in for a measurement. PYTHON=/path/to/python uses an existing
 # interpreter with torch and segmentation-models-pytorch instead of making bench/.venv (once).
 # SCRATCH=dir builds there instead of .build-bench. NATIVE=1 compiles for this machine's CPU (see the Makefile). This script alone lets OpenBLAS pick
 # its kernel for this CPU: it unsets OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE for the Swift side,
@@ -16,13 +18,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-rounds=3 size=4096 steps=10
+rounds=3 size=4096 steps=10 results=bench/RESULTS.md
 while [ $# -gt 0 ]; do
     case "$1" in
         --rounds) rounds=$2; shift 2 ;;
         --size) size=$2; shift 2 ;;
         --steps) steps=$2; shift 2 ;;
-        --quick) rounds=1 size=1024 steps=3; shift ;;
+        --quick) rounds=1 size=1024 steps=3 quick=1; shift ;;
         *) echo "usage: bench/run.sh [--rounds N] [--size N] [--steps N] [--quick]" >&2; exit 2 ;;
     esac
 done
@@ -30,6 +32,7 @@ done
 scratch=${SCRATCH:-.build-bench}
 data=$scratch/data
 log=$data/results.jsonl
+[ "${quick:-0}" = 1 ] && results=$data/RESULTS.md
 mkdir -p "$data"
 : > "$log"
 
@@ -81,12 +84,26 @@ timed_json() {
     "$python" -c 'import json,sys; d=json.loads(sys.argv[1]); d["peak_rss_mb"]=int(sys.argv[2])/1024; print(json.dumps(d))' "$json" "$rss"
 }
 
-torch_train() {  # ROUND ARCH THREADS
-    local cmd=("$python" bench/pytorch_bench.py train --arch "$2" --threads "$3" --steps "$steps")
-    echo "   PyTorch train $2, $3 thread(s)" >&2
+# PyTorch's modes, "PRECISION MEMORY-FORMAT": the first is PyTorch as shipped, the one the
+# fp32-against-fp32 rows compare with.
+torch_modes=("fp32 contiguous" "bf16 contiguous" "fp32 channels_last" "bf16 channels_last")
+
+torch_train() {  # ROUND ARCH THREADS PRECISION MEMORY-FORMAT
+    local cmd=("$python" bench/pytorch_bench.py train --arch "$2" --threads "$3" --steps "$steps"
+               --precision "$4" --memory-format "$5")
+    echo "   PyTorch train $2, $4, $5, $3 thread(s)" >&2
     record "$1" "${cmd[*]}" "$(timed_json "${cmd[@]}")"
 }
 
+torch_train_modes() {  # ROUND ARCH
+    local mode
+    for mode in "${torch_modes[@]}"; do
+        torch_train "$1" "$2" 1 $mode; torch_train "$1" "$2" 2 $mode
+    done
+}
+
+# This project's side runs in fp32 only until train-bench and deepdem refine take --precision;
+# then its modes run here as PyTorch's do (summarize.py already reads a "precision" field).
 swift_train() {  # ROUND ARCH RANKS THREADS
     local cmd=("$bin/train-bench" --arch "$2" --threads "$4" --steps "$steps" --json)
     [ "$3" -gt 1 ] && cmd=(mpirun -np "$3" "${cmd[@]}")
@@ -96,11 +113,19 @@ swift_train() {  # ROUND ARCH RANKS THREADS
     record "$1" "${cmd[*]}" "$(echo "$out" | sed -n 's/^JSON //p')"
 }
 
-torch_refine() {  # ROUND ARCH THREADS
+torch_refine() {  # ROUND ARCH THREADS PRECISION MEMORY-FORMAT
     local cmd=("$python" bench/pytorch_bench.py refine --checkpoint "$data/$2.safetensors" --scene "$scene"
-               --raw-dir "$data/raw$size" --out "$data/torch_$2.f32" --threads "$3")
-    echo "   PyTorch refine $2, $3 thread(s)" >&2
+               --raw-dir "$data/raw$size" --out "$data/torch_${2}_${4}_${5}.f32" --threads "$3"
+               --precision "$4" --memory-format "$5")
+    echo "   PyTorch refine $2, $4, $5, $3 thread(s)" >&2
     record "$1" "${cmd[*]}" "$(timed_json "${cmd[@]}")"
+}
+
+torch_refine_modes() {  # ROUND ARCH (at the thread count probed for ARCH)
+    local mode
+    for mode in "${torch_modes[@]}"; do
+        torch_refine "$1" "$2" "${refine_threads[$2]}" $mode
+    done
 }
 
 swift_refine() {  # ROUND ARCH
@@ -122,24 +147,25 @@ for round in $(seq 1 "$rounds"); do
     echo "== round $round of $rounds ($(uptime | sed 's/.*load/load/'))" >&2
     for arch in "${archs[@]}"; do
         if [ $((round % 2)) = 1 ]; then
-            torch_train "$round" "$arch" 1; torch_train "$round" "$arch" 2
+            torch_train_modes "$round" "$arch"
             swift_train "$round" "$arch" 1 2; swift_train "$round" "$arch" 2 1
         else
             swift_train "$round" "$arch" 1 2; swift_train "$round" "$arch" 2 1
-            torch_train "$round" "$arch" 1; torch_train "$round" "$arch" 2
+            torch_train_modes "$round" "$arch"
         fi
     done
     for arch in "${archs[@]}"; do
         if [ $((round % 2)) = 1 ]; then
-            torch_refine "$round" "$arch" "${refine_threads[$arch]}"; swift_refine "$round" "$arch"
+            torch_refine_modes "$round" "$arch"; swift_refine "$round" "$arch"
         else
-            swift_refine "$round" "$arch"; torch_refine "$round" "$arch" "${refine_threads[$arch]}"
+            swift_refine "$round" "$arch"; torch_refine_modes "$round" "$arch"
         fi
     done
 done
 
-for arch in "${archs[@]}"; do
-    gdal_translate -q -of ENVI -ot Float32 "$data/swift_$arch.tif" "$data/swift_$arch.f32"
+# summarize.py compares raw float32 heights: each GeoTIFF of this side gets a copy beside it.
+for tif in "$data"/swift_*.tif; do
+    gdal_translate -q -of ENVI -ot Float32 "$tif" "${tif%.tif}.f32"
 done
 rm -f "$data/profile.md"
 if perf stat -e task-clock true >/dev/null 2>&1; then
@@ -147,7 +173,7 @@ if perf stat -e task-clock true >/dev/null 2>&1; then
     "$python" bench/layer_profile.py --bin "$bin" --scene "$data/scene1024" --checkpoints "$data" > "$data/profile.md" ||
         rm -f "$data/profile.md"
 fi
-"$python" bench/summarize.py "$log" --data "$data" --out bench/RESULTS.md --profile "$data/profile.md" \
+"$python" bench/summarize.py "$log" --out "$results" --profile "$data/profile.md" \
     --machine "$(lscpu | sed -n 's/^Model name: *//p' | head -1), $(nproc) cores, $(free -g | awk '/^Mem:/ {print $2}') GB" \
     --swift "$(swift --version 2>&1 | head -1)" --build "swift build -c release${flags[*]:+ ${flags[*]}}" \
     --invocation "bench/run.sh --rounds $rounds --size $size --steps $steps${NATIVE:+ (NATIVE=$NATIVE)}"

@@ -1,5 +1,10 @@
 #!/usr/bin/env python3
-"""Medians of bench/run.sh's JSON lines, as a table on stdout and in bench/RESULTS.md."""
+"""Medians of bench/run.sh's JSON lines, as a table on stdout and in bench/RESULTS.md.
+
+A run's mode is its precision and memory format: PyTorch's lines carry both; a line of this
+project without "precision" is fp32 (its only precision until train-bench and deepdem refine
+take --precision), and it has no memory format of its own to choose (contiguous).
+"""
 import argparse
 import datetime
 import json
@@ -10,6 +15,8 @@ import numpy as np
 
 ARCHS = ["unet", "resnet18-unet"]
 TARGETS = {"train": 1.5, "refine": 2.0, "memory": 0.7}
+# job: (its name in the summary, the speed's unit, its key in the JSON lines, digits shown)
+SPEEDS = {"train": ("training", "tiles/s", "tiles_per_s", 2), "refine": ("refinement", "Mpx/s", "mpx_per_s", 3)}
 
 
 def load(path):
@@ -22,6 +29,23 @@ def median(runs, key):
     return statistics.median(values) if values else float("nan")
 
 
+def precision(r):
+    return r.get("precision", "fp32")
+
+
+def memory_format(r):
+    return r.get("memory_format", "contiguous")
+
+
+def is_default(r):
+    """Each side as shipped: fp32 and contiguous, the mode of the fp32-against-fp32 rows."""
+    return precision(r) == "fp32" and memory_format(r) == "contiguous"
+
+
+def mode(r):
+    return precision(r) + ("" if memory_format(r) == "contiguous" else f" + {memory_format(r)}")
+
+
 def setting(r):
     if r["side"] == "pytorch":
         return f"{r['threads']} thread{'s' if r['threads'] > 1 else ''}"
@@ -30,32 +54,52 @@ def setting(r):
     return f"{r['ranks']} rank{'s' if r['ranks'] > 1 else ''} × {r['threads']} thread{'s' if r['threads'] > 1 else ''}"
 
 
-def group(runs, side, mode, arch):
-    """{setting: [runs]} for one side, mode and architecture."""
+def group(runs, side, job, arch):
+    """{"mode, setting": [runs]} for one side, job (train or refine) and architecture, in the log's order."""
     out = {}
     for r in runs:
-        if r["side"] == side and r.get("mode", "train") == mode and r["arch"] == arch:
-            out.setdefault(setting(r), []).append(r)
+        if r["side"] == side and r.get("mode", "train") == job and r["arch"] == arch:
+            out.setdefault(f"{mode(r)}, {setting(r)}", []).append(r)
     return out
 
 
-def best(groups, key):
-    """The setting with the highest median of `key`, its median and its runs."""
-    name = max(groups, key=lambda s: median(groups[s], key))
+def best(groups, key, default_only):
+    """The mode and setting with the highest median of `key` (among each side's default mode if
+    `default_only`), its median and its runs."""
+    names = [n for n in groups if not default_only or is_default(groups[n][0])]
+    name = max(names, key=lambda n: median(groups[n], key))
     return name, median(groups[name], key), groups[name]
 
 
-def memory_row(what, torch_runs, swift_runs):
-    """The summary row comparing the median peak RSS of two settings' runs."""
-    t, s = median(torch_runs, "peak_rss_mb"), median(swift_runs, "peak_rss_mb")
-    return (f"{what}, peak RSS MB", f"{t:.0f}", f"{s:.0f}", s / t, f"≤ {TARGETS['memory']}×")
+def summary_rows(arch, job, t, s):
+    """The summary's rows for one model and job: speed and peak RSS, fp32 against fp32 (with the
+    targets), then each side's fastest mode against the other's."""
+    name, unit, key, digits = SPEEDS[job]
+    what = f"{arch} {name}"
+    rows = []
+    for default_only, against in ((True, "fp32 against fp32"), (False, "fastest against fastest")):
+        tn, tv, trs = best(t, key, default_only)
+        sn, sv, srs = best(s, key, default_only)
+        tm, sm = median(trs, "peak_rss_mb"), median(srs, "peak_rss_mb")
+        rows.append((f"{what}, {unit}, {against}", f"{tv:.{digits}f} ({tn})", f"{sv:.{digits}f} ({sn})", sv / tv,
+                     f"≥ {TARGETS[job]}×" if default_only else ""))
+        rows.append((f"{what}, peak RSS MB, {against}", f"{tm:.0f}", f"{sm:.0f}", sm / tm,
+                     f"≤ {TARGETS['memory']}×" if default_only else ""))
+    return rows
 
 
-def compare_outputs(data, arch):
-    """Largest difference between the two sides' refined heights where both have a value."""
+def raw_heights(r):
+    """The raw float32 heights of a refinement: PyTorch writes them, run.sh copies this project's GeoTIFF beside it."""
+    return os.path.splitext(r["output"])[0] + ".f32" if "output" in r else None
+
+
+def compare_outputs(path, reference):
+    """Largest difference between two refinements' heights where both have a value."""
+    if path is None or reference is None:
+        return None
     try:
-        a = np.fromfile(os.path.join(data, f"swift_{arch}.f32"), dtype=np.float32)
-        b = np.fromfile(os.path.join(data, f"torch_{arch}.f32"), dtype=np.float32)
+        a = np.fromfile(reference, dtype=np.float32)
+        b = np.fromfile(path, dtype=np.float32)
     except FileNotFoundError:
         return None
     if a.size != b.size:
@@ -67,7 +111,6 @@ def compare_outputs(data, arch):
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("log")
-    p.add_argument("--data", required=True)
     p.add_argument("--out", required=True)
     p.add_argument("--machine", default="")
     p.add_argument("--swift", default="")
@@ -81,6 +124,8 @@ def main():
     kernel = swift_train[0]["kernel"] if swift_train else "?"
     peak = statistics.median(r["sgemm_peak_gflops"] for r in swift_train if r["ranks"] * r["threads"] == 2) \
         if swift_train else float("nan")
+    # bfloat16 dot products (AVX512_BF16's vdpbf16ps) do twice the multiply-adds of fp32 FMAs per instruction.
+    bf16_peak = 2 * peak
     torch_version = next((r["torch"] for r in runs if r["side"] == "pytorch"), "?")
 
     lines = []
@@ -91,59 +136,54 @@ def main():
          f"Medians of {rounds} round(s); the two sides ran alternately. ")
     emit(f"This project: {a.swift}, `{a.build}`, OpenBLAS kernel **{kernel}** (OPENBLAS_CORETYPE and "
          f"OPENBLAS_L2_SIZE unset for this side only). PyTorch {torch_version} (its own oneDNN/MKL kernels). "
-         f"sgemm peak of the 2 cores, measured by train-bench: {peak:.0f} GFLOPS.")
+         f"sgemm peak of the 2 cores, measured by train-bench: {peak:.0f} GFLOPS; bf16 peak twice that, "
+         f"{bf16_peak:.0f} GFLOPS.")
     emit("")
     emit("## Training (forward, masked-L1 backward, Adam; global batch 4)")
     emit("")
-    emit("| model | side | setting | tiles/s | GFLOPS (% of sgemm peak) | peak RSS MB |")
-    emit("|---|---|---|---:|---:|---:|")
+    emit("| model | side | mode, setting | tiles/s | GFLOPS (% of sgemm peak) | % of bf16 peak | peak RSS MB |")
+    emit("|---|---|---|---:|---:|---:|---:|")
     summary = []
     for arch in ARCHS:
         for side in ("pytorch", "swift"):
-            for name, rs in sorted(group(runs, side, "train", arch).items()):
+            for name, rs in group(runs, side, "train", arch).items():
+                gflops = median(rs, "gflops")
+                of_bf16 = f"{100 * gflops / bf16_peak:.0f} %" if precision(rs[0]).startswith("bf16") else ""
                 emit(f"| {arch} | {side} | {name} | {median(rs, 'tiles_per_s'):.2f} | "
-                     f"{median(rs, 'gflops'):.0f} ({100 * median(rs, 'gflops') / peak:.0f} %) | {median(rs, 'peak_rss_mb'):.0f} |")
+                     f"{gflops:.0f} ({100 * gflops / peak:.0f} %) | {of_bf16} | {median(rs, 'peak_rss_mb'):.0f} |")
         t, s = group(runs, "pytorch", "train", arch), group(runs, "swift", "train", arch)
         if t and s:
-            tn, tv, trs = best(t, "tiles_per_s")
-            sn, sv, srs = best(s, "tiles_per_s")
-            summary.append((f"{arch} training, tiles/s", f"{tv:.2f} ({tn})", f"{sv:.2f} ({sn})", sv / tv,
-                            f"≥ {TARGETS['train']}×"))
-            summary.append(memory_row(f"{arch} training", trs, srs))
+            summary += summary_rows(arch, "train", t, s)
     emit("")
     emit("## Refinement (tiles of the chip size every half chip, batches of 8, blended)")
     emit("")
-    emit("| model | side | setting | Mpx/s | seconds | peak RSS MB | largest difference of the refined heights |")
+    emit("| model | side | mode, setting | Mpx/s | seconds | peak RSS MB | largest difference from this project's fp32 heights |")
     emit("|---|---|---|---:|---:|---:|---:|")
     for arch in ARCHS:
-        diff = compare_outputs(a.data, arch)
         t, s = group(runs, "pytorch", "refine", arch), group(runs, "swift", "refine", arch)
+        reference = next((raw_heights(rs[0]) for rs in s.values() if is_default(rs[0])), None)
         for side, g in (("pytorch", t), ("swift", s)):
-            for name, rs in sorted(g.items()):
-                mpx = [r["width"] * r["height"] / 1e6 / r["seconds"] for r in rs]
+            for name, rs in g.items():
                 size = f"{rs[0]['width']}×{rs[0]['height']}"
-                emit(f"| {arch} ({size}) | {side} | {name} | {statistics.median(mpx):.3f} | {median(rs, 'seconds'):.1f} | "
-                     f"{median(rs, 'peak_rss_mb'):.0f} | {'' if diff is None else f'{diff:.2g} m'} |")
+                diff = compare_outputs(raw_heights(rs[0]), reference)
+                shown = "(the reference)" if raw_heights(rs[0]) == reference else "" if diff is None else f"{diff:.2g} m"
+                emit(f"| {arch} ({size}) | {side} | {name} | {median(rs, 'mpx_per_s'):.3f} | {median(rs, 'seconds'):.1f} | "
+                     f"{median(rs, 'peak_rss_mb'):.0f} | {shown} |")
         if t and s:
-            tn, trs = next(iter(t.items()))
-            sn, srs = next(iter(s.items()))
-            tv, sv = median(trs, "seconds"), median(srs, "seconds")
-            summary.append((f"{arch} refinement, Mpx/s", f"{trs[0]['width'] * trs[0]['height'] / 1e6 / tv:.3f} ({tn})",
-                            f"{srs[0]['width'] * srs[0]['height'] / 1e6 / sv:.3f} ({sn})", tv / sv, f"≥ {TARGETS['refine']}×"))
-            summary.append(memory_row(f"{arch} refinement", trs, srs))
+            summary += summary_rows(arch, "refine", t, s)
     emit("")
     emit("## Gradient all-reduce, 2 ranks (1 thread each)")
     emit("")
     emit("| model | gradient MB | bare MPI_Allreduce ms | left after backward ms | hidden behind backward |")
     emit("|---|---:|---:|---:|---:|")
     for arch in ARCHS:
-        rs = [r for r in swift_train if r["arch"] == arch and r["ranks"] > 1]
+        rs = [r for r in swift_train if r["arch"] == arch and r["ranks"] > 1 and is_default(r)]
         if rs:
             bare, left = median(rs, "allreduce_bare_s"), median(rs, "allreduce_exposed_s")
             emit(f"| {arch} | {rs[0]['gradient_mb']:.0f} | {1000 * bare:.1f} | {1000 * left:.1f} | "
                  f"{100 * max(0.0, 1 - left / bare):.0f} % |")
     emit("")
-    emit("## Summary (each side at its best setting)")
+    emit("## Summary (fp32 against fp32, each side at its best setting; then each side's fastest mode and setting)")
     emit("")
     emit("| measure | PyTorch | this project | ratio | target |")
     emit("|---|---:|---:|---:|---|")
@@ -160,7 +200,12 @@ def main():
          "(OpenBLAS single-threaded inside them); 2 ranks × 1 thread means `mpirun -np 2`, each rank half of "
          "the batch, gradients all-reduced in buckets during backward. Peak RSS of 2 ranks is their sum.")
     emit("- Refinement: both sides tile the same synthetic scene with the same weights (written by PyTorch), "
-         "chips every half chip, batches of 8, the same blending; the last column compares the outputs.")
+         "chips every half chip, batches of 8, the same blending; the last column compares each mode's output "
+         "with this project's fp32 output.")
+    emit("- PyTorch's modes: fp32 is PyTorch as shipped; bf16 is `torch.autocast(\"cpu\", dtype=torch.bfloat16)` "
+         "around the forward and the loss (backward outside it, weights and Adam in fp32; refinement's heights cast "
+         "back to fp32); channels_last puts the model and its inputs in `torch.channels_last`. Its refinement runs at "
+         "the thread count that was faster in fp32. % of bf16 peak is given for bf16 modes only: twice the sgemm peak.")
     emit("")
     emit("## Commands")
     emit("")
