@@ -1,5 +1,18 @@
 # The README's two commands. Each installs what is missing first, then builds.
-APT_PACKAGES := pkg-config libopenmpi-dev openmpi-bin libopenblas-dev libgdal-dev gdal-bin
+# MPI=mpich builds against MPICH instead of Open MPI, in a build folder of its own: the two are
+# not ABI-compatible, so a binary is for one of them (Package.swift reads DEEPDEM_MPI).
+MPI ?= openmpi
+ifeq ($(MPI),openmpi)
+BUILD_DIR := .build
+MPI_PACKAGES := libopenmpi-dev openmpi-bin
+else ifeq ($(MPI),mpich)
+BUILD_DIR := .build-mpich
+MPI_PACKAGES := libmpich-dev mpich
+else
+$(error MPI=$(MPI) is not known; choose MPI=openmpi (the default) or MPI=mpich)
+endif
+export DEEPDEM_MPI := $(MPI)
+APT_PACKAGES := pkg-config $(MPI_PACKAGES) libopenblas-dev libgdal-dev gdal-bin
 # The tests also run a real (throwaway) Slurm cluster on this machine; without recommends,
 # since Slurm's would pull in dozens of unneeded packages.
 TEST_PACKAGES := slurmctld slurmd slurm-client munge
@@ -29,6 +42,8 @@ deps:
 
 test-deps: deps
 	$(call install-missing,$(TEST_PACKAGES),--no-install-recommends)
+
+SWIFT_FLAGS += --scratch-path $(BUILD_DIR)
 
 build: deps
 	$(SWIFT) build -c release $(SWIFT_FLAGS)

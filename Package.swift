@@ -1,6 +1,16 @@
 // swift-tools-version:6.0
 import PackageDescription
 
+// The MPI that CMPI compiles and links against, chosen at build time (`make build MPI=mpich`
+// sets DEEPDEM_MPI): the two are not ABI-compatible, so one binary is for one of them.
+// pkg-config `ompi-c` and `mpich` are each MPI's own; `mpi`/`mpi-c` follow Debian's alternatives.
+let mpi: (pkgConfig: String, apt: [String])
+switch Context.environment["DEEPDEM_MPI"] ?? "openmpi" {
+case "openmpi": mpi = ("ompi-c", ["libopenmpi-dev", "openmpi-bin"])
+case "mpich": mpi = ("mpich", ["libmpich-dev", "mpich"])
+case let other: fatalError("DEEPDEM_MPI is '\(other)'; it must be openmpi or mpich")
+}
+
 let package = Package(
     name: "DeepDEM",
     platforms: [.macOS(.v13)],
@@ -15,8 +25,8 @@ let package = Package(
         .package(url: "https://github.com/jpsim/Yams", from: "5.0.1"),
     ],
     targets: [
-        .systemLibrary(name: "CMPI", path: "Sources/CMPI", pkgConfig: "ompi-c",
-                       providers: [.apt(["libopenmpi-dev", "openmpi-bin"])]),
+        .systemLibrary(name: "CMPI", path: "Sources/CMPI", pkgConfig: mpi.pkgConfig,
+                       providers: [.apt(mpi.apt)]),
         .systemLibrary(name: "CBLAS", path: "Sources/CBLAS", pkgConfig: "openblas",
                        providers: [.apt(["libopenblas-dev"])]),
         .systemLibrary(name: "CGDAL", path: "Sources/CGDAL", pkgConfig: "gdal",
