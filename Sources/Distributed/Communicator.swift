@@ -42,6 +42,7 @@ public enum CommunicatorError: Error, CustomStringConvertible {
     case mpi(call: String, code: Int32, message: String)
     case alreadyInitialized
     case threadSupport(provided: Int32, required: Int32)
+    case wrongLauncher(WrongLauncher)
 
     public var description: String {
         switch self {
@@ -49,6 +50,7 @@ public enum CommunicatorError: Error, CustomStringConvertible {
         case .alreadyInitialized: return "MPI was already initialized (or finalized) in this process"
         case let .threadSupport(provided, required):
             return "the MPI library provides thread level \(provided), DeepDEM needs \(required) (MPI_THREAD_SERIALIZED)"
+        case let .wrongLauncher(wrong): return wrong.description
         }
     }
 }

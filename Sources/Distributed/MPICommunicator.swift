@@ -37,6 +37,10 @@ public final class MPICommunicator: Communicator, @unchecked Sendable {
         var s: Int32 = 0
         try mpiCheck("MPI_Comm_rank", MPI_Comm_rank(deepdem_mpi_comm_world(), &r))
         try mpiCheck("MPI_Comm_size", MPI_Comm_size(deepdem_mpi_comm_world(), &s))
+        if s == 1, let wrong = MPILibrary.foreignLauncher(in: ProcessInfo.processInfo.environment) {
+            MPI_Finalize()
+            throw CommunicatorError.wrongLauncher(wrong)
+        }
         rank = Int(r)
         size = Int(s)
     }
