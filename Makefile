@@ -26,7 +26,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 export OMPI_ALLOW_RUN_AS_ROOT := 1
 export OMPI_ALLOW_RUN_AS_ROOT_CONFIRM := 1
 
-.PHONY: demo test deps test-deps build clean
+.PHONY: demo test test-ranks deps test-deps build clean
 
 # Installs whichever of the listed Debian packages are missing, with extra apt-get flags.
 define install-missing
@@ -43,17 +43,27 @@ deps:
 test-deps: deps
 	$(call install-missing,$(TEST_PACKAGES),--no-install-recommends)
 
-SWIFT_FLAGS += --scratch-path $(BUILD_DIR)
-
 build: deps
-	$(SWIFT) build -c release $(SWIFT_FLAGS)
+	$(SWIFT) build -c release --scratch-path $(BUILD_DIR) $(SWIFT_FLAGS)
 
 demo: build
 	bash tools/demo.sh
 
+# The default `make test` runs the whole suite against Open MPI, then the multi-rank tests again
+# from an MPICH build under MPICH's launchers (the tests take the launcher from the build's MPI).
 test: test-deps
-	$(SWIFT) build -c release $(SWIFT_FLAGS)
-	$(SWIFT) test -c release $(SWIFT_FLAGS)
+	$(SWIFT) build -c release --scratch-path $(BUILD_DIR) $(SWIFT_FLAGS)
+	$(SWIFT) test -c release --scratch-path $(BUILD_DIR) $(SWIFT_FLAGS)
+ifeq ($(MPI),openmpi)
+	$(MAKE) --no-print-directory test-ranks MPI=mpich
+endif
+
+# Communicator checks; N ranks ≡ 1 rank, resume, stop signals, a killed rank, a failing rank,
+# divergence, the wrong launcher; a Slurm job requeued and resumed.
+RANK_TESTS := CommunicatorTests|TrainingTests/(testRanksTrainAsOne|testResumeEqualsUninterrupted|testSignal|testKilledRank|testBadConfigurations|testFullDisk|testDivergence|testWrongLauncher)|SlurmTests/testMPICH
+
+test-ranks: test-deps
+	$(SWIFT) test -c release --scratch-path $(BUILD_DIR) $(SWIFT_FLAGS) --filter '$(RANK_TESTS)'
 
 clean:
-	rm -rf .build runs
+	rm -rf .build .build-mpich runs
