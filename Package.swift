@@ -1,4 +1,5 @@
 // swift-tools-version:6.0
+import Foundation
 import PackageDescription
 
 // The MPI that CMPI compiles and links against, chosen at build time (`make build MPI=mpich`
@@ -8,7 +9,10 @@ let mpi: (pkgConfig: String, apt: [String])
 switch Context.environment["DEEPDEM_MPI"] ?? "openmpi" {
 case "openmpi": mpi = ("ompi-c", ["libopenmpi-dev", "openmpi-bin"])
 case "mpich": mpi = ("mpich", ["libmpich-dev", "mpich"])
-case let other: fatalError("DEEPDEM_MPI is '\(other)'; it must be openmpi or mpich")
+case let other:
+    // One line, where fatalError would add a backtrace.
+    FileHandle.standardError.write(Data("DEEPDEM_MPI is '\(other)'; it must be openmpi or mpich\n".utf8))
+    exit(1)
 }
 
 let package = Package(
