@@ -1,5 +1,18 @@
 # The README's two commands. Each installs what is missing first, then builds.
-APT_PACKAGES := pkg-config libopenmpi-dev openmpi-bin libopenblas-dev libgdal-dev gdal-bin
+# MPI=mpich builds against MPICH instead of Open MPI, in a build folder of its own: the two are
+# not ABI-compatible, so a binary is for one of them (Package.swift reads DEEPDEM_MPI).
+MPI ?= openmpi
+ifeq ($(MPI),openmpi)
+BUILD_DIR := .build
+MPI_PACKAGES := libopenmpi-dev openmpi-bin
+else ifeq ($(MPI),mpich)
+BUILD_DIR := .build-mpich
+MPI_PACKAGES := libmpich-dev mpich
+else
+$(error MPI=$(MPI) is not known; choose MPI=openmpi (the default) or MPI=mpich)
+endif
+export DEEPDEM_MPI := $(MPI)
+APT_PACKAGES := pkg-config $(MPI_PACKAGES) libopenblas-dev libgdal-dev gdal-bin
 # The tests also run a real (throwaway) Slurm cluster on this machine; without recommends,
 # since Slurm's would pull in dozens of unneeded packages.
 TEST_PACKAGES := slurmctld slurmd slurm-client munge
@@ -13,7 +26,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 export OMPI_ALLOW_RUN_AS_ROOT := 1
 export OMPI_ALLOW_RUN_AS_ROOT_CONFIRM := 1
 
-.PHONY: demo test deps test-deps build clean
+.PHONY: demo test test-ranks deps test-deps build clean
 
 # Installs whichever of the listed Debian packages are missing, with extra apt-get flags.
 define install-missing
@@ -31,21 +44,32 @@ test-deps: deps
 	$(call install-missing,$(TEST_PACKAGES),--no-install-recommends)
 
 build: deps
-	$(SWIFT) build -c release $(SWIFT_FLAGS)
+	$(SWIFT) build -c release --scratch-path $(BUILD_DIR) $(SWIFT_FLAGS)
 
 demo: build
 	bash tools/demo.sh
 
+# The default `make test` runs the whole suite against Open MPI, then the multi-rank tests again
+# from an MPICH build under MPICH's launchers (the tests take the launcher from the build's MPI).
 test: test-deps
-	$(SWIFT) build -c release $(SWIFT_FLAGS)
-	$(SWIFT) test -c release $(SWIFT_FLAGS)
-	$(MAKE) test-bundle
+	$(SWIFT) build -c release --scratch-path $(BUILD_DIR) $(SWIFT_FLAGS)
+	$(SWIFT) test -c release --scratch-path $(BUILD_DIR) $(SWIFT_FLAGS)
+ifeq ($(MPI),openmpi)
+	$(MAKE) --no-print-directory test-ranks MPI=mpich
+	$(MAKE) --no-print-directory test-bundle
+endif
+
+# Communicator checks; N ranks ≡ 1 rank, resume, stop signals, a killed rank, a failing rank,
+# divergence, the wrong launcher; a Slurm job requeued and resumed.
+RANK_TESTS := CommunicatorTests|TrainingTests/(testRanksTrainAsOne|testResumeEqualsUninterrupted|testSignal|testKilledRank|testBadConfigurations|testFullDisk|testDivergence|testWrongLauncher)|SlurmTests/testMPICH
+
+test-ranks: test-deps
+	$(SWIFT) test -c release --scratch-path $(BUILD_DIR) $(SWIFT_FLAGS) --filter '$(RANK_TESTS)'
 
 clean:
-	rm -rf .build runs
+	rm -rf .build .build-mpich .build-dist .build-dist-mpich .build-chroot dist runs
 
 # The relocatable bundle (tools/dist.sh) and its test on a Debian root without Swift.
-MPI ?= openmpi
 TEST_PACKAGES += debootstrap
 # The commit `deepdem --version` names (Package.swift reads it).
 export DEEPDEM_COMMIT := $(shell git describe --always --dirty --abbrev=12 2>/dev/null)

@@ -6,6 +6,18 @@ import PackageDescription
 // git; a build without it (or with anything but a plain revision name) says "unknown".
 let commit = ProcessInfo.processInfo.environment["DEEPDEM_COMMIT"]
     .flatMap { $0.range(of: "^[0-9A-Za-z._-]{1,64}$", options: .regularExpression) != nil ? $0 : nil } ?? "unknown"
+// The MPI that CMPI compiles and links against, chosen at build time (`make build MPI=mpich`
+// sets DEEPDEM_MPI): the two are not ABI-compatible, so one binary is for one of them.
+// pkg-config `ompi-c` and `mpich` are each MPI's own; `mpi`/`mpi-c` follow Debian's alternatives.
+let mpi: (pkgConfig: String, apt: [String])
+switch Context.environment["DEEPDEM_MPI"] ?? "openmpi" {
+case "openmpi": mpi = ("ompi-c", ["libopenmpi-dev", "openmpi-bin"])
+case "mpich": mpi = ("mpich", ["libmpich-dev", "mpich"])
+case let other:
+    // One line, where fatalError would add a backtrace.
+    FileHandle.standardError.write(Data("DEEPDEM_MPI is '\(other)'; it must be openmpi or mpich\n".utf8))
+    exit(1)
+}
 
 let package = Package(
     name: "DeepDEM",
@@ -21,8 +33,8 @@ let package = Package(
         .package(url: "https://github.com/jpsim/Yams", from: "5.0.1"),
     ],
     targets: [
-        .systemLibrary(name: "CMPI", path: "Sources/CMPI", pkgConfig: "ompi-c",
-                       providers: [.apt(["libopenmpi-dev", "openmpi-bin"])]),
+        .systemLibrary(name: "CMPI", path: "Sources/CMPI", pkgConfig: mpi.pkgConfig,
+                       providers: [.apt(mpi.apt)]),
         .systemLibrary(name: "CBLAS", path: "Sources/CBLAS", pkgConfig: "openblas",
                        providers: [.apt(["libopenblas-dev"])]),
         .systemLibrary(name: "CGDAL", path: "Sources/CGDAL", pkgConfig: "gdal",

@@ -42,6 +42,8 @@ public enum CommunicatorError: Error, CustomStringConvertible {
     case mpi(call: String, code: Int32, message: String)
     case alreadyInitialized
     case threadSupport(provided: Int32, required: Int32)
+    case wrongLauncher(WrongLauncher)
+    case libraryMismatch(builtFor: String, loaded: String)
 
     public var description: String {
         switch self {
@@ -49,6 +51,10 @@ public enum CommunicatorError: Error, CustomStringConvertible {
         case .alreadyInitialized: return "MPI was already initialized (or finalized) in this process"
         case let .threadSupport(provided, required):
             return "the MPI library provides thread level \(provided), DeepDEM needs \(required) (MPI_THREAD_SERIALIZED)"
+        case let .wrongLauncher(wrong): return wrong.description
+        case let .libraryMismatch(builtFor, loaded):
+            return "this deepdem was compiled against \(builtFor)'s mpi.h but loaded \(loaded); "
+                + "rebuild it from an empty build folder (make clean, then make build MPI=openmpi or MPI=mpich)"
         }
     }
 }

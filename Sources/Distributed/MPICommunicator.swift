@@ -23,6 +23,9 @@ public final class MPICommunicator: Communicator, @unchecked Sendable {
         MPI_Initialized(&initialized)
         MPI_Finalized(&wasFinalized)
         if initialized != 0 || wasFinalized != 0 { throw CommunicatorError.alreadyInitialized }
+        if let loaded = MPILibrary.mismatch() {
+            throw CommunicatorError.libraryMismatch(builtFor: MPILibrary.builtFor, loaded: loaded)
+        }
         let required = Int32(deepdem_mpi_thread_serialized())
         var provided: Int32 = 0
         try mpiCheck("MPI_Init_thread", MPI_Init_thread(nil, nil, required, &provided))
@@ -37,6 +40,10 @@ public final class MPICommunicator: Communicator, @unchecked Sendable {
         var s: Int32 = 0
         try mpiCheck("MPI_Comm_rank", MPI_Comm_rank(deepdem_mpi_comm_world(), &r))
         try mpiCheck("MPI_Comm_size", MPI_Comm_size(deepdem_mpi_comm_world(), &s))
+        if s == 1, let wrong = MPILibrary.wrongLauncher(in: ProcessInfo.processInfo.environment) {
+            MPI_Finalize()
+            throw CommunicatorError.wrongLauncher(wrong)
+        }
         rank = Int(r)
         size = Int(s)
     }

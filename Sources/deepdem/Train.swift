@@ -66,7 +66,13 @@ struct Train: ParsableCommand {
         let comm: Communicator
         let convNotice: String?
         do { convNotice = try ConvChoice.apply() } catch { fail(error) }
-        do { comm = try MPICommunicator() } catch { fail(error) }
+        do {
+            comm = try MPICommunicator()
+        } catch CommunicatorError.wrongLauncher(let wrong) where wrong.launcherRank != 0 {
+            Foundation.exit(TrainExit.userError)   // each rank is a singleton: the launcher's rank 0 says why
+        } catch {
+            fail(error)
+        }
         if let convNotice, comm.rank == 0 { Console.line(convNotice) }
         let stop = StopRequest.install()
         let printer = ProgressPrinter(logEvery: settings.logEvery)
@@ -173,7 +179,7 @@ final class ProgressPrinter: @unchecked Sendable {
             Console.line("""
                 deepdem train: \(s.ranks) rank\(s.ranks == 1 ? "" : "s") (chips per rank per step \(s.localBatch.lowerBound == s.localBatch.upperBound ? "\(s.localBatch.lowerBound)" : "\(s.localBatch.lowerBound)-\(s.localBatch.upperBound)")), \
                 \(s.parameters) parameters, gsf \(String(format: "%.3f", s.gsf)), \(s.buckets) gradient bucket\(s.buckets == 1 ? "" : "s"), \
-                OpenBLAS \(s.blasCore) × \(s.blasThreads) thread\(s.blasThreads == 1 ? "" : "s"); \
+                OpenBLAS \(s.blasCore) × \(s.blasThreads) thread\(s.blasThreads == 1 ? "" : "s"); MPI library: \(MPILibrary.loaded()); \
                 \(s.resumed ? "resuming at" : "starting at") step \(s.startStep) of \(s.totalSteps) (\(s.stepsPerEpoch) per epoch)
                 """)
         case .step(let r):

@@ -3,7 +3,7 @@ import Foundation
 import NN
 import XCTest
 
-/// The communicator under a real `mpirun` (through the `mpi-probe` executable, which prints one
+/// The communicator under a real launcher, Open MPI's mpirun or MPICH's Hydra (through the `mpi-probe` executable, which prints one
 /// line per rank), and the single-process one in this process.
 final class CommunicatorTests: XCTestCase {
     func testChecksPassOnTwoRanks() throws {
@@ -113,8 +113,7 @@ private enum ProbeRun {
     }
 
     static func mpirun(ranks: Int, mode: String, timeout: TimeInterval) throws -> Result {
-        try launch(["/usr/bin/env", "mpirun", "--oversubscribe", "-np", "\(ranks)", try probePath(), mode],
-                   timeout: timeout)
+        try launch(Launcher.command(ranks: ranks) + [try probePath(), mode], timeout: timeout)
     }
 
     /// Output goes to files, not pipes, so a chatty failure cannot block the job.

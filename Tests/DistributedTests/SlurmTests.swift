@@ -54,38 +54,13 @@ final class SlurmTests: XCTestCase {
         XCTAssertTrue(metrics.contains("\"train_loss\"") && metrics.contains("\"val_loss\""), metrics)
         XCTAssertEqual(try text("\(work)/plain/slurm-\(plain).log"), plainOutput, "the run folder's log differs from the output")
 
-        let requeued = try submit(train(output: "requeued"))
-        try waitFor("training to start", timeout: 120, output: "\(work)/requeued.out") {
-            !((try? text("\(work)/requeued/metrics.jsonl")) ?? "").isEmpty
-        }
-        // What Slurm sends 120 s before the time limit, delivered now.
-        let signal = try shell(["scancel", "--signal=USR1", "--batch", requeued])
-        XCTAssertEqual(signal.status, 0, signal.stderr)
-        let job = try waitForEnd(requeued, output: "\(work)/requeued.out")
-        let output = try text("\(work)/requeued.out")
-        XCTAssertEqual(job["JobState"], "COMPLETED", output)
-        XCTAssertEqual(job["Restarts"], "1", "the job was not requeued once (did training end before the signal?):\n\(output)")
-        XCTAssertTrue(output.contains("stopped by signal \(SIGUSR1) at step "), output)
-        XCTAssertTrue(output.contains("requeueing job \(requeued)"), output)
-        XCTAssertTrue(output.contains("restart 1,"), "the requeued run did not see SLURM_RESTART_COUNT=1:\n\(output)")
-        XCTAssertTrue(output.contains("resuming at step "), output)
-        for file in ["last.safetensors", "best.safetensors"] {
-            let a = "\(work)/plain/\(file)", b = "\(work)/requeued/\(file)"
-            XCTAssertEqual(try TrainingRun.weights(b), try TrainingRun.weights(a), "\(file): a requeued run ended with other weights")
-            XCTAssertEqual(try SafeTensors.header(of: b).metadata, try SafeTensors.header(of: a).metadata,
-                           "\(file): a requeued run wrote other metadata")
-        }
+        try requeueAndResume(output: "requeued", sameAs: "plain")
 
         // A job stopped by the same warning that cannot requeue itself, resubmitted with 2 CPUs
         // per task instead of 1, resumes and ends with the uninterrupted run's weights, bit for bit
         // (a change of ranks, which moves the weights within a tolerance, is TrainingTests').
         let stopped = try submit(["--no-requeue"] + train(output: "moved"))
-        try waitFor("training to start", timeout: 120, output: "\(work)/moved.out") {
-            !((try? text("\(work)/moved/metrics.jsonl")) ?? "").isEmpty
-        }
-        XCTAssertEqual(try shell(["scancel", "--signal=USR1", "--batch", stopped]).status, 0)
-        let stoppedJob = try waitForEnd(stopped, output: "\(work)/moved.out")
-        let stoppedOutput = try text("\(work)/moved.out")
+        let (stoppedJob, stoppedOutput) = try scancelOnceTraining(stopped, output: "moved", ["--signal=USR1", "--batch"])
         XCTAssertEqual(stoppedJob["ExitCode"], "75:0", stoppedOutput)
         let moved = try submit(train(output: "moved", cpus: 2))
         let movedJob = try waitForEnd(moved, output: "\(work)/moved.out")
@@ -117,6 +92,31 @@ final class SlurmTests: XCTestCase {
         }
     }
 
+    /// An MPICH build under each of its launchers, srun --mpi=pmi2 and Hydra's mpiexec inside the
+    /// allocation: an uninterrupted run, then runs that get the time-limit warning, requeue and
+    /// resume to the same checkpoints. (The Open MPI build's runs are the test above's; `make
+    /// test` runs this one from the MPICH build.)
+    func testMPICHRequeueAndResumeUnderSrunAndMpiexec() throws {
+        guard Launcher.isMPICH else { throw XCTSkip("needs an MPICH build (make test runs it from .build-mpich)") }
+        try writeScene()
+        let plain = try submit(train(output: "plain"))
+        let plainJob = try waitForEnd(plain, output: "\(work)/plain.out")
+        let plainOutput = try text("\(work)/plain.out")
+        XCTAssertEqual(plainJob["JobState"], "COMPLETED", plainOutput)
+        XCTAssertTrue(plainOutput.contains("MPI library: MPICH"), "the start line does not name MPICH:\n\(plainOutput)")
+        for launcher in ["srun", "mpiexec"] {
+            try requeueAndResume(output: launcher, sameAs: "plain", extraEnvironment: ["DEEPDEM_LAUNCHER": launcher])
+        }
+        // srun with Open MPI's plugin starts MPICH's ranks as singletons: one line says so at once.
+        let wrong = try submit(train(output: "pmix"), extraEnvironment: ["DEEPDEM_SRUN_MPI": "pmix"])
+        let wrongJob = try waitForEnd(wrong, output: "\(work)/pmix.out")
+        let wrongOutput = try text("\(work)/pmix.out")
+        // 1, or 143 when srun's --kill-on-bad-exit ends the silent rank before it exits.
+        XCTAssertEqual(wrongJob["JobState"], "FAILED", wrongOutput)
+        XCTAssertEqual(occurrences(of: "deepdem: error: this deepdem was built for MPICH", in: wrongOutput), 1, wrongOutput)
+        XCTAssertTrue(wrongOutput.contains("srun without a PMI plugin it speaks (SLURM_STEP_NUM_TASKS=2); use srun --mpi=pmi2"), wrongOutput)
+    }
+
     /// scancel sends SIGTERM to every process of the job, ranks and launcher alike. With either
     /// launcher the ranks save their state and the job's exit code is 75, as for a time limit.
     /// Under mpirun it was 1: mpirun returns 1 after a SIGTERM whatever the ranks return, and the
@@ -125,13 +125,7 @@ final class SlurmTests: XCTestCase {
         try writeScene()
         for launcher in ["mpirun", "srun"] {
             let id = try submit(train(output: launcher) + ["--max-steps", "100000"], extraEnvironment: ["DEEPDEM_LAUNCHER": launcher])
-            try waitFor("training to start", timeout: 120, output: "\(work)/\(launcher).out") {
-                !((try? text("\(work)/\(launcher)/metrics.jsonl")) ?? "").isEmpty
-            }
-            let cancel = try shell(["scancel", id])
-            XCTAssertEqual(cancel.status, 0, cancel.stderr)
-            let job = try waitForEnd(id, output: "\(work)/\(launcher).out")
-            let output = try text("\(work)/\(launcher).out")
+            let (job, output) = try scancelOnceTraining(id, output: launcher, [])
             XCTAssertEqual(job["JobState"], "CANCELLED", output)
             XCTAssertEqual(job["ExitCode"], "75:0", "\(launcher):\n\(output)")
             XCTAssertTrue(output.contains("stopped by a signal after writing a checkpoint"), output)
@@ -155,6 +149,41 @@ final class SlurmTests: XCTestCase {
     }
 
     // MARK: - helpers
+
+    /// Once job `id` has trained a step (its run folder `name` has metrics), `scancel options id`;
+    /// then the job's fields and output once it has ended.
+    private func scancelOnceTraining(_ id: String, output name: String, _ options: [String]) throws
+        -> (job: [String: String], output: String) {
+        try waitFor("training to start", timeout: 120, output: "\(work)/\(name).out") {
+            !((try? text("\(work)/\(name)/metrics.jsonl")) ?? "").isEmpty
+        }
+        let cancel = try shell(["scancel"] + options + [id])
+        XCTAssertEqual(cancel.status, 0, cancel.stderr)
+        let job = try waitForEnd(id, output: "\(work)/\(name).out")
+        return (job, try text("\(work)/\(name).out"))
+    }
+
+    /// A train.sbatch job that gets Slurm's time-limit warning once training is under way:
+    /// it checkpoints, requeues itself once, resumes, and ends with the checkpoints (weights and
+    /// metadata) of the uninterrupted run in the run folder `reference`.
+    private func requeueAndResume(output name: String, sameAs reference: String,
+                                  extraEnvironment: [String: String] = [:]) throws {
+        let id = try submit(train(output: name), extraEnvironment: extraEnvironment)
+        // What Slurm sends 120 s before the time limit, delivered now.
+        let (job, output) = try scancelOnceTraining(id, output: name, ["--signal=USR1", "--batch"])
+        XCTAssertEqual(job["JobState"], "COMPLETED", output)
+        XCTAssertEqual(job["Restarts"], "1", "\(name): the job was not requeued once (did training end before the signal?):\n\(output)")
+        XCTAssertTrue(output.contains("stopped by signal \(SIGUSR1) at step "), output)
+        XCTAssertTrue(output.contains("requeueing job \(id)"), output)
+        XCTAssertTrue(output.contains("restart 1,"), "the requeued run did not see SLURM_RESTART_COUNT=1:\n\(output)")
+        XCTAssertTrue(output.contains("resuming at step "), output)
+        for file in ["last.safetensors", "best.safetensors"] {
+            let a = "\(work)/\(reference)/\(file)", b = "\(work)/\(name)/\(file)"
+            XCTAssertEqual(try TrainingRun.weights(b), try TrainingRun.weights(a), "\(name) \(file): a requeued run ended with other weights")
+            XCTAssertEqual(try SafeTensors.header(of: b).metadata, try SafeTensors.header(of: a).metadata,
+                           "\(name) \(file): a requeued run wrote other metadata")
+        }
+    }
 
     /// A small synthetic scene and a training config for it: a 3-level U-Net on 48 px chips,
     /// a few seconds of training on two ranks.
@@ -211,6 +240,8 @@ final class SlurmTests: XCTestCase {
             "OMPI_MCA_btl": "self,tcp",
             "OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1",
             "SWIFT_BACKTRACE": "enable=no",
+            // srun's PMI plugin for the build's MPI: MPICH's ranks under pmix would each be a singleton.
+            "DEEPDEM_SRUN_MPI": Launcher.isMPICH ? "pmi2" : "pmix",
         ]
     }
 

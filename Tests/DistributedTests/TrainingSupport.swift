@@ -1,7 +1,45 @@
 import Data
+import Distributed
 import Foundation
 import NN
 import XCTest
+
+/// The launcher of the MPI this build is for (`make test` runs the multi-rank tests once per
+/// MPI, each from its own build): Open MPI's mpirun, or MPICH's Hydra. Taken from the binary,
+/// not from a setting, so the tests cannot start a build under the wrong one by mistake.
+enum Launcher {
+    static let isMPICH = MPILibrary.builtFor.hasPrefix("MPICH")
+
+    /// The argv before the program that starts `ranks` copies of it under this build's MPI's
+    /// launcher (or, with `mpich`, the other's); `openMPIOptions` are mpirun's own.
+    static func command(ranks: Int, openMPIOptions: [String] = [], mpich: Bool = isMPICH) -> [String] {
+        if mpich {
+            precondition(openMPIOptions.isEmpty, "Hydra has no \(openMPIOptions)")
+            return ["/usr/bin/mpiexec.mpich", "-n", "\(ranks)"]
+        }
+        return ["/usr/bin/mpirun"] + openMPIOptions + ["--oversubscribe", "-np", "\(ranks)"]
+    }
+
+    /// The deepdem processes a launcher started: its children under mpirun, its grandchildren
+    /// under Hydra (mpiexec → hydra_pmi_proxy → ranks); ordered by PID.
+    static func ranks(of launcher: Int32) -> [Int32] {
+        guard let entries = try? FileManager.default.contentsOfDirectory(atPath: "/proc") else { return [] }
+        var parent: [Int32: Int32] = [:], deepdem: [Int32] = []
+        for pid in entries.compactMap(Int32.init) {
+            guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8) else { continue }
+            let fields = stat.split(separator: ")").last?.split(separator: " ") ?? []
+            guard fields.count > 2, let ppid = Int32(fields[1]) else { continue }
+            parent[pid] = ppid
+            if stat.contains("(deepdem)") { deepdem.append(pid) }
+        }
+        func descends(_ pid: Int32) -> Bool {
+            var p = pid
+            while let up = parent[p], up > 1 { if up == launcher { return true }; p = up }
+            return false
+        }
+        return deepdem.filter(descends).sorted()
+    }
+}
 
 /// Runs the built `deepdem` (directly or under real `mpirun`) on small synthetic scenes.
 enum TrainingRun {
@@ -25,12 +63,17 @@ enum TrainingRun {
         return env
     }
 
-    /// `deepdem args…`, under `mpirun [mpirunOptions] -np ranks` when ranks > 0.
-    static func start(_ args: [String], ranks: Int = 0, mpirunOptions: [String] = []) throws -> (Process, Pipe, Pipe) {
+    /// `deepdem args…`, under the launcher with `ranks` ranks when ranks > 0.
+    static func start(_ args: [String], ranks: Int = 0, openMPIOptions: [String] = []) throws -> (Process, Pipe, Pipe) {
+        try start(ranks > 0 ? Launcher.command(ranks: ranks, openMPIOptions: openMPIOptions) : [], args)
+    }
+
+    /// `deepdem args…` after the argv of a launcher (none: deepdem alone).
+    static func start(_ launcher: [String], _ args: [String]) throws -> (Process, Pipe, Pipe) {
         let p = Process()
-        if ranks > 0 {
-            p.executableURL = URL(fileURLWithPath: "/usr/bin/mpirun")
-            p.arguments = mpirunOptions + ["--oversubscribe", "-np", "\(ranks)", deepdem] + args
+        if let first = launcher.first {
+            p.executableURL = URL(fileURLWithPath: first)
+            p.arguments = launcher.dropFirst() + [deepdem] + args
         } else {
             p.executableURL = URL(fileURLWithPath: deepdem)
             p.arguments = args
@@ -43,9 +86,13 @@ enum TrainingRun {
         return (p, out, err)
     }
 
-    static func run(_ args: [String], ranks: Int = 0, mpirunOptions: [String] = []) throws -> Result {
+    static func run(_ args: [String], ranks: Int = 0, openMPIOptions: [String] = []) throws -> Result {
+        try run(ranks > 0 ? Launcher.command(ranks: ranks, openMPIOptions: openMPIOptions) : [], args)
+    }
+
+    static func run(_ launcher: [String], _ args: [String]) throws -> Result {
         let t0 = Date()
-        let (p, out, err) = try start(args, ranks: ranks, mpirunOptions: mpirunOptions)
+        let (p, out, err) = try start(launcher, args)
         // Read both pipes to the end before waiting, so a chatty child never blocks on a full pipe.
         let group = DispatchGroup()
         nonisolated(unsafe) var o = Data(), e = Data()

@@ -2,8 +2,9 @@ import Foundation
 import NN
 import XCTest
 
-/// `deepdem train` under real `mpirun`: N ranks equal one rank, resume equals uninterrupted,
-/// signals stop all ranks resumably, a dead rank ends the job, bad configs fail early.
+/// `deepdem train` under the real launcher of the build's MPI (Open MPI's mpirun or MPICH's
+/// Hydra): N ranks equal one rank, resume equals uninterrupted, signals stop all ranks resumably,
+/// a dead rank ends the job, bad configs fail early, the other MPI's launcher is refused.
 final class TrainingTests: XCTestCase {
     func train(_ config: String, ranks: Int, _ extra: [String] = [], file: StaticString = #filePath, line: UInt = #line) throws -> TrainingRun.Result {
         let r = try TrainingRun.run(["train", "--config", config] + extra, ranks: ranks)
@@ -270,6 +271,29 @@ extension TrainingTests {
         XCTAssertTrue(r.stderr.contains("unknown option '--max-stepz'"), r.stderr)
     }
 
+    /// A build started by the other MPI's launcher: each rank would initialize as a singleton and
+    /// train a model of its own. Instead the job ends at once with one line naming the MPI the
+    /// build is for and the launcher (MPICH's build under Open MPI's mpirun, or Open MPI's under
+    /// MPICH's mpiexec: `make test` runs this once per build).
+    func testWrongLauncherIsOneErrorLine() throws {
+        let scene = try TrainingRun.scene()
+        let out = TrainingRun.folder("wrong-launcher") + "/run"
+        let r = try TrainingRun.run(Launcher.command(ranks: 2, mpich: !Launcher.isMPICH),
+                                    ["train", "--config", TrainingRun.config(scene: scene, out: out)])
+        XCTAssertEqual(r.status, 1, "\(r.stdout)\n\(r.stderr)")
+        XCTAssertLessThan(r.seconds, 30)
+        let (built, launcher, variable, fix) = Launcher.isMPICH
+            ? ("MPICH", "Open MPI's mpirun", "OMPI_COMM_WORLD_SIZE=2", "make build MPI=openmpi")
+            : ("Open MPI", "a PMI launcher", "PMI_SIZE=2", "make build MPI=mpich")
+        let errors = r.stderr.split(separator: "\n").filter { $0.hasPrefix("deepdem: error:") }
+        XCTAssertEqual(errors.count, 1, r.stderr)
+        let line = errors.first.map(String.init) ?? ""
+        XCTAssertTrue(line.hasPrefix("deepdem: error: this deepdem was built for \(built) "), line)
+        for part in ["started by \(launcher)", variable, fix] { XCTAssertTrue(line.contains(part), "\(part) missing: \(line)") }
+        XCTAssertFalse(r.stdout.contains("deepdem train:"), "a rank trained anyway:\n\(r.stdout)")
+        XCTAssertFalse(FileManager.default.fileExists(atPath: out), "a rank made the run folder")
+    }
+
     func lastStep(_ out: String) throws -> Int {
         let text = try String(contentsOfFile: out + "/metrics.jsonl", encoding: .utf8)
         return text.split(separator: "\n").compactMap {
@@ -277,27 +301,17 @@ extension TrainingTests {
         }.max() ?? 0
     }
 
-    /// mpirun's two deepdem ranks, once `file` exists (so training is under way); waits up to 60 s.
-    func ranksOnceWritten(_ file: String, by mpirun: Process) -> [Int32] {
+    /// The launcher's two deepdem ranks, once `file` exists (so training is under way); waits up to 60 s.
+    func ranksOnceWritten(_ file: String, by launcher: Process) -> [Int32] {
         let deadline = Date().addingTimeInterval(60)
         while Date() < deadline {
             if FileManager.default.fileExists(atPath: file) {
-                let ranks = childPIDs(of: mpirun.processIdentifier)
+                let ranks = Launcher.ranks(of: launcher.processIdentifier)
                 if ranks.count == 2 { return ranks }
             }
             usleep(100_000)
         }
         return []
-    }
-
-    /// The deepdem processes mpirun started (its children).
-    func childPIDs(of parent: Int32) -> [Int32] {
-        guard let entries = try? FileManager.default.contentsOfDirectory(atPath: "/proc") else { return [] }
-        return entries.compactMap(Int32.init).filter { pid in
-            guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8) else { return false }
-            let fields = stat.split(separator: ")").last?.split(separator: " ") ?? []
-            return fields.count > 2 && Int32(fields[1]) == parent && stat.contains("(deepdem)")
-        }.sorted()
     }
 }
 

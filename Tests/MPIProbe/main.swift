@@ -25,9 +25,11 @@ case "checks":
         probe.failures.append("error: \(error)")
     }
     let head = "rank \(communicator.rank)/\(communicator.size)"
-    print(probe.failures.isEmpty ? "\(head) ok checks=\(probe.passed)"
-                                 : "\(head) FAIL: \(probe.failures.prefix(5).joined(separator: "; "))")
-    fflush(nil)
+    let line = probe.failures.isEmpty ? "\(head) ok checks=\(probe.passed)"
+                                      : "\(head) FAIL: \(probe.failures.prefix(5).joined(separator: "; "))"
+    // One write with its newline: Hydra passes on what each rank writes as it comes, and a line
+    // printed in pieces was seen interleaved with another rank's ("…checks=44rank 1/2 ok…").
+    FileHandle.standardOutput.write(Data((line + "\n").utf8))
     try? communicator.finalize()
     exit(probe.failures.isEmpty ? 0 : 1)
 case "abort":
