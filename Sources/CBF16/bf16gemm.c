@@ -58,18 +58,64 @@ static inline uint32_t pair(float lo, float hi) {
     return (uint32_t)to_bf16(lo) | ((uint32_t)to_bf16(hi) << 16);
 }
 
-// A's rows i0..<i0+rows (zero past them), k pairs p0..<p0+kp, as panels [kp][MR].
-static void pack_a(int trans, const float *A, int lda, int k, int i0, int rows, int p0, int kp, uint32_t *out) {
+// r[i] lane j ↔ r[j] lane i: unpacks within 128-bit lanes, then shuffles of the lanes.
+BF16 static inline void transpose16(__m512i r[16]) {
+    __m512i t[16];
+    for (int i = 0; i < 8; i++) {
+        t[2 * i] = _mm512_unpacklo_epi32(r[2 * i], r[2 * i + 1]);
+        t[2 * i + 1] = _mm512_unpackhi_epi32(r[2 * i], r[2 * i + 1]);
+    }
+    for (int i = 0; i < 4; i++) {
+        r[4 * i] = _mm512_unpacklo_epi64(t[4 * i], t[4 * i + 2]);
+        r[4 * i + 1] = _mm512_unpackhi_epi64(t[4 * i], t[4 * i + 2]);
+        r[4 * i + 2] = _mm512_unpacklo_epi64(t[4 * i + 1], t[4 * i + 3]);
+        r[4 * i + 3] = _mm512_unpackhi_epi64(t[4 * i + 1], t[4 * i + 3]);
+    }
+    for (int i = 0; i < 4; i++) {
+        t[i] = _mm512_shuffle_i32x4(r[i], r[i + 4], 0x88);
+        t[i + 4] = _mm512_shuffle_i32x4(r[i], r[i + 4], 0xdd);
+        t[i + 8] = _mm512_shuffle_i32x4(r[i + 8], r[i + 12], 0x88);
+        t[i + 12] = _mm512_shuffle_i32x4(r[i + 8], r[i + 12], 0xdd);
+    }
+    for (int i = 0; i < 8; i++) {
+        r[i] = _mm512_shuffle_i32x4(t[i], t[i + 8], 0x88);
+        r[i + 8] = _mm512_shuffle_i32x4(t[i], t[i + 8], 0xdd);
+    }
+}
+
+// A's rows i0..<i0+rows (zero past them), k pairs p0..<p0+kp, as panels [kp][MR]. A stored m × k
+// has each row's pairs side by side: 16 pairs of MR rows at a time, transposed into place.
+BF16 static void pack_a(int trans, const float *A, int lda, int k, int i0, int rows, int p0, int kp, uint32_t *out) {
     for (int r = 0; r < rows; r += MR) {
         uint32_t *panel = out + (size_t)(r / MR) * kp * MR;
+        if (!trans) {
+            for (int p = 0; p < kp; p += 16) {
+                int k0 = 2 * (p0 + p), n = k - k0 < 32 ? k - k0 : 32;
+                __mmask16 m0 = n >= 16 ? 0xFFFF : (__mmask16)((1u << n) - 1);
+                __mmask16 m1 = n >= 32 ? 0xFFFF : n <= 16 ? 0 : (__mmask16)((1u << (n - 16)) - 1);
+                __m512i v[16];
+                for (int i = 0; i < 16; i++) {
+                    if (i < MR && r + i < rows) {
+                        const float *src = A + (size_t)(i0 + r + i) * lda + k0;
+                        v[i] = (__m512i)_mm512_cvtne2ps_pbh(_mm512_maskz_loadu_ps(m1, src + 16), _mm512_maskz_loadu_ps(m0, src));
+                    } else {
+                        v[i] = _mm512_setzero_si512();
+                    }
+                }
+                transpose16(v);
+                int pairs = kp - p < 16 ? kp - p : 16;
+                for (int q = 0; q < pairs; q++) _mm512_mask_storeu_epi32(panel + (p + q) * MR, (1u << MR) - 1, v[q]);
+            }
+            continue;
+        }
         for (int p = 0; p < kp; p++) {
             int k0 = 2 * (p0 + p);
             for (int i = 0; i < MR; i++) {
                 int row = i0 + r + i;
                 float lo = 0, hi = 0;
                 if (r + i < rows) {
-                    lo = trans ? A[(size_t)k0 * lda + row] : A[(size_t)row * lda + k0];
-                    if (k0 + 1 < k) hi = trans ? A[(size_t)(k0 + 1) * lda + row] : A[(size_t)row * lda + k0 + 1];
+                    lo = A[(size_t)k0 * lda + row];
+                    if (k0 + 1 < k) hi = A[(size_t)(k0 + 1) * lda + row];
                 }
                 panel[p * MR + i] = pair(lo, hi);
             }
@@ -98,31 +144,36 @@ BF16 static void pack_b(int trans, const float *B, int ldb, int k, int j0, int c
                 }
             }
         } else {
-            // Column j of op(B) is row j of the stored B: 16 pairs at a time, scattered into place.
-            const __m512i lanes = _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
-                                                     _mm512_set1_epi32(NR));
-            for (int j = 0; j < NR; j++) {
-                int col = c + j;
+            // Column j of op(B) is row j of the stored B: 16 columns × 16 pairs at a time,
+            // converted row by row and transposed into place.
+            for (int g = 0; g < NV; g++) {
                 for (int p = 0; p < kp; p += 16) {
-                    int pairs = kp - p < 16 ? kp - p : 16;
-                    __m512i v = _mm512_setzero_si512();
-                    if (col < cols) {
-                        int k0 = 2 * (p0 + p), n = k - k0 < 32 ? k - k0 : 32;
-                        const float *src = B + (size_t)(j0 + col) * ldb + k0;
-                        __mmask16 m0 = n >= 16 ? 0xFFFF : (__mmask16)((1u << n) - 1);
-                        __mmask16 m1 = n >= 32 ? 0xFFFF : n <= 16 ? 0 : (__mmask16)((1u << (n - 16)) - 1);
-                        v = (__m512i)_mm512_cvtne2ps_pbh(_mm512_maskz_loadu_ps(m1, src + 16), _mm512_maskz_loadu_ps(m0, src));
+                    int k0 = 2 * (p0 + p), n = k - k0 < 32 ? k - k0 : 32;
+                    __mmask16 m0 = n >= 16 ? 0xFFFF : (__mmask16)((1u << n) - 1);
+                    __mmask16 m1 = n >= 32 ? 0xFFFF : n <= 16 ? 0 : (__mmask16)((1u << (n - 16)) - 1);
+                    __m512i r[16];
+                    for (int j = 0; j < 16; j++) {
+                        int col = c + 16 * g + j;
+                        if (col < cols) {
+                            const float *src = B + (size_t)(j0 + col) * ldb + k0;
+                            r[j] = (__m512i)_mm512_cvtne2ps_pbh(_mm512_maskz_loadu_ps(m1, src + 16), _mm512_maskz_loadu_ps(m0, src));
+                        } else {
+                            r[j] = _mm512_setzero_si512();
+                        }
                     }
-                    __mmask16 keep = pairs == 16 ? 0xFFFF : (__mmask16)((1u << pairs) - 1);
-                    _mm512_mask_i32scatter_epi32(panel + p * NR + j, keep, lanes, v, 4);
+                    transpose16(r);
+                    int pairs = kp - p < 16 ? kp - p : 16;
+                    for (int q = 0; q < pairs; q++) _mm512_storeu_si512(panel + (p + q) * NR + 16 * g, r[q]);
                 }
             }
         }
     }
 }
 
-// tile[MR × NR] = Σ over kp pairs of a-panel · b-panel.
-BF16 static void micro(int kp, const uint32_t *a, const uint32_t *b, float *tile) {
+// C[rows × cols] = (first ? beta·C : C) + alpha·(a-panel · b-panel), rows ≤ MR and cols ≤ NR,
+// summed over kp pairs in registers; the update is vectorized, masked at C's edges.
+BF16 static void micro(int kp, const uint32_t *a, const uint32_t *b, float *C, int ldc, int rows, int cols,
+                       float alpha, float beta, int first) {
     __m512 c00 = _mm512_setzero_ps(), c01 = c00, c02 = c00, c03 = c00;
     __m512 c10 = c00, c11 = c00, c12 = c00, c13 = c00;
     __m512 c20 = c00, c21 = c00, c22 = c00, c23 = c00;
@@ -139,25 +190,27 @@ BF16 static void micro(int kp, const uint32_t *a, const uint32_t *b, float *tile
         ROW(0) ROW(1) ROW(2) ROW(3) ROW(4) ROW(5)
 #undef ROW
     }
-#define STORE(i) _mm512_storeu_ps(tile + i * NR, c##i##0); _mm512_storeu_ps(tile + i * NR + 16, c##i##1); \
-    _mm512_storeu_ps(tile + i * NR + 32, c##i##2); _mm512_storeu_ps(tile + i * NR + 48, c##i##3);
+    __mmask16 m[NV];
+    for (int v = 0; v < NV; v++) {
+        int n = cols - 16 * v;
+        m[v] = n >= 16 ? 0xFFFF : n <= 0 ? 0 : (__mmask16)((1u << n) - 1);
+    }
+    const __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
+#define PUT(i, v) { float *c = C + (size_t)i * ldc + 16 * v; \
+        __m512 t = _mm512_mul_ps(va, c##i##v); \
+        if (!first) t = _mm512_add_ps(_mm512_maskz_loadu_ps(m[v], c), t); \
+        else if (beta != 0) t = _mm512_add_ps(_mm512_mul_ps(vb, _mm512_maskz_loadu_ps(m[v], c)), t); \
+        _mm512_mask_storeu_ps(c, m[v], t); }
+#define STORE(i) if (i < rows) { PUT(i, 0) PUT(i, 1) PUT(i, 2) PUT(i, 3) }
     STORE(0) STORE(1) STORE(2) STORE(3) STORE(4) STORE(5)
 #undef STORE
+#undef PUT
 }
 
-// C = (first ? beta·C : C) + alpha·tile over the rows × cols that lie inside C.
-static void update(float *C, int ldc, const float *tile, int rows, int cols, float alpha, float beta, int first) {
-    for (int i = 0; i < rows; i++) {
-        float *c = C + (size_t)i * ldc;
-        const float *t = tile + i * NR;
-        if (!first) {
-            for (int j = 0; j < cols; j++) c[j] += alpha * t[j];
-        } else if (beta == 0) {
-            for (int j = 0; j < cols; j++) c[j] = alpha * t[j];
-        } else {
-            for (int j = 0; j < cols; j++) c[j] = beta * c[j] + alpha * t[j];
-        }
-    }
+// C = beta·C, for a product with nothing to sum (k = 0).
+static void scale(float *C, int ldc, int m, int n, float beta) {
+    for (int i = 0; i < m; i++)
+        for (int j = 0; j < n; j++) C[(size_t)i * ldc + j] = beta == 0 ? 0 : beta * C[(size_t)i * ldc + j];
 }
 
 static _Thread_local uint32_t *packed_a, *packed_b;
@@ -173,13 +226,9 @@ BF16 void deepdem_sgemm_bf16(int transA, int transB, int m, int n, int k, float 
     }
     int pairs = (k + 1) / 2;
     if (pairs == 0) {
-        float zero[MR * NR] = {0};
-        for (int i = 0; i < m; i += MR)
-            for (int j = 0; j < n; j += NR)
-                update(C + (size_t)i * ldc + j, ldc, zero, m - i < MR ? m - i : MR, n - j < NR ? n - j : NR, alpha, beta, 1);
+        scale(C, ldc, m, n, beta);
         return;
     }
-    float tile[MR * NR] __attribute__((aligned(64)));
     for (int j0 = 0; j0 < n; j0 += NC) {
         int nc = n - j0 < NC ? n - j0 : NC;
         for (int p0 = 0; p0 < pairs; p0 += KP) {
@@ -191,9 +240,8 @@ BF16 void deepdem_sgemm_bf16(int transA, int transB, int m, int n, int k, float 
                 for (int jr = 0; jr < nc; jr += NR) {
                     const uint32_t *bp = packed_b + (size_t)(jr / NR) * kp * NR;
                     for (int ir = 0; ir < mc; ir += MR) {
-                        micro(kp, packed_a + (size_t)(ir / MR) * kp * MR, bp, tile);
-                        update(C + (size_t)(i0 + ir) * ldc + j0 + jr, ldc, tile, mc - ir < MR ? mc - ir : MR,
-                               nc - jr < NR ? nc - jr : NR, alpha, beta, p0 == 0);
+                        micro(kp, packed_a + (size_t)(ir / MR) * kp * MR, bp, C + (size_t)(i0 + ir) * ldc + j0 + jr, ldc,
+                              mc - ir < MR ? mc - ir : MR, nc - jr < NR ? nc - jr : NR, alpha, beta, p0 == 0);
                     }
                 }
             }
