@@ -2,7 +2,7 @@ import CBF16
 
 /// The arithmetic of the convolutions' multiplications. Everything else (weights, optimizer state,
 /// the loss, BatchNorm, the residual sum, the heights) is fp32 in both.
-public enum Precision: String, CaseIterable, Sendable {
+public enum Precision: String, CaseIterable, Codable, Sendable {
     /// fp32 operands and sums: PyTorch's results for the same weights.
     case fp32
     /// Lightning's `bf16-mixed`: each GEMM's operands rounded to bfloat16 (8 significant bits),
@@ -16,6 +16,11 @@ public enum Precision: String, CaseIterable, Sendable {
         case .fp32: return true
         case .bf16Mixed: return Precision.hasBF16
         }
+    }
+
+    /// What runs when `self` is asked for, and the line that says so when it cannot.
+    public var onThisCPU: (precision: Precision, note: String?) {
+        isAvailable ? (self, nil) : (.fp32, "precision \(rawValue): this CPU has no AVX512_BF16; computing in fp32")
     }
 
     private static let hasBF16 = deepdem_bf16_available() != 0
