@@ -43,7 +43,10 @@ let package = Package(
         // write-under-a-temporary-name-then-rename of every output.
         .target(name: "Primitives"),
         .target(name: "CBuildInfo", cSettings: [.define("DEEPDEM_COMMIT", to: "\"\(commit)\"")]),
-        .target(name: "NN", dependencies: ["CBLAS", "Primitives"]),
+        // The bf16 GEMM of precision bf16-mixed (AVX512_BF16), compiled for any x86-64 and
+        // entered only on CPUs that have it.
+        .target(name: "CBF16", path: "Sources/CBF16"),
+        .target(name: "NN", dependencies: ["CBLAS", "CBF16", "Primitives"]),
         .target(name: "Data", dependencies: ["CGDAL", "Primitives"]),
         .target(name: "Distributed", dependencies: ["CMPI", "NN", "Data", "Primitives"]),
         .executableTarget(name: "deepdem", dependencies: [

@@ -7,7 +7,7 @@ struct Resumption {
     /// Settings a resumed run may change without --resume-anyway: the run's length, and how the
     /// same steps are computed, stored and logged.
     static let freeSettings: Set<String> = ["max_steps", "max_epochs", "threads", "bucket_mb", "cache_mb", "log_every",
-                                            "checkpoint_every", "keep_last"]
+                                            "checkpoint_every", "keep_last", "precision"]
 
     struct Change: Equatable {
         let key: String, was: String, now: String

@@ -73,12 +73,13 @@ public final class Trainer {
         self.folder = folder
         self.stop = stop
         let rank0 = communicator.rank == 0
-        self.events = rank0 ? events : { _ in }
+        let emit: (TrainingEvent) -> Void = rank0 ? events : { _ in }
+        self.events = emit
 
         let scenes = try agreeing(communicator) {
             try Trainer.checkRequest(config, ranks: communicator.size, resume: resume, overwrite: overwrite, folder: folder,
                                      inputs: [configFile, initCheckpoint].compactMap { $0 })
-            Trainer.setResourceLimits(config)
+            if let note = Trainer.setResourceLimits(config) { emit(.note(note)) }
             return try config.data.map { try Scene(folder: $0, bands: config.bands, target: config.target) }
         }
         let maps = try Trainer.shareValidityMaps(scenes, communicator)
@@ -136,10 +137,14 @@ public final class Trainer {
                              reading: inputs + config.data.flatMap(InputGuard.sceneFiles))
     }
 
-    /// The layers' threads and GDAL's block cache, process-wide settings the configuration owns.
-    private static func setResourceLimits(_ config: TrainingConfig) {
+    /// The layers' threads and precision and GDAL's block cache, process-wide settings the
+    /// configuration owns; the note, if any, says the precision asked for cannot run here.
+    private static func setResourceLimits(_ config: TrainingConfig) -> String? {
         ComputeThreads.set(config.threads)
+        let (precision, note) = config.precision.onThisCPU
+        Precision.forNewLayers = precision
         GDAL.setCacheBudget(bytes: config.cacheMB << 20)
+        return note ?? (precision == .bf16Mixed ? "precision bf16-mixed: convolutions multiply bf16 operands, summed in fp32" : nil)
     }
 
     /// Only rank 0 reads whole scenes (for the validity maps where chips may lie) and sends the

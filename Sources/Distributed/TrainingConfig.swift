@@ -27,6 +27,8 @@ public struct TrainingConfig: Codable, Equatable, Sendable {
     public var minValidFraction = 0.5
     public var channelSwap = true
     public var syncBatchnorm = false
+    /// Of the convolutions' multiplications (`Precision`); weights, optimizer and loss stay fp32.
+    public var precision = Precision.fp32
     public var lrScheduler = SchedulerSettings()
     public var earlyStopping = EarlyStoppingSettings()
     public var seed = 0
@@ -45,7 +47,7 @@ public struct TrainingConfig: Codable, Equatable, Sendable {
         case decoderChannels = "decoder_channels", chipSize = "chip_size", batchSize = "batch_size"
         case weightDecay = "weight_decay", maxEpochs = "max_epochs", samplesPerEpoch = "samples_per_epoch"
         case valSamples = "val_samples", valEvery = "val_every", maxSteps = "max_steps", trainSplit = "train_split"
-        case minValidFraction = "min_valid_fraction", channelSwap = "channel_swap", syncBatchnorm = "sync_batchnorm"
+        case minValidFraction = "min_valid_fraction", channelSwap = "channel_swap", syncBatchnorm = "sync_batchnorm", precision
         case lrScheduler = "lr_scheduler", earlyStopping = "early_stopping", checkpointEvery = "checkpoint_every"
         case keepLast = "keep_last", logEvery = "log_every", bucketMB = "bucket_mb", cacheMB = "cache_mb"
     }
@@ -78,6 +80,12 @@ public struct TrainingConfig: Codable, Equatable, Sendable {
         s.maxSteps = try c.decodeIfPresent(Int.self, forKey: .maxSteps)
         try take(.trainSplit, &s.trainSplit); try take(.minValidFraction, &s.minValidFraction)
         try take(.channelSwap, &s.channelSwap); try take(.syncBatchnorm, &s.syncBatchnorm)
+        if let name = try c.decodeIfPresent(String.self, forKey: .precision) {
+            guard let p = Precision(rawValue: name) else {
+                throw ConfigError("'precision' is '\(name)'; it must be one of \(Precision.allCases.map(\.rawValue).joined(separator: ", "))")
+            }
+            s.precision = p
+        }
         try take(.lrScheduler, &s.lrScheduler); try take(.earlyStopping, &s.earlyStopping)
         try take(.seed, &s.seed); try take(.threads, &s.threads); try take(.checkpointEvery, &s.checkpointEvery)
         try take(.keepLast, &s.keepLast); try take(.logEvery, &s.logEvery); try take(.bucketMB, &s.bucketMB)

@@ -35,6 +35,9 @@ struct Refine: ParsableCommand {
     @Option(parsing: .number, help: "Threads (default: the cores this process may run on, or OPENBLAS_NUM_THREADS).")
     var threads: Int?
 
+    @Option(help: "Arithmetic of the convolutions' multiplications: fp32, or bf16-mixed (bf16 operands, fp32 sums; needs AVX512_BF16, else fp32 with a note).")
+    var precision: Precision = .fp32
+
     @Flag(help: "Write a Cloud-Optimized GeoTIFF.")
     var cog = false
 
@@ -54,6 +57,9 @@ struct Refine: ParsableCommand {
             if let hillshade { try RasterWriter.checkDestination(hillshade, overwrite: overwrite) }
             if let threads { ComputeThreads.set(threads) }
             if let notice = try ConvChoice.apply() { FileHandle.standardError.write(Data("\(notice)\n".utf8)) }
+            let (running, note) = precision.onThisCPU
+            Precision.forNewLayers = running
+            if let note { FileHandle.standardError.write(Data("\(note)\n".utf8)) }
             let config = try Checkpoint.readConfig(checkpoint)
             if let stride, !(1...config.chipSize).contains(stride) {
                 throw CLIError("--stride \(stride): must be between 1 and the chip size (\(config.chipSize))")
@@ -95,6 +101,7 @@ struct Refine: ParsableCommand {
             if json {
                 var report: [String: Any] = ["width": scene.grid.width, "height": scene.grid.height, "seconds": seconds,
                                              "mpx_per_s": mpix / seconds, "kernel": BLAS.coreName, "threads": ComputeThreads.count,
+                                             "precision": running.rawValue,
                                              "output": out]
                 if let hillshade { report["hillshade"] = hillshade }
                 let line = try JSONSerialization.data(withJSONObject: report, options: [.sortedKeys, .withoutEscapingSlashes])
@@ -103,3 +110,5 @@ struct Refine: ParsableCommand {
         }
     }
 }
+
+extension Precision: ExpressibleByArgument {}

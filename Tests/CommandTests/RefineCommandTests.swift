@@ -85,8 +85,31 @@ final class RefineCommandTests: XCTestCase {
         XCTAssertEqual(report["threads"] as? Int, 2)
         XCTAssertEqual(report["output"] as? String, out)
         XCTAssertFalse((report["kernel"] as? String ?? "").isEmpty, refine.stdout)
+        XCTAssertEqual(report["precision"] as? String, "fp32")
         XCTAssertGreaterThan(try XCTUnwrap(report["mpx_per_s"] as? Double), 0)
         XCTAssertTrue(FileManager.default.fileExists(atPath: out))
+    }
+
+    /// `--precision bf16-mixed` refines close to fp32, and to the same bytes at 1 and 2 threads.
+    func testBF16Refinement() throws {
+        try XCTSkipUnless(Precision.bf16Mixed.isAvailable, "this CPU has no AVX512_BF16")
+        let folder = try makeCommandFolder().path
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        try makeModelAndScene(in: folder, size: 128)
+        func refine(_ precision: String, threads: Int) throws -> [Float] {
+            let out = folder + "/\(precision)_\(threads).tif"
+            let r = try runDeepDEM(["refine", "--checkpoint", folder + "/model.safetensors", "--data", folder + "/scene",
+                                    "--out", out, "--threads", "\(threads)", "--precision", precision])
+            XCTAssertEqual(r.status, 0, r.stderr)
+            return try Raster(path: out).readAll()
+        }
+        let fp32 = try refine("fp32", threads: 2), one = try refine("bf16-mixed", threads: 1), two = try refine("bf16-mixed", threads: 2)
+        XCTAssertTrue(one.map(\.bitPattern) == two.map(\.bitPattern), "bf16 refinement differs between 1 and 2 threads")
+        let valid = zip(fp32, two).filter { $0.0.isFinite && $0.1.isFinite }
+        XCTAssertGreaterThan(valid.count, fp32.count / 2)
+        let mae = valid.map { Double(abs($0 - $1)) }.reduce(0, +) / Double(valid.count)
+        XCTAssertGreaterThan(mae, 0, "bf16 gave fp32's heights exactly")
+        XCTAssertLessThan(mae, 0.05, "bf16 refinement is \(mae) m from fp32 on average")
     }
 
     /// `DEEPDEM_CONV=reference` refines by the convolutions' definition: the same heights as the

@@ -40,6 +40,13 @@ final class TrainCommandTests: XCTestCase {
         XCTAssertEqual(second.stdout, first.stdout)
     }
 
+    func testPrecision() throws {
+        XCTAssertEqual(try printConfig(["--data", "scenes/a"])["precision"] as? String, "fp32")
+        XCTAssertEqual(try printConfig(["--data", "scenes/a", "--precision", "bf16-mixed"])["precision"] as? String, "bf16-mixed")
+        assertRefused(try runDeepDEM(["train", "--print-config", "--data", "scenes/a", "--precision", "fp16"]),
+                      "'precision' is 'fp16'; it must be one of fp32, bf16-mixed")
+    }
+
     func testInputChannelsThatDisagreeWithTheBands() throws {
         assertRefused(try runDeepDEM(["train", "--print-config", "--data", "scenes/a", "--unet", "{n_input_channels: 5}"]),
                       "'unet.n_input_channels' is 5, but 'bands' lists 6")

@@ -1,7 +1,8 @@
 // Training-step throughput (forward, masked-L1 backward, Adam) of both architectures at the
 // performance issue's sizes, with the achieved GFLOPS against the sgemm peak of the same cores.
 //
-//   train-bench [--arch unet,resnet18-unet] [--threads 1,2] [--steps N] [--warmup N] [--batch 4] [--bucket-mb 25] [--json]
+//   train-bench [--arch unet,resnet18-unet] [--threads 1,2] [--steps N] [--warmup N] [--batch 4] [--bucket-mb 25]
+//               [--precision fp32|bf16-mixed] [--json]
 //
 // Under mpirun the global batch is split over the ranks and gradients are all-reduced in buckets
 // while backward runs, as in `deepdem train`; the output then adds the all-reduce time that
@@ -40,6 +41,7 @@ var archs = cases.map(\.config.arch)
 var threadCounts = [1, 2]
 var steps = 5, warmup = 1, batch = 4
 var json = false
+var precision = Precision.fp32
 var bucketMB = Double(GradientReducer.defaultBucketBytes) / 1048576
 var args = CommandLine.arguments.dropFirst()
 while let a = args.popFirst() {
@@ -57,7 +59,11 @@ while let a = args.popFirst() {
         guard let v = args.popFirst().flatMap({ Double($0) }), v > 0 else { fail("--bucket-mb needs a positive number") }
         bucketMB = v
     case "--json": json = true
-    default: fail("usage: train-bench [--arch unet,resnet18-unet] [--threads 1,2] [--steps N] [--warmup N] [--batch N] [--bucket-mb MB] [--json]")
+    case "--precision":
+        guard let p = args.popFirst().flatMap(Precision.init(rawValue:)) else { fail("--precision must be fp32 or bf16-mixed") }
+        guard p.isAvailable else { fail("--precision \(p.rawValue): this CPU lacks AVX512_BF16") }
+        precision = p
+    default: fail("usage: train-bench [--arch unet,resnet18-unet] [--threads 1,2] [--steps N] [--warmup N] [--batch N] [--bucket-mb MB] [--precision fp32|bf16-mixed] [--json]")
     }
 }
 if let unknown = archs.first(where: { a in !cases.contains { $0.config.arch == a } }) { fail("unknown --arch \(unknown)") }
@@ -105,8 +111,9 @@ func say(_ line: String) {
     if comm.rank == 0 { print(line); fflush(nil) }
 }
 
+Precision.forNewLayers = precision
 do {
-    say("OpenBLAS kernel: \(BLAS.coreName), \(comm.size) rank(s)")
+    say("OpenBLAS kernel: \(BLAS.coreName), \(comm.size) rank(s), precision \(precision.rawValue)")
     for threads in threadCounts {
         try comm.barrier()
         // OpenBLAS's own threads for the peak; the layers then split work over `threads` themselves.
@@ -166,7 +173,7 @@ do {
             if json {
                 let fields: [String: Any] = [
                     "side": "swift", "arch": c.config.arch, "chip": c.chip, "batch": batch, "ranks": comm.size,
-                    "threads": threads, "kernel": BLAS.coreName, "steps": steps, "step_s": stepSeconds,
+                    "threads": threads, "kernel": BLAS.coreName, "precision": precision.rawValue, "steps": steps, "step_s": stepSeconds,
                     "tiles_per_s": tiles, "gflops": gflops, "sgemm_peak_gflops": peak, "cpu_s_per_step": cpu,
                     "peak_rss_mb": rss, "gradient_mb": Double(net.parameters.count * 4) / 1e6,
                     "allreduce_bare_s": bare, "allreduce_exposed_s": exposed,

@@ -1,3 +1,4 @@
+import CBF16
 import CBLAS
 
 /// Columns that make a GEMM wide enough to split over the workers: layers multiply the columns of
@@ -18,8 +19,7 @@ let gemmBlocks = 4
 /// callers whose shape makes the whole GEMM one unit of a larger parallel loop.
 func gemm(_ transA: Bool, _ transB: Bool, _ m: Int, _ n: Int, _ k: Int, _ alpha: Float,
           _ a: UnsafePointer<Float>, _ lda: Int, _ b: UnsafePointer<Float>, _ ldb: Int,
-          _ beta: Float, _ c: UnsafeMutablePointer<Float>, _ ldc: Int, split: Bool = true) {
-    let ta = transA ? CblasTrans : CblasNoTrans, tb = transB ? CblasTrans : CblasNoTrans
+          _ beta: Float, _ c: UnsafeMutablePointer<Float>, _ ldc: Int, split: Bool = true, precision: Precision) {
     let byRows = n / 128 < gemmBlocks && m / 32 > n / 128
     let blocks = split ? max(1, min(gemmBlocks, byRows ? m / 32 : n / 128, m * n * k / (1 << 22))) : 1
     Parallel.run(blocks) { p, _ in
@@ -29,13 +29,26 @@ func gemm(_ transA: Bool, _ transB: Bool, _ m: Int, _ n: Int, _ k: Int, _ alpha:
         if byRows {
             // Row i of op(A) starts at a + i when A is transposed (stored K × M), else at a + i·lda.
             let ai = transA ? a + lo : a + lo * lda
-            cblas_sgemm(CblasRowMajor, ta, tb, Int32(hi - lo), Int32(n), Int32(k), alpha, ai, Int32(lda),
-                        b, Int32(ldb), beta, c + lo * ldc, Int32(ldc))
+            sgemm(precision, transA, transB, hi - lo, n, k, alpha, ai, lda, b, ldb, beta, c + lo * ldc, ldc)
         } else {
             // Column j of op(B) starts at b + j·ldb when B is transposed (stored N × K), else at b + j.
             let bj = transB ? b + lo * ldb : b + lo
-            cblas_sgemm(CblasRowMajor, ta, tb, Int32(m), Int32(hi - lo), Int32(k), alpha, a, Int32(lda),
-                        bj, Int32(ldb), beta, c + lo, Int32(ldc))
+            sgemm(precision, transA, transB, m, hi - lo, k, alpha, a, lda, bj, ldb, beta, c + lo, ldc)
         }
+    }
+}
+
+/// One row-major product on the calling thread, in `precision`: OpenBLAS's sgemm, or the bf16 GEMM.
+@inline(__always)
+func sgemm(_ precision: Precision, _ transA: Bool, _ transB: Bool, _ m: Int, _ n: Int, _ k: Int, _ alpha: Float,
+           _ a: UnsafePointer<Float>, _ lda: Int, _ b: UnsafePointer<Float>, _ ldb: Int,
+           _ beta: Float, _ c: UnsafeMutablePointer<Float>, _ ldc: Int) {
+    switch precision {
+    case .fp32:
+        cblas_sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
+                    Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
+    case .bf16Mixed:
+        deepdem_sgemm_bf16(transA ? 1 : 0, transB ? 1 : 0, Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda),
+                           b, Int32(ldb), beta, c, Int32(ldc))
     }
 }

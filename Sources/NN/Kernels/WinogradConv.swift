@@ -1,4 +1,3 @@
-import CBLAS
 
 /// A 3×3, stride-1, padding-1 convolution by Winograd's minimal filtering F(2×2, 3×3)
 /// (Lavin & Gray, "Fast Algorithms for Convolutional Neural Networks", 2016).
@@ -14,6 +13,7 @@ import CBLAS
 struct WinogradConv: WinogradTiling {
     let cin: Int, cout: Int
     let n: Int, h: Int, w: Int
+    let precision: Precision
 
     static let tile = 2
     static let passTiles = 1024
@@ -47,8 +47,7 @@ struct WinogradConv: WinogradTiling {
                 guard let dx, let u else { continue }
                 // V is spent: dV takes its place.
                 spread.each(Self.positions) { xi in
-                    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Int32(cin), Int32(t), Int32(cout),
-                                1, u + xi &* us, Int32(cin), dm + xi &* ms, Int32(t), 0, v + xi &* vs, Int32(t))
+                    sgemm(precision, true, false, cin, t, cout, 1, u + xi &* us, cin, dm + xi &* ms, t, 0, v + xi &* vs, t)
                 }
                 spread.forEach(cin) { c, w in transformInputGradient(v, images: images, rows: rows, channels: c, into: dx, plane: planes[w]) }
             }

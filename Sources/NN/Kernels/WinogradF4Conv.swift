@@ -1,4 +1,3 @@
-import CBLAS
 
 /// A 3×3, stride-1, padding-1 convolution by Winograd's F(4×4, 3×3) (Lavin & Gray, 2016;
 /// interpolation points 0, ±1, ±2): each 4×4 output tile comes from the 6×6 input patch around it
@@ -11,6 +10,7 @@ import CBLAS
 struct WinogradF4Conv: WinogradTiling {
     let cin: Int, cout: Int
     let n: Int, h: Int, w: Int
+    let precision: Precision
 
     static let tile = 4
     /// Smaller passes keep the 36 transformed matrices in cache (bench/README.md).

@@ -1,4 +1,3 @@
-import CBLAS
 
 /// What F(2×2, 3×3) (`WinogradConv`) and F(4×4, 3×3) (`WinogradF4Conv`) share: output tiles of
 /// `tile`×`tile` pixels read from (`tile` + 2)² input patches, rows of tiles padded to a multiple of
@@ -12,6 +11,7 @@ protocol WinogradTiling {
     var n: Int { get }
     var h: Int { get }
     var w: Int { get }
+    var precision: Precision { get }
     static var tile: Int { get }
     static var passTiles: Int { get }
 
@@ -150,15 +150,13 @@ extension WinogradTiling {
     /// the weight gradient's sum over the tiles, on the calling thread.
     func weightGradientProduct(_ xi: Int, _ dm: UnsafePointer<Float>, _ v: UnsafePointer<Float>, into du: UnsafeMutablePointer<Float>,
                                tiles t: Int, first: Bool) {
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(cout), Int32(cin), Int32(t),
-                    1, dm + xi &* Self.slab(cout &* t), Int32(t), v + xi &* Self.slab(cin &* t), Int32(t),
-                    first ? 0 : 1, du + xi &* Self.slab(cout &* cin), Int32(cin))
+        sgemm(precision, false, true, cout, cin, t, 1, dm + xi &* Self.slab(cout &* t), t, v + xi &* Self.slab(cin &* t), t,
+              first ? 0 : 1, du + xi &* Self.slab(cout &* cin), cin)
     }
 
     /// M[ξ] = U[ξ]·V[ξ] for a pass of `tiles` tiles, on the calling thread.
     private func multiply(_ xi: Int, _ u: UnsafePointer<Float>, _ v: UnsafePointer<Float>, _ m: UnsafeMutablePointer<Float>, tiles t: Int) {
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(cout), Int32(t), Int32(cin),
-                    1, u + xi &* Self.slab(cout &* cin), Int32(cin), v + xi &* Self.slab(cin &* t), Int32(t),
-                    0, m + xi &* Self.slab(cout &* t), Int32(t))
+        sgemm(precision, false, false, cout, t, cin, 1, u + xi &* Self.slab(cout &* cin), cin, v + xi &* Self.slab(cin &* t), t,
+              0, m + xi &* Self.slab(cout &* t), t)
     }
 }

@@ -15,6 +15,8 @@ public final class Conv2d: Layer {
     public let weight: Parameter
     public let bias: Parameter?
     public let algorithm: ConvAlgorithm
+    /// Of the automatic route's multiplications; the reference is fp32 (in Double) whatever this says.
+    public let precision: Precision
     /// False for a network's first layer, whose input gradient nobody needs.
     public var computesInputGradient = true
     private let workspace: Workspace
@@ -22,13 +24,15 @@ public final class Conv2d: Layer {
     private var out = Slot()
 
     public init(_ inChannels: Int, _ outChannels: Int, kernel: Int, stride: Int = 1, padding: Int = 0,
-                bias: Bool = true, algorithm: ConvAlgorithm = .forNewLayers, workspace: Workspace) {
+                bias: Bool = true, algorithm: ConvAlgorithm = .forNewLayers,
+                precision: Precision = .forNewLayers, workspace: Workspace) {
         self.inChannels = inChannels
         self.outChannels = outChannels
         self.kernel = kernel
         self.stride = stride
         self.padding = padding
         self.algorithm = algorithm
+        self.precision = precision
         self.workspace = workspace
         weight = Parameter([outChannels, inChannels, kernel, kernel])
         self.bias = bias ? Parameter([outChannels]) : nil
@@ -60,7 +64,7 @@ public final class Conv2d: Layer {
     /// im2col's one GEMM takes those (bench/README.md).
     func winograd(_ x: Tensor) -> WinogradConv? {
         guard WinogradConv.applies(kernel: kernel, stride: stride, padding: padding), inChannels >= 16, min(x.h, x.w) >= 8 else { return nil }
-        return WinogradConv(cin: inChannels, cout: outChannels, n: x.n, h: x.h, w: x.w)
+        return WinogradConv(cin: inChannels, cout: outChannels, n: x.n, h: x.h, w: x.w, precision: precision)
     }
 
     /// F(4×4, 3×3) where the image has room for its tiles, for inference and for the weight gradient.
@@ -69,9 +73,11 @@ public final class Conv2d: Layer {
     /// the statistics of training-mode BatchNorm over small batches, which amplify rounding past
     /// what the golden tests allow. Input gradients keep it too: with both gradients from F(4×4),
     /// runs on 1, 2 and 3 ranks drift apart by more than the rank-equivalence tests allow.
+    /// Not in bf16-mixed: F(4×4)'s transforms scale values by up to 8 before they are rounded to
+    /// 8 bits, which took its errors to 6 % of the output (F(2×2)'s about 0.5 %, BF16ConvolutionTests).
     func winogradF4(_ x: Tensor) -> WinogradF4Conv? {
-        guard winograd(x) != nil, WinogradF4Conv.applies(h: x.h, w: x.w) else { return nil }
-        return WinogradF4Conv(cin: inChannels, cout: outChannels, n: x.n, h: x.h, w: x.w)
+        guard precision == .fp32, winograd(x) != nil, WinogradF4Conv.applies(h: x.h, w: x.w) else { return nil }
+        return WinogradF4Conv(cin: inChannels, cout: outChannels, n: x.n, h: x.h, w: x.w, precision: precision)
     }
 
     public func forward(_ x: Tensor, training: Bool) -> Tensor {
@@ -153,7 +159,7 @@ public final class Conv2d: Layer {
             }
         }
         gemm(false, false, outChannels, n, g.colRows, 1, weight.value.data, g.colRows, UnsafePointer(col ?? xb), n,
-             bias == nil ? 0 : 1, out, g.colCols, split: !serial)
+             bias == nil ? 0 : 1, out, g.colCols, split: !serial, precision: precision)
     }
 
     /// Small outputs: the columns of several images side by side in one GEMM,
@@ -170,7 +176,7 @@ public final class Conv2d: Layer {
             if let bias {
                 for o in 0..<cout { (c + o &* cols).update(repeating: bias.value[o], count: cols) }
             }
-            gemm(false, false, cout, cols, k, 1, weight.value.data, k, col, cols, bias == nil ? 0 : 1, c, cols)
+            gemm(false, false, cout, cols, k, 1, weight.value.data, k, col, cols, bias == nil ? 0 : 1, c, cols, precision: precision)
             let yb = y.data + first &* cout &* ohw
             Parallel.forEach(images &* cout) { range, _ in
                 for item in range {
@@ -221,16 +227,19 @@ public final class Conv2d: Layer {
                 src = UnsafePointer(xb)
             }
             // dW[Cout × K] += dy[Cout × HW] · colᵀ[HW × K]
-            gemm(false, true, outChannels, g.colRows, g.colCols, 1, dyb, g.colCols, src, g.colCols, 1, weight.grad.data, g.colRows)
+            gemm(false, true, outChannels, g.colRows, g.colCols, 1, dyb, g.colCols, src, g.colCols, 1, weight.grad.data, g.colRows,
+                 precision: precision)
             guard computesInputGradient else { continue }
             let dxb = dxT.data + b &* inChannels &* g.height &* g.width
             if let col {
                 // dcol[K × HW] = Wᵀ[K × Cout] · dy[Cout × HW], then scatter back.
-                gemm(true, false, g.colRows, g.colCols, outChannels, 1, weight.value.data, g.colRows, dyb, g.colCols, 0, col, g.colCols)
+                gemm(true, false, g.colRows, g.colCols, outChannels, 1, weight.value.data, g.colRows, dyb, g.colCols, 0, col, g.colCols,
+                     precision: precision)
                 dxb.update(repeating: 0, count: inChannels &* g.height &* g.width)
                 col2im(col, g, dxb)
             } else {
-                gemm(true, false, g.colRows, g.colCols, outChannels, 1, weight.value.data, g.colRows, dyb, g.colCols, 0, dxb, g.colCols)
+                gemm(true, false, g.colRows, g.colCols, outChannels, 1, weight.value.data, g.colRows, dyb, g.colCols, 0, dxb, g.colCols,
+                     precision: precision)
             }
         }
         return dxT

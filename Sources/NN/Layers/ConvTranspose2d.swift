@@ -1,4 +1,3 @@
-import CBLAS
 import Primitives
 
 /// nn.ConvTranspose2d with kernel = stride (2×2/2 in the U-Nets): every input pixel paints its own
@@ -10,12 +9,15 @@ public final class ConvTranspose2d: Layer {
     public let inChannels: Int, outChannels: Int, kernel: Int
     public let weight: Parameter
     public let bias: Parameter?
+    public let precision: Precision
     private let workspace: Workspace
     private var input: Tensor?
     private var out = Slot()
 
-    public init(_ inChannels: Int, _ outChannels: Int, kernel: Int = 2, bias: Bool = true, workspace: Workspace) {
+    public init(_ inChannels: Int, _ outChannels: Int, kernel: Int = 2, bias: Bool = true, precision: Precision = .forNewLayers,
+                workspace: Workspace) {
         self.inChannels = inChannels
+        self.precision = precision
         self.outChannels = outChannels
         self.kernel = kernel
         self.workspace = workspace
@@ -54,7 +56,7 @@ public final class ConvTranspose2d: Layer {
                 }
                 src = UnsafePointer(packed)
             }
-            gemm(true, false, rows, cols, cin, 1, weight.value.data, rows, src, cols, 0, p, cols)
+            gemm(true, false, rows, cols, cin, 1, weight.value.data, rows, src, cols, 0, p, cols, precision: precision)
             scatter(p, columns: cols, images: images, h: h, w: w, into: y.data + first &* outChannels &* hw &* kk)
         }
         return y
@@ -125,9 +127,10 @@ public final class ConvTranspose2d: Layer {
             }
             let xb = x.data + b &* inChannels &* hw
             // dW[Cin × Cout·k²] += x[Cin × HW] · Pᵀ
-            gemm(false, true, inChannels, rows, hw, 1, xb, hw, p, hw, 1, weight.grad.data, rows)
+            gemm(false, true, inChannels, rows, hw, 1, xb, hw, p, hw, 1, weight.grad.data, rows, precision: precision)
             // dx[Cin × HW] = W[Cin × Cout·k²] · P
-            gemm(false, false, inChannels, hw, rows, 1, weight.value.data, rows, p, hw, 0, dxT.data + b &* inChannels &* hw, hw)
+            gemm(false, false, inChannels, hw, rows, 1, weight.value.data, rows, p, hw, 0, dxT.data + b &* inChannels &* hw, hw,
+                 precision: precision)
         }
         return dxT
     }
