@@ -81,8 +81,20 @@ final class ConvolutionTests: XCTestCase {
     /// the same weights, input and output gradient.
     func check(cin: Int, cout: Int, kernel k: Int, stride s: Int, padding p: Int, shape: [Int], bias: Bool = true,
                file: StaticString = #filePath, line: UInt = #line) {
+        for (what, actual, expected) in Self.passes(cin: cin, cout: cout, kernel: k, stride: s, padding: p, shape: shape, bias: bias) {
+            let scale = Double(expected.map(abs).max()!)
+            let worst = zip(actual, expected).map { abs(Double($0) - Double($1)) }.max()!
+            XCTAssertLessThan(worst, 1e-5 * scale, "\(what) of \(shape): worst error \(worst), scale \(scale)", file: file, line: line)
+        }
+    }
+
+    /// (pass, automatic route's result in `precision`, the reference's) for inference, training
+    /// forward, input, weight and bias gradients of one random convolution.
+    static func passes(cin: Int, cout: Int, kernel k: Int, stride s: Int, padding p: Int, shape: [Int], bias: Bool = true,
+                       precision: Precision = .fp32) -> [(String, [Float], [Float])] {
         var rng = SplitMix64(seed: 5)
-        let fast = Conv2d(cin, cout, kernel: k, stride: s, padding: p, bias: bias, algorithm: .automatic, workspace: Workspace())
+        let fast = Conv2d(cin, cout, kernel: k, stride: s, padding: p, bias: bias, algorithm: .automatic, precision: precision,
+                          workspace: Workspace())
         let reference = Conv2d(cin, cout, kernel: k, stride: s, padding: p, bias: bias, algorithm: .reference, workspace: Workspace())
         for i in 0..<fast.weight.count { fast.weight.value[i] = rng.normal() }
         reference.weight.value.copy(from: fast.weight.value)
@@ -92,25 +104,18 @@ final class ConvolutionTests: XCTestCase {
         }
         let x = Tensor(shape)
         for i in 0..<x.count { x[i] = rng.normal() }
-        let y = reference.forward(x, training: true)
-        let dy = Tensor(y.shape)
+        let forward = reference.forward(x, training: true)
+        let y = forward.array
+        let dy = Tensor(forward.shape)
         for i in 0..<dy.count { dy[i] = rng.normal() }
-        let dx = reference.backward(dy)
-
+        let dx = reference.backward(dy).array
         // Inference may take another algorithm (F(4×4, 3×3) from 16×16 up).
         let inference = fast.forward(x, training: false).array
         let out = fast.forward(x, training: true).array
         let din = fast.backward(dy).array
-        func compare(_ actual: [Float], _ expected: Tensor, _ what: String) {
-            let expected = expected.array
-            let scale = Double(expected.map(abs).max()!)
-            let worst = zip(actual, expected).map { abs(Double($0) - Double($1)) }.max()!
-            XCTAssertLessThan(worst, 1e-5 * scale, "\(what) of \(shape): worst error \(worst), scale \(scale)", file: file, line: line)
-        }
-        compare(inference, y, "inference output")
-        compare(out, y, "output")
-        compare(din, dx, "input gradient")
-        compare(fast.weight.grad.array, reference.weight.grad, "weight gradient")
-        if let b = fast.bias { compare(b.grad.array, reference.bias!.grad, "bias gradient") }
+        var all = [("inference output", inference, y), ("output", out, y), ("input gradient", din, dx),
+                   ("weight gradient", fast.weight.grad.array, reference.weight.grad.array)]
+        if let b = fast.bias { all.append(("bias gradient", b.grad.array, reference.bias!.grad.array)) }
+        return all
     }
 }
