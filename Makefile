@@ -76,6 +76,7 @@ export DEEPDEM_COMMIT := $(shell git describe --always --dirty --abbrev=12 2>/de
 .PHONY: dist test-bundle
 
 dist: deps
+	$(call install-missing,patchelf)
 	SWIFT=$(SWIFT) bash tools/dist.sh $(MPI) >/dev/null
 
 test-bundle: test-deps

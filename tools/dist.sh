@@ -47,6 +47,20 @@ grep -q "^MPI: built for $built_for " <<<"$banner" ||
 runpath=$(readelf -d "$built" | sed -nE 's/.*\((RUNPATH|RPATH)\).*\[(.*)\]/\2/p')
 [ -z "$runpath" ] || die "$built has run path '$runpath'; the bundle must have none"
 needed=$(readelf -d "$built" | sed -nE 's/.*\(NEEDED\).*\[(.*)\]/\1/p')
+# MPICH's pkg-config line also names hwloc and UCX, which the link keeps despite --as-needed
+# (measured: libhwloc.so.15, libucp.so.0, libucs.so.0), though deepdem calls neither; another MPI
+# of the ABI (Cray MPICH, Intel MPI) may not ship them, so they go when nothing of theirs is used.
+unused=()
+for lib in $(grep -E '^lib(hwloc|ucp|ucs)\.so' <<<"$needed" || true); do
+    prefix=$(sed -E 's/^lib([a-z]+)\.so.*/\1_/' <<<"$lib")
+    nm -D --undefined-only "$built" | grep -q " $prefix" || unused+=("$lib")
+done
+if [ ${#unused[@]} -gt 0 ]; then
+    command -v patchelf >/dev/null || die "patchelf is needed to drop ${unused[*]} from $built (apt-get install patchelf)"
+    for lib in "${unused[@]}"; do patchelf --remove-needed "$lib" "$built"; done
+    say "dropped ${unused[*]}, which deepdem never calls, from the libraries it needs"
+    needed=$(readelf -d "$built" | sed -nE 's/.*\(NEEDED\).*\[(.*)\]/\1/p')
+fi
 if grep -q '^libswift\|^libFoundation' <<<"$needed"; then
     die "$built still needs a Swift library: $(grep '^libswift\|^libFoundation' <<<"$needed" | tr '\n' ' ')"
 fi
@@ -60,7 +74,7 @@ mkdir -p "$root/bin"
 # The nodes need no debug sections (8 MB); the symbol table stays, so backtraces keep their names.
 objcopy --strip-debug "$built" "$root/bin/deepdem"
 cp -R slurm "$root/slurm"
-if [ -f LICENSE ]; then cp LICENSE "$root/"; else say "note: no LICENSE file in the repository, so none in the bundle"; fi
+cp LICENSE "$root/"
 
 cat > "$root/INSTALL.md" <<EOF
 # deepdem $version for Linux x86-64 ($built_for)
