@@ -118,12 +118,13 @@ final class SlurmTests: XCTestCase {
     }
 
     /// scancel sends SIGTERM to every process of the job, ranks and launcher alike. With either
-    /// launcher the ranks save their state and the job's exit code is 75, as for a time limit.
+    /// launcher of the build's MPI (mpirun or Hydra's mpiexec, and srun) the ranks save their state
+    /// and the job's exit code is 75, as for a time limit.
     /// Under mpirun it was 1: mpirun returns 1 after a SIGTERM whatever the ranks return, and the
     /// script's forwarded second SIGTERM made mpirun kill the ranks at once.
-    func testScancelStopsResumablyUnderMpirunAndSrun() throws {
+    func testScancelStopsResumablyUnderEitherLauncher() throws {
         try writeScene()
-        for launcher in ["mpirun", "srun"] {
+        for launcher in [Launcher.isMPICH ? "mpiexec" : "mpirun", "srun"] {
             let id = try submit(train(output: launcher) + ["--max-steps", "100000"], extraEnvironment: ["DEEPDEM_LAUNCHER": launcher])
             let (job, output) = try scancelOnceTraining(id, output: launcher, [])
             XCTAssertEqual(job["JobState"], "CANCELLED", output)
