@@ -69,7 +69,10 @@ struct Train: ParsableCommand {
         do {
             comm = try MPICommunicator()
         } catch CommunicatorError.wrongLauncher(let wrong) where wrong.launcherRank != 0 {
-            Foundation.exit(TrainExit.userError)   // each rank is a singleton: the launcher's rank 0 says why
+            // Each rank is a singleton: the launcher's rank 0 says why. The others give it time to
+            // say it, since the first rank to exit makes srun kill the rest of the step.
+            Thread.sleep(forTimeInterval: 2)
+            Foundation.exit(TrainExit.userError)
         } catch {
             fail(error)
         }
