@@ -83,26 +83,34 @@ BF16 static inline void transpose16(__m512i r[16]) {
     }
 }
 
+// The first n of 16 lanes (none for n ≤ 0, all for n ≥ 16).
+static inline __mmask16 first_lanes(int n) {
+    return n >= 16 ? 0xFFFF : n <= 0 ? 0 : (__mmask16)((1u << n) - 1);
+}
+
+// 16 k pairs from k0 of 16 rows whose k is contiguous (row j at src + j·ld; zero past `valid` rows
+// and past k), rounded to bf16 and transposed: r[q] lane j is pair q of row j.
+BF16 static void row_pairs(const float *src, size_t ld, int valid, int k, int k0, __m512i r[16]) {
+    __mmask16 m0 = first_lanes(k - k0), m1 = first_lanes(k - k0 - 16);
+    for (int j = 0; j < 16; j++) {
+        r[j] = j < valid ? (__m512i)_mm512_cvtne2ps_pbh(_mm512_maskz_loadu_ps(m1, src + j * ld + 16),
+                                                        _mm512_maskz_loadu_ps(m0, src + j * ld))
+                         : _mm512_setzero_si512();
+    }
+    transpose16(r);
+}
+
 // A's rows i0..<i0+rows (zero past them), k pairs p0..<p0+kp, as panels [kp][MR]. A stored m × k
 // has each row's pairs side by side: 16 pairs of MR rows at a time, transposed into place.
 BF16 static void pack_a(int trans, const float *A, int lda, int k, int i0, int rows, int p0, int kp, uint32_t *out) {
     for (int r = 0; r < rows; r += MR) {
         uint32_t *panel = out + (size_t)(r / MR) * kp * MR;
         if (!trans) {
+            int valid = rows - r < MR ? rows - r : MR;
             for (int p = 0; p < kp; p += 16) {
-                int k0 = 2 * (p0 + p), n = k - k0 < 32 ? k - k0 : 32;
-                __mmask16 m0 = n >= 16 ? 0xFFFF : (__mmask16)((1u << n) - 1);
-                __mmask16 m1 = n >= 32 ? 0xFFFF : n <= 16 ? 0 : (__mmask16)((1u << (n - 16)) - 1);
+                int k0 = 2 * (p0 + p);
                 __m512i v[16];
-                for (int i = 0; i < 16; i++) {
-                    if (i < MR && r + i < rows) {
-                        const float *src = A + (size_t)(i0 + r + i) * lda + k0;
-                        v[i] = (__m512i)_mm512_cvtne2ps_pbh(_mm512_maskz_loadu_ps(m1, src + 16), _mm512_maskz_loadu_ps(m0, src));
-                    } else {
-                        v[i] = _mm512_setzero_si512();
-                    }
-                }
-                transpose16(v);
+                row_pairs(A + (size_t)(i0 + r) * lda + k0, lda, valid, k, k0, v);
                 int pairs = kp - p < 16 ? kp - p : 16;
                 for (int q = 0; q < pairs; q++) _mm512_mask_storeu_epi32(panel + (p + q) * MR, (1u << MR) - 1, v[q]);
             }
@@ -132,8 +140,8 @@ BF16 static void pack_b(int trans, const float *B, int ldb, int k, int j0, int c
             const __m512i interleave = _mm512_set_epi16(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8,
                                                         23, 7, 22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
             for (int v = 0; v < NV; v++) {
-                int col = c + 16 * v, n = cols - col;
-                __mmask16 m = n >= 16 ? 0xFFFF : n <= 0 ? 0 : (__mmask16)((1u << n) - 1);
+                int col = c + 16 * v;
+                __mmask16 m = first_lanes(cols - col);
                 for (int p = 0; p < kp; p++) {
                     int k0 = 2 * (p0 + p);
                     const float *row = B + (size_t)k0 * ldb + j0 + col;
@@ -147,21 +155,11 @@ BF16 static void pack_b(int trans, const float *B, int ldb, int k, int j0, int c
             // Column j of op(B) is row j of the stored B: 16 columns × 16 pairs at a time,
             // converted row by row and transposed into place.
             for (int g = 0; g < NV; g++) {
+                int col = c + 16 * g;
                 for (int p = 0; p < kp; p += 16) {
-                    int k0 = 2 * (p0 + p), n = k - k0 < 32 ? k - k0 : 32;
-                    __mmask16 m0 = n >= 16 ? 0xFFFF : (__mmask16)((1u << n) - 1);
-                    __mmask16 m1 = n >= 32 ? 0xFFFF : n <= 16 ? 0 : (__mmask16)((1u << (n - 16)) - 1);
+                    int k0 = 2 * (p0 + p);
                     __m512i r[16];
-                    for (int j = 0; j < 16; j++) {
-                        int col = c + 16 * g + j;
-                        if (col < cols) {
-                            const float *src = B + (size_t)(j0 + col) * ldb + k0;
-                            r[j] = (__m512i)_mm512_cvtne2ps_pbh(_mm512_maskz_loadu_ps(m1, src + 16), _mm512_maskz_loadu_ps(m0, src));
-                        } else {
-                            r[j] = _mm512_setzero_si512();
-                        }
-                    }
-                    transpose16(r);
+                    row_pairs(B + (size_t)(j0 + col) * ldb + k0, ldb, cols - col, k, k0, r);
                     int pairs = kp - p < 16 ? kp - p : 16;
                     for (int q = 0; q < pairs; q++) _mm512_storeu_si512(panel + (p + q) * NR + 16 * g, r[q]);
                 }
@@ -191,10 +189,7 @@ BF16 static void micro(int kp, const uint32_t *a, const uint32_t *b, float *C, i
 #undef ROW
     }
     __mmask16 m[NV];
-    for (int v = 0; v < NV; v++) {
-        int n = cols - 16 * v;
-        m[v] = n >= 16 ? 0xFFFF : n <= 0 ? 0 : (__mmask16)((1u << n) - 1);
-    }
+    for (int v = 0; v < NV; v++) m[v] = first_lanes(cols - 16 * v);
     const __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
 #define PUT(i, v) { float *c = C + (size_t)i * ldc + 16 * v; \
         __m512 t = _mm512_mul_ps(va, c##i##v); \
