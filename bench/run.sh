@@ -102,15 +102,24 @@ torch_train_modes() {  # ROUND ARCH
     done
 }
 
-# This project's side runs in fp32 only until train-bench and deepdem refine take --precision;
-# then its modes run here as PyTorch's do (summarize.py already reads a "precision" field).
-swift_train() {  # ROUND ARCH RANKS THREADS
-    local cmd=("$bin/train-bench" --arch "$2" --threads "$4" --steps "$steps" --json)
+# This project's precisions: bf16-mixed only where the CPU has AVX512_BF16 (train-bench refuses it elsewhere).
+swift_precisions=(fp32)
+grep -qw avx512_bf16 /proc/cpuinfo && swift_precisions+=(bf16-mixed)
+
+swift_train() {  # ROUND ARCH RANKS THREADS PRECISION
+    local cmd=("$bin/train-bench" --arch "$2" --threads "$4" --steps "$steps" --precision "$5" --json)
     [ "$3" -gt 1 ] && cmd=(mpirun -np "$3" "${cmd[@]}")
-    echo "   Swift train $2, $3 rank(s) × $4 thread(s)" >&2
+    echo "   Swift train $2, $5, $3 rank(s) × $4 thread(s)" >&2
     local out
     out=$("${swift_env[@]}" "${cmd[@]}")
     record "$1" "${cmd[*]}" "$(echo "$out" | sed -n 's/^JSON //p')"
+}
+
+swift_train_modes() {  # ROUND ARCH
+    local p
+    for p in "${swift_precisions[@]}"; do
+        swift_train "$1" "$2" 1 2 "$p"; swift_train "$1" "$2" 2 1 "$p"
+    done
 }
 
 torch_refine() {  # ROUND ARCH THREADS PRECISION MEMORY-FORMAT
@@ -128,13 +137,18 @@ torch_refine_modes() {  # ROUND ARCH (at the thread count probed for ARCH)
     done
 }
 
-swift_refine() {  # ROUND ARCH
-    local cmd=("$bin/deepdem" refine --checkpoint "$data/$2.safetensors" --data "$scene" --out "$data/swift_$2.tif"
-               --threads 2 --overwrite --json)
-    echo "   Swift refine $2, 2 threads" >&2
+swift_refine() {  # ROUND ARCH PRECISION
+    local cmd=("$bin/deepdem" refine --checkpoint "$data/$2.safetensors" --data "$scene" --out "$data/swift_$2_$3.tif"
+               --threads 2 --precision "$3" --overwrite --json)
+    echo "   Swift refine $2, $3, 2 threads" >&2
     local json
     json=$(DEEPDEM_PROGRESS=plain timed_json "${swift_env[@]}" "${cmd[@]}")
     record "$1" "${cmd[*]}" "$("$python" -c 'import json,sys; d=json.loads(sys.argv[1]); d.update(side="swift", mode="refine", arch=sys.argv[2]); print(json.dumps(d))' "$json" "$2")"
+}
+
+swift_refine_modes() {  # ROUND ARCH
+    local p
+    for p in "${swift_precisions[@]}"; do swift_refine "$1" "$2" "$p"; done
 }
 
 declare -A refine_threads
@@ -147,18 +161,16 @@ for round in $(seq 1 "$rounds"); do
     echo "== round $round of $rounds ($(uptime | sed 's/.*load/load/'))" >&2
     for arch in "${archs[@]}"; do
         if [ $((round % 2)) = 1 ]; then
-            torch_train_modes "$round" "$arch"
-            swift_train "$round" "$arch" 1 2; swift_train "$round" "$arch" 2 1
+            torch_train_modes "$round" "$arch"; swift_train_modes "$round" "$arch"
         else
-            swift_train "$round" "$arch" 1 2; swift_train "$round" "$arch" 2 1
-            torch_train_modes "$round" "$arch"
+            swift_train_modes "$round" "$arch"; torch_train_modes "$round" "$arch"
         fi
     done
     for arch in "${archs[@]}"; do
         if [ $((round % 2)) = 1 ]; then
-            torch_refine_modes "$round" "$arch"; swift_refine "$round" "$arch"
+            torch_refine_modes "$round" "$arch"; swift_refine_modes "$round" "$arch"
         else
-            swift_refine "$round" "$arch"; torch_refine_modes "$round" "$arch"
+            swift_refine_modes "$round" "$arch"; torch_refine_modes "$round" "$arch"
         fi
     done
 done

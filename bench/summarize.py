@@ -1,9 +1,8 @@
 #!/usr/bin/env python3
 """Medians of bench/run.sh's JSON lines, as a table on stdout and in bench/RESULTS.md.
 
-A run's mode is its precision and memory format: PyTorch's lines carry both; a line of this
-project without "precision" is fp32 (its only precision until train-bench and deepdem refine
-take --precision), and it has no memory format of its own to choose (contiguous).
+A run's mode is its precision and memory format: PyTorch's lines carry both; this project's
+carry their precision (fp32 where a line has none) and have no memory format to choose (contiguous).
 """
 import argparse
 import datetime
