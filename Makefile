@@ -14,8 +14,9 @@ endif
 export DEEPDEM_MPI := $(MPI)
 APT_PACKAGES := pkg-config $(MPI_PACKAGES) libopenblas-dev libgdal-dev gdal-bin
 # The tests also run a real (throwaway) Slurm cluster on this machine; without recommends,
-# since Slurm's would pull in dozens of unneeded packages.
-TEST_PACKAGES := slurmctld slurmd slurm-client munge
+# since Slurm's would pull in dozens of unneeded packages. Both MPIs: a build's tests start the
+# other MPI's launcher too (the wrong launcher must be refused), and `make test` builds both.
+TEST_PACKAGES := slurmctld slurmd slurm-client munge libopenmpi-dev openmpi-bin libmpich-dev mpich
 SWIFT ?= swift
 # NATIVE=1 compiles the hot loops for this machine's CPU (about 2.5x on plain loops); the
 # default build runs on any x86-64.

@@ -112,6 +112,29 @@ final class RefineCommandTests: XCTestCase {
         XCTAssertLessThan(mae, 0.05, "bf16 refinement is \(mae) m from fp32 on average")
     }
 
+    /// Where the CPU lacks AVX512_BF16, `--precision bf16-mixed` is fp32 (the same bytes), with
+    /// one line saying so and the JSON report naming what ran; never an illegal instruction.
+    func testBF16FallsBackToFP32WithANote() throws {
+        try XCTSkipIf(Precision.bf16Mixed.isAvailable, "this CPU has AVX512_BF16: bf16-mixed runs, there is no fallback to see")
+        let folder = try makeCommandFolder().path
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        try makeModelAndScene(in: folder, size: 96)
+        func refine(_ precision: String) throws -> DeepDEMOutput {
+            let r = try runDeepDEM(["refine", "--checkpoint", folder + "/model.safetensors", "--data", folder + "/scene",
+                                    "--out", folder + "/\(precision).tif", "--precision", precision, "--json"])
+            XCTAssertEqual(r.status, 0, r.stderr)
+            return r
+        }
+        let fp32 = try refine("fp32"), asked = try refine("bf16-mixed")
+        XCTAssertEqual(asked.stderr.components(separatedBy: "\n").filter { $0.contains("AVX512_BF16") },
+                       ["precision bf16-mixed: this CPU has no AVX512_BF16; computing in fp32"], asked.stderr)
+        XCTAssertFalse(fp32.stderr.contains("AVX512_BF16"), fp32.stderr)
+        let report = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(asked.stdout.utf8)) as? [String: Any], asked.stdout)
+        XCTAssertEqual(report["precision"] as? String, "fp32")
+        XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: folder + "/bf16-mixed.tif")),
+                       try Data(contentsOf: URL(fileURLWithPath: folder + "/fp32.tif")), "the fallback refined other bytes than fp32")
+    }
+
     /// `DEEPDEM_CONV=reference` refines by the convolutions' definition: the same heights as the
     /// fast routes to float rounding, and a notice saying so; an unknown choice is one error line.
     func testReferenceConvolutionsRefineTheSame() throws {

@@ -9,8 +9,10 @@ import XCTest
 /// the bits may differ; the same training step agrees to 1e-5 of its scale.
 final class ThreadIdentityTests: XCTestCase {
     /// OPENBLAS_CORETYPE names and the CPU flags (/proc/cpuinfo) their kernels need.
+    /// Sandybridge's are AVX without FMA, so a CPU without AVX-512 still runs two families.
     static let kernels: [(name: String, flags: [String])] = [
         ("Haswell", ["avx2", "fma"]),
+        ("Sandybridge", ["avx"]),
         ("SkylakeX", ["avx512f", "avx512bw", "avx512dq", "avx512vl"]),
         ("Cooperlake", ["avx512f", "avx512bw", "avx512dq", "avx512vl", "avx512_bf16"]),
     ]
