@@ -166,7 +166,6 @@ public struct TrainingConfig: Codable, Equatable, Sendable {
         case is String.Type: return "a string"
         case is [String].Type: return "a list of strings"
         case is [Int].Type: return "a list of integers"
-        case is [String: Any].Type: return "a mapping"
         default: return "\(type)"
         }
     }

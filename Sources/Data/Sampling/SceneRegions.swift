@@ -12,7 +12,7 @@ public struct SceneRegions: Equatable, Sendable {
         self.test = test
     }
 
-    public enum Axis: String, Codable, Sendable, CaseIterable {
+    public enum Axis: String, Sendable {
         case x, y
     }
 
