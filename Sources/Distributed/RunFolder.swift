@@ -24,7 +24,8 @@ public struct TrainerState: Codable, Equatable, Sendable {
 }
 
 /// A run folder (README, Training; docs/ARCHITECTURE.md, Where the contracts are): `last.safetensors`, `best.safetensors`, `config.json`,
-/// `metrics.jsonl`, `loss.svg`, and the resume state in `state/`. Only rank 0 writes it.
+/// `metrics.jsonl`, `loss.svg`, the resume state in `state/`, and for a run with test data
+/// `test.json` and the refined test regions in `test/`. Only rank 0 writes it.
 ///
 /// Every file is written to a temporary name and renamed, and the resume state is a pair of
 /// step-stamped files (weights, optimizer) named by `state/latest.json`, which is replaced last:
@@ -56,8 +57,8 @@ public struct RunFolder: Sendable {
     public var hasState: Bool { FileManager.default.fileExists(atPath: latest) }
 
     /// What a run writes here: `--overwrite` removes exactly these, and none may be an input.
-    var runFiles: [String] { [last, best, metrics, configFile, file("loss.svg")] }
-    var runFolders: [String] { [stateFolder, file("checkpoints")] }
+    var runFiles: [String] { [last, best, metrics, configFile, file("loss.svg"), file("test.json")] }
+    var runFolders: [String] { [stateFolder, file("checkpoints"), file("test")] }
 
     /// True when an earlier run left its files here (every run writes config.json first).
     var holdsRun: Bool { runFiles.contains { FileManager.default.fileExists(atPath: $0) } }

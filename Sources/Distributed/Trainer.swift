@@ -9,6 +9,10 @@ public enum TrainingEvent: Sendable {
     case validated(step: Int, epoch: Int, valLoss: Double, best: Bool)
     case checkpoint(step: Int, path: String)
     case note(String)
+    /// The test phase refined and evaluated one test region.
+    case tested(TestedScene)
+    /// The test phase wrote test.json (`path`).
+    case testWritten(path: String, report: TestReport)
 }
 
 public struct TrainingSummary: Sendable {
@@ -42,6 +46,8 @@ public final class Trainer {
     let reducer: GradientReducer
     let trainSampler: ChipSampler
     let valSampler: ChipSampler?
+    /// What the test phase refines and evaluates once training has finished.
+    let testTargets: [TestTarget]
     let reader: ChipReader
     let stop: (() -> Int32?)?
     let events: (TrainingEvent) -> Void
@@ -80,13 +86,14 @@ public final class Trainer {
             try Trainer.checkRequest(config, ranks: communicator.size, resume: resume, overwrite: overwrite, folder: folder,
                                      inputs: [configFile, initCheckpoint].compactMap { $0 })
             if let note = Trainer.setResourceLimits(config) { emit(.note(note)) }
-            return try config.data.map { try Scene(folder: $0, bands: config.bands, target: config.target) }
+            return try config.data.opened.map { try Scene(folder: $0, bands: config.bands, target: config.target) }
         }
+        let regions = try agreeing(communicator) { try Trainer.regions(scenes, config) }
         let maps = try Trainer.shareValidityMaps(scenes, communicator)
         let (lock, samplers, resumption) = try agreeing(communicator) {
             var lock: (lock: RunLock?, unavailable: String?) = (nil, nil)
             if rank0 { lock = try Trainer.claim(folder, config, resume: resume, overwrite: overwrite) }
-            let samplers = try Trainer.makeSamplers(maps, config)
+            let samplers = try Trainer.makeSamplers(maps, regions, config)
             let resumption = resume && folder.hasState
                 ? try Resumption(saved: folder.savedConfig() ?? config, savedRanks: folder.savedRanks(), now: config,
                                  anyway: resumeAnyway)
@@ -97,11 +104,13 @@ public final class Trainer {
         if let unavailable = lock.unavailable { self.events(.note(unavailable)) }
         trainSampler = samplers.train
         valSampler = samplers.validation
+        testTargets = config.data.testScenes.map { TestTarget(folder: $0, window: nil) }
+            + zip(config.data.opened, regions).flatMap { folder, r in r.test.map { TestTarget(folder: folder, window: $0) } }
         reader = ChipReader(scenes: scenes, chipSize: config.chipSize)
         resumed = resumption != nil
         if resume && resumption == nil { self.events(.note("no saved state in \(config.out); starting fresh")) }
 
-        let gsf = try Trainer.agreeOnGSF(config, resumption: resumption, folder: folder, scenes: scenes, communicator)
+        let gsf = try Trainer.agreeOnGSF(config, resumption: resumption, folder: folder, scenes: scenes, regions: regions, communicator)
         let (network, optimizer, state) = try agreeing(communicator) {
             let (network, optimizer, state) = try Trainer.makeModel(config, gsf: gsf, resumption: resumption, folder: folder,
                                                                     initCheckpoint: rank0 ? initCheckpoint : nil)
@@ -133,8 +142,40 @@ public final class Trainer {
         if resume && overwrite {
             throw TrainingError("--resume continues the run in \(config.out) and --overwrite replaces it: give one of them")
         }
+        // Test scenes are not opened before the test phase: here they need only exist.
+        for test in config.data.testScenes {
+            var isFolder: ObjCBool = false
+            guard FileManager.default.fileExists(atPath: test, isDirectory: &isFolder), isFolder.boolValue else {
+                throw DataError(test, "no such scene folder (a test scene of 'data')")
+            }
+        }
+        let scenes = config.data.opened + config.data.testScenes
         try InputGuard.check(files: folder.runFiles, folders: folder.runFolders,
-                             reading: inputs + config.data.flatMap(InputGuard.sceneFiles))
+                             reading: inputs + config.data.testScenes + scenes.flatMap(InputGuard.sceneFiles))
+    }
+
+    /// Where each role takes each opened scene's pixels: `split`'s stripes, data roles' whole
+    /// scenes, or `train_split`'s left and right. A held-out stripe smaller than a chip is refused.
+    private static func regions(_ scenes: [Scene], _ config: TrainingConfig) throws -> [SceneRegions] {
+        try scenes.enumerated().map { i, scene in
+            let (width, height) = (scene.grid.width, scene.grid.height)
+            if let split = config.split {
+                let r = split.regions(fold: config.fold, width: width, height: height, chipSize: config.chipSize)
+                let (v, t) = split.rotated(by: config.fold)
+                for (role, stripe, window) in [("validation", v, r.validation.first), ("test", t, r.test.first)] {
+                    if let stripe, let w = window, w.width < config.chipSize || w.height < config.chipSize {
+                        throw DataError(scene.folder, "the \(role) stripe \(stripe) of 'split' (fold \(config.fold)) is \(w.width)×\(w.height) px, "
+                            + "smaller than a chip of \(config.chipSize) px")
+                    }
+                }
+                return r
+            }
+            if let roles = config.data.roles {
+                let whole = SceneRegions.whole(width: width, height: height)
+                return i < roles.train.count ? SceneRegions(train: [whole]) : SceneRegions(validation: [whole])
+            }
+            return SceneRegions.trainSplit(config.trainSplit ?? 0.8, width: width, height: height)
+        }
     }
 
     /// The layers' threads and precision and GDAL's block cache, process-wide settings the
@@ -169,15 +210,15 @@ public final class Trainer {
         return lock
     }
 
-    /// The training chips (left of `train_split`) and the validation chips (right of it), both
-    /// fixed by the seed.
-    private static func makeSamplers(_ maps: [ValidityMap],
+    /// The training chips and the validation chips (none without a validation region), from each
+    /// role's regions, both fixed by the seed.
+    private static func makeSamplers(_ maps: [ValidityMap], _ regions: [SceneRegions],
                                      _ config: TrainingConfig) throws -> (train: ChipSampler, validation: ChipSampler?) {
         let seed = UInt64(bitPattern: Int64(config.seed))
-        let train = try ChipSampler(maps: maps, region: .train, chipSize: config.chipSize, trainSplit: config.trainSplit,
+        let train = try ChipSampler(maps: maps, region: .train, windows: regions.map(\.train), chipSize: config.chipSize,
                                     minValidFraction: config.minValidFraction, seed: seed, channelSwap: config.channelSwap)
-        let val = config.valSamples > 0
-            ? try ChipSampler(maps: maps, region: .validation, chipSize: config.chipSize, trainSplit: config.trainSplit,
+        let val = config.valSamples > 0 && regions.contains { !$0.validation.isEmpty }
+            ? try ChipSampler(maps: maps, region: .validation, windows: regions.map(\.validation), chipSize: config.chipSize,
                               minValidFraction: config.minValidFraction, seed: seed)
             : nil
         return (train, val)
@@ -186,14 +227,14 @@ public final class Trainer {
     /// The gsf every rank uses: the saved run's (unless changed with --resume-anyway), the
     /// configured value, or rank 0's estimate from the training region.
     private static func agreeOnGSF(_ config: TrainingConfig, resumption: Resumption?, folder: RunFolder, scenes: [Scene],
-                                   _ comm: Communicator) throws -> Double {
+                                   regions: [SceneRegions], _ comm: Communicator) throws -> Double {
         if let resumption {
             let saved = try agreeing(comm) { try folder.savedGSF() }
             if resumption.changed("gsf"), case .value(let v) = config.gsf { return v }
             return saved
         }
         if case .value(let v) = config.gsf { return v }
-        var g = [try agreeing(comm) { comm.rank == 0 ? try estimateGSF(scenes, config) : 0 }]
+        var g = [try agreeing(comm) { comm.rank == 0 ? try estimateGSF(scenes, regions, config) : 0 }]
         try g.withUnsafeMutableBufferPointer { try comm.broadcast($0, root: 0) }
         return g[0]
     }
@@ -336,7 +377,7 @@ public final class Trainer {
             if epochEnd || state.step % config.checkpointEvery == 0, !(try checkpoint()) { return weightsDiverged() }
             if stopEarly {
                 try comm.sumAcrossRanks([], failure: failure)
-                return .finished("early stopping: no validation improvement of \(config.earlyStopping.minDelta) "
+                return try finished("early stopping: no validation improvement of \(config.earlyStopping.minDelta) "
                     + "in \(config.earlyStopping.patience) validations")
             }
         }
@@ -345,7 +386,24 @@ public final class Trainer {
         }
         if lastCheckpoint != state.step, !(try checkpoint()) { return weightsDiverged() }
         try comm.sumAcrossRanks([], failure: failure)
-        return .finished("reached \(config.maxSteps.map { _ in "max_steps" } ?? "max_epochs") at step \(state.step)")
+        return try finished("reached \(config.maxSteps.map { _ in "max_steps" } ?? "max_epochs") at step \(state.step)")
+    }
+
+    /// Training has finished (every rank calls this together): a run with test data tests the
+    /// checkpoint first. Rank 0 refines and evaluates; the others wait for it, and any failure
+    /// ends every rank alike.
+    private func finished(_ why: String) throws -> TrainingOutcome {
+        guard !testTargets.isEmpty else { return .finished(why) }
+        if comm.rank == 0 {
+            locally {
+                // best.safetensors when a validation chose one, else the last weights.
+                let best = valSampler != nil ? state.bestStep : nil
+                _ = try TestPhase.run(testTargets, checkpoint: best == nil ? folder.last : folder.best, step: best ?? state.step,
+                                      fold: config.split.map { _ in config.fold }, config: config, folder: folder, events: events)
+            }
+        }
+        try comm.sumAcrossRanks([], failure: failure)
+        return .finished(why)
     }
 
     /// A stop signal reached some rank (every rank calls this together): the state is saved,
@@ -515,12 +573,12 @@ public final class Trainer {
         for old in all.dropLast(config.keepLast) { try? FileManager.default.removeItem(atPath: (dir as NSString).appendingPathComponent(old)) }
     }
 
-    static func estimateGSF(_ scenes: [Scene], _ config: TrainingConfig) throws -> Double {
+    /// The mean over the training scenes of each one's gsf, from chips of its training regions only.
+    static func estimateGSF(_ scenes: [Scene], _ regions: [SceneRegions], _ config: TrainingConfig) throws -> Double {
         var values: [Double] = []
-        for scene in scenes {
-            let columns = Region.train.columns(width: scene.grid.width, trainSplit: config.trainSplit)
+        for (scene, r) in zip(scenes, regions) where !r.train.isEmpty {
             if let g = try Statistics.gsf(scene.aspDSM, chipSize: config.chipSize, seed: UInt64(bitPattern: Int64(config.seed)),
-                                          minValidFraction: config.minValidFraction, columns: columns) {
+                                          minValidFraction: config.minValidFraction, windows: r.train) {
                 values.append(g)
             }
         }

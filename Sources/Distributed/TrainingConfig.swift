@@ -5,7 +5,8 @@ import NN
 /// top-level key can also be given as a command-line flag. Unknown keys and wrong types are errors
 /// naming the key.
 public struct TrainingConfig: Codable, Equatable, Sendable {
-    public var data: [String] = []
+    /// A folder, a list of folders, or the folders of each role (`DataSetting`).
+    public var data: DataSetting = []
     public var bands: [String] = ["asp_dsm", "ortho_channel1", "ortho_channel2", "ndvi", "nodata_mask", "triangulation_error"]
     public var target = "lidar_data"
     public var arch = "unet"
@@ -23,7 +24,13 @@ public struct TrainingConfig: Codable, Equatable, Sendable {
     public var valSamples = 12000
     public var valEvery: Int?
     public var maxSteps: Int?
-    public var trainSplit = 0.8
+    /// The left part of each scene of a data list that trains; nil where it does not apply
+    /// (`split` or data roles hold out instead).
+    public var trainSplit: Double? = 0.8
+    /// Stripes within each scene of a data list, instead of `train_split`.
+    public var split: StripeSplit?
+    /// Rotates the stripes' roles for cross-validation: validation is stripe (val + fold) mod stripes.
+    public var fold = 0
     public var minValidFraction = 0.5
     public var channelSwap = true
     public var syncBatchnorm = false
@@ -43,7 +50,7 @@ public struct TrainingConfig: Codable, Equatable, Sendable {
     public init() {}
 
     enum CodingKeys: String, CodingKey, CaseIterable {
-        case data, bands, target, arch, unet, gsf, lr, seed, threads, out
+        case data, bands, target, arch, unet, gsf, lr, seed, threads, out, split, fold
         case decoderChannels = "decoder_channels", chipSize = "chip_size", batchSize = "batch_size"
         case weightDecay = "weight_decay", maxEpochs = "max_epochs", samplesPerEpoch = "samples_per_epoch"
         case valSamples = "val_samples", valEvery = "val_every", maxSteps = "max_steps", trainSplit = "train_split"
@@ -58,9 +65,7 @@ public struct TrainingConfig: Codable, Equatable, Sendable {
     public init(from decoder: Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
         var s = TrainingConfig()
-        if let one = try? c.decode(String.self, forKey: .data) { s.data = [one] } else {
-            s.data = try c.decodeIfPresent([String].self, forKey: .data) ?? s.data
-        }
+        try take(.data, &s.data)
         func take<T: Decodable>(_ key: CodingKeys, _ value: inout T) throws {
             if let v = try c.decodeIfPresent(T.self, forKey: key) { value = v }
         }
@@ -78,7 +83,19 @@ public struct TrainingConfig: Codable, Equatable, Sendable {
         try take(.samplesPerEpoch, &s.samplesPerEpoch); try take(.valSamples, &s.valSamples)
         s.valEvery = try c.decodeIfPresent(Int.self, forKey: .valEvery)
         s.maxSteps = try c.decodeIfPresent(Int.self, forKey: .maxSteps)
-        try take(.trainSplit, &s.trainSplit); try take(.minValidFraction, &s.minValidFraction)
+        s.split = try c.decodeIfPresent(StripeSplit.self, forKey: .split)
+        try take(.fold, &s.fold)
+        // train_split holds out the right of each scene of a list; stripes and roles hold out otherwise.
+        if s.split != nil || s.data.roles != nil {
+            s.trainSplit = try c.decodeIfPresent(Double.self, forKey: .trainSplit)
+            if s.trainSplit != nil {
+                throw ConfigError(s.split != nil ? "'split' and 'train_split' both choose the held-out pixels: give one of them"
+                    : "'train_split' splits the scenes of a data list; data roles (train, val, test) hold out whole scenes: remove it")
+            }
+        } else {
+            try take(.trainSplit, &s.trainSplit)
+        }
+        try take(.minValidFraction, &s.minValidFraction)
         try take(.channelSwap, &s.channelSwap); try take(.syncBatchnorm, &s.syncBatchnorm)
         if let name = try c.decodeIfPresent(String.self, forKey: .precision) {
             guard let p = Precision(rawValue: name) else {
@@ -102,6 +119,16 @@ public struct TrainingConfig: Codable, Equatable, Sendable {
         try checkNested(object, "unet", UNetConfig.keys)
         try checkNested(object, "lr_scheduler", SchedulerSettings.CodingKeys.allCases.map(\.rawValue))
         try checkNested(object, "early_stopping", EarlyStoppingSettings.CodingKeys.allCases.map(\.rawValue))
+        try checkNested(object, "split", StripeSplit.CodingKeys.allCases.map(\.rawValue))
+        switch object["data"] {
+        case nil, is String, is [String]: break
+        case let roles as [String: Any]:
+            try checkNested(object, "data", DataRoles.CodingKeys.allCases.map(\.rawValue))
+            for (role, value) in roles where !(value is String || value is [String]) {
+                throw ConfigError("'data.\(role)' must be a scene folder or a list of them")
+            }
+        default: throw ConfigError("'data' must be a scene folder, a list of them, or roles {train: [...], val: [...], test: [...]}")
+        }
         // YAML has .inf and .nan, JSON does not: name the key rather than fail in JSONSerialization.
         if let (key, value) = nonFinite(object, "") { throw ConfigError("'\(key)' is \(value); it must be a finite number") }
         let json = try JSONSerialization.data(withJSONObject: object.filter { !($0.value is NSNull) })
@@ -146,7 +173,19 @@ public struct TrainingConfig: Codable, Equatable, Sendable {
     /// Checks values that decode but cannot work, before any rank starts. Bounds keep every count
     /// derived from them (steps, chips per rank, bytes) far from overflowing.
     public func validate(ranks: Int) throws {
-        guard !data.isEmpty else { throw ConfigError("'data' is missing: name a scene folder (or a list of them)") }
+        guard !data.opened.isEmpty else { throw ConfigError("'data' is missing: name a scene folder (or a list of them)") }
+        if let roles = data.roles {
+            if let (folder, (a, b)) = roles.shared {
+                throw ConfigError("'data': \(folder) is both a \(a) and a \(b) scene; each scene has one role")
+            }
+            if split != nil { throw ConfigError("'split' cuts the scenes of a data list; data roles (train, val, test) hold out whole scenes") }
+        }
+        if let split {
+            try split.check(fold: fold)
+            if trainSplit != nil { throw ConfigError("'split' and 'train_split' both choose the held-out pixels: give one of them") }
+        } else if fold != 0 {
+            throw ConfigError("'fold' is \(fold); it rotates the stripes of 'split', and without 'split' it must be 0")
+        }
         guard bands.first == "asp_dsm" else { throw ConfigError("'bands' must start with asp_dsm") }
         guard ["lidar_data", "lidar_dtm_data"].contains(target) else {
             throw ConfigError("'target' is '\(target)'; it must be lidar_data or lidar_dtm_data")
@@ -177,7 +216,7 @@ public struct TrainingConfig: Codable, Equatable, Sendable {
             within("threads", threads, 1...1024), within("cache_mb", cacheMB, 1...1 << 20),
             ("bucket_mb", "\(bucketMB)", bucketMB > 0 && bucketMB <= 1_048_576, "positive and at most 1048576"),
             ("min_valid_fraction", "\(minValidFraction)", (0...1).contains(minValidFraction), "in [0, 1]"),
-            ("train_split", "\(trainSplit)", trainSplit > 0 && trainSplit < 1, "in (0, 1)"),
+            ("train_split", "\(trainSplit ?? 0.5)", (trainSplit ?? 0.5) > 0 && (trainSplit ?? 0.5) < 1, "in (0, 1)"),
             ("lr_scheduler.step_size", "\(lrScheduler.stepSize)", lrScheduler.stepSize > 0, positive),
         ]
         if let bad = ranges.first(where: { !$0.valid }) { throw ConfigError("'\(bad.key)' is \(bad.value); it must be \(bad.rule)") }

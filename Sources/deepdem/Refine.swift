@@ -1,5 +1,6 @@
 import ArgumentParser
 import Data
+import Distributed
 import Foundation
 import NN
 import Primitives
@@ -60,34 +61,18 @@ struct Refine: ParsableCommand {
             let (running, note) = precision.onThisCPU
             Precision.forNewLayers = running
             if let note { FileHandle.standardError.write(Data("\(note)\n".utf8)) }
-            let config = try Checkpoint.readConfig(checkpoint)
+            let refinement = try Refinement(checkpoint: checkpoint)
+            let config = refinement.config
             if let stride, !(1...config.chipSize).contains(stride) {
                 throw CLIError("--stride \(stride): must be between 1 and the chip size (\(config.chipSize))")
             }
-            let network = try makeNetwork(config, seed: nil)
-            try Checkpoint.load(checkpoint, into: network)
-            let model = ResidualModel(network: network, gsf: Float(config.gsf))
-            let scene = try Scene(folder: data, bands: config.bands, target: nil)
+            let scene = try refinement.scene(data)
             var tiler = Tiler(chipSize: config.chipSize, stride: stride, batchSize: batchSize,
                               format: cog ? .cog : .geoTIFF, overwrite: overwrite)
             tiler.threads = ComputeThreads.count
-            let c = config.bands.count, s = config.chipSize, plane = s * s
-            var batches: [Int: Tensor] = [:]
             let t0 = Date()
             try ProgressLine("refine").run { progress in
-                try tiler.run(scene: scene, output: out, predict: { inputs, count, outputs in
-                    let x = batches[count] ?? Tensor([count, c, s, s])
-                    batches[count] = x
-                    x.data.update(from: inputs, count: count * c * plane)
-                    let refined = model.forward(x, training: false)
-                    // Inputs are finite (nodata is filled), so a NaN or infinite height comes from the
-                    // model: written, it would pass for nodata or for a height.
-                    if (0..<count * plane).contains(where: { !refined.data[$0].isFinite }) {
-                        throw CLIError("\(checkpoint): the model gives NaN or infinite heights on \(data) (gsf \(config.gsf)); "
-                            + "it cannot refine this scene, and nothing was written")
-                    }
-                    outputs.update(from: refined.data, count: count * plane)
-                }, progress: progress)
+                try refinement.refine(scene, tiler: tiler, output: out, progress: progress)
             }
             let seconds = Date().timeIntervalSince(t0)
             let mpix = Double(scene.grid.width * scene.grid.height) / 1e6

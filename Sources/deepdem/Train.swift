@@ -23,6 +23,13 @@ struct Train: ParsableCommand {
             --unet '{depth: 4}'). Flags win over the file.
             Exit codes: 0 finished, 1 bad input, 3 the loss diverged, 75 stopped by a signal \
             (SIGTERM/SIGINT/SIGUSR1) after saving its state; --resume continues.
+            Held-out data: train_split 0.8 trains on the left 80 % of each scene of 'data' and \
+            validates on the rest; data roles {train: [...], val: [...], test: [...]} hold out whole \
+            scenes; split {stripes: N, axis: x|y, val: I, test: J} cuts each scene into N stripes \
+            (validation stripe I, test stripe J, the rest trains), and fold K rotates them to \
+            (I+K) mod N and (J+K) mod N. Training chips keep a margin of half a chip from held-out \
+            stripes. A run with test data ends by refining each test scene with best.safetensors \
+            (the last weights without validation) into RUN/test/ and writing RUN/test.json.
             Known keys: \(TrainingConfig.keys.sorted().joined(separator: ", ")).
             """)
 
@@ -197,6 +204,16 @@ final class ProgressPrinter: @unchecked Sendable {
         case .note(let text):
             Console.endLive()
             Console.line(text)
+        case .tested(let t):
+            Console.endLive()
+            let region = t.window.map { " (window \($0.x),\($0.y),\($0.width),\($0.height))" } ?? ""
+            Console.line(String(format: "test: %@%@  MAE %.3f → %.3f m, RMSE %.3f → %.3f m over %d px → %@",
+                                t.scene, region, t.initial.mae, t.refined.mae, t.initial.rmse, t.refined.rmse, t.refined.count, t.output))
+        case .testWritten(let path, let report):
+            let o = report.overall
+            Console.line(String(format: "test: all %d px  MAE %.3f → %.3f m, RMSE %.3f → %.3f m (%@, step %d) → %@",
+                                o.refined.count, o.initial.mae, o.refined.mae, o.initial.rmse, o.refined.rmse,
+                                report.checkpoint, report.step, path))
         }
     }
 

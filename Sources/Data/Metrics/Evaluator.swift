@@ -62,13 +62,25 @@ public struct Evaluator {
         self.classThreshold = classThreshold
     }
 
-    public func run() throws -> Evaluation {
-        let source = try PixelErrors(self)
+    public func run() throws -> Evaluation { try Evaluator.pooled([self]) }
+
+    /// One evaluation of the pixels of several evaluations taken together (e.g. a run's test
+    /// scenes), exact as if they were one raster: every part gives an initial DSM or none does,
+    /// and likewise a mask and a class raster (with one threshold).
+    public static func pooled(_ parts: [Evaluator]) throws -> Evaluation {
+        precondition(!parts.isEmpty, "an evaluation needs a prediction")
+        let head = parts[0]
+        precondition(parts.allSatisfy { ($0.initial == nil, $0.mask == nil, $0.classMask == nil, $0.classThreshold)
+                         == (head.initial == nil, head.mask == nil, head.classMask == nil, head.classThreshold) },
+                     "pooled evaluations take the same rasters")
+        let source = try PixelErrors(parts)
         let series = source.series
+        let collectLimit = head.collectLimit
         var moments = [Moments](repeating: Moments(), count: series.count)
         try source.stream { s, e in moments[s].add(e) }
         for (s, m) in moments.enumerated() where m.count == 0 && series[s].group == .all {
-            throw DataError(prediction, "no pixel is valid in the prediction, the truth\(initial == nil ? "" : ", the initial DSM")\(mask == nil ? "" : " and the mask") at once")
+            throw DataError(parts.count == 1 ? head.prediction : "\(parts.count) predictions",
+                            "no pixel is valid in the prediction, the truth\(head.initial == nil ? "" : ", the initial DSM")\(head.mask == nil ? "" : " and the mask") at once")
         }
         // Pass group 1: median(e) and LE90 (|e|); group 2: median(|e − median|), which needs the first.
         var searches: [QuantileSearch] = []
@@ -126,37 +138,50 @@ final class PixelErrors {
     struct Series { let initial: Bool; let group: Group }
 
     let series: [Series]
-    private let prediction: Raster, truth: Raster
-    private let initial: Raster?, mask: Raster?, classes: Raster?
+    private let parts: [Part]
     private let threshold: Float
     private let stripRows: Int
-    private let window: PixelWindow
 
-    init(_ options: Evaluator) throws {
-        prediction = try Raster(path: options.prediction)
-        truth = try Raster(path: options.truth)
-        initial = try options.initial.map { try Raster(path: $0) }
-        mask = try options.mask.map { try Raster(path: $0) }
-        classes = try options.classMask.map { try Raster(path: $0) }
-        for raster in [prediction, initial, mask, classes].compactMap({ $0 }) {
-            if let difference = raster.grid.difference(from: truth.grid) {
-                throw DataError(raster.path, "grid differs from the truth \(URL(fileURLWithPath: truth.path).lastPathComponent): \(difference)")
+    /// The rasters of one evaluation and the window of them that counts.
+    private struct Part {
+        let prediction: Raster, truth: Raster
+        let initial: Raster?, mask: Raster?, classes: Raster?
+        let window: PixelWindow
+    }
+
+    init(_ evaluations: [Evaluator]) throws {
+        parts = try evaluations.map { options in
+            let prediction = try Raster(path: options.prediction)
+            let truth = try Raster(path: options.truth)
+            let initial = try options.initial.map { try Raster(path: $0) }
+            let mask = try options.mask.map { try Raster(path: $0) }
+            let classes = try options.classMask.map { try Raster(path: $0) }
+            for raster in [prediction, initial, mask, classes].compactMap({ $0 }) {
+                if let difference = raster.grid.difference(from: truth.grid) {
+                    throw DataError(raster.path, "grid differs from the truth \(URL(fileURLWithPath: truth.path).lastPathComponent): \(difference)")
+                }
             }
+            let window = try (options.window ?? PixelWindow(x: 0, y: 0, width: truth.grid.width, height: truth.grid.height))
+                .checked(in: truth.grid, path: options.truth)
+            return Part(prediction: prediction, truth: truth, initial: initial, mask: mask, classes: classes, window: window)
         }
-        window = try (options.window ?? PixelWindow(x: 0, y: 0, width: truth.grid.width, height: truth.grid.height))
-            .checked(in: truth.grid, path: options.truth)
-        threshold = Float(options.classThreshold)
-        stripRows = max(1, options.stripRows)
+        threshold = Float(evaluations[0].classThreshold)
+        stripRows = max(1, evaluations[0].stripRows)
         var series: [Series] = []
-        for group in classes == nil ? [Group.all] : [.all, .inside, .outside] {
+        for group in evaluations[0].classMask == nil ? [Group.all] : [.all, .inside, .outside] {
             series.append(Series(initial: false, group: group))
-            if initial != nil { series.append(Series(initial: true, group: group)) }
+            if evaluations[0].initial != nil { series.append(Series(initial: true, group: group)) }
         }
         self.series = series
     }
 
-    /// Calls `visit(series, e)` for every usable pixel of every series.
+    /// Calls `visit(series, e)` for every usable pixel of every series, part after part.
     func stream(_ visit: (Int, Double) -> Void) throws {
+        for part in parts { try stream(part, visit) }
+    }
+
+    private func stream(_ part: Part, _ visit: (Int, Double) -> Void) throws {
+        let (prediction, truth, initial, mask, classes, window) = (part.prediction, part.truth, part.initial, part.mask, part.classes, part.window)
         let width = window.width, height = window.height
         let n = min(stripRows, height) * width
         var p = [Float](repeating: 0, count: n), t = p

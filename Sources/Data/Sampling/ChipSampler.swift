@@ -1,16 +1,10 @@
 import Primitives
 
-/// Which side of the scene a chip comes from: the left `trainSplit` of the x extent trains, the
-/// rest validates, so no training chip overlaps a validation chip.
+/// Which role a sampler draws for: training chips (a fresh draw each step, flipped and swapped) or
+/// validation chips (fixed by the seed, unaugmented). Where they lie is the sampler's windows.
 public enum Region: String, Sendable {
     case train
     case validation
-
-    /// Columns of the region for a scene `width` pixels wide.
-    public func columns(width: Int, trainSplit: Double) -> Range<Int> {
-        let split = min(width, max(0, Int((Double(width) * trainSplit).rounded(.down))))
-        return self == .train ? 0..<split : split..<width
-    }
 }
 
 /// Where one chip comes from and how it is augmented.
@@ -129,53 +123,93 @@ public final class ValidityMap: @unchecked Sendable {
 public final class ChipSampler: Sendable {
     public let chipSize: Int
     public let region: Region
-    public let trainSplit: Double
     public let minValidFraction: Double
     public let seed: UInt64
     public let flips: Bool
     public let channelSwap: Bool
-    /// Usable pixels of each scene inside the region; chips are drawn in proportion to them.
+    /// Usable pixels of each scene inside its windows; chips are drawn in proportion to them.
     public let usablePixels: [Int]
     private let maps: [ValidityMap]
     private let lattices: [Lattice]
     private let cumulative: [Int]
     private let swappable: [Bool]
 
+    /// Chip positions of one scene: one grid of `step` per window, numbered window after window.
     struct Lattice: Sendable {
-        let x0: Int, y0: Int, step: Int, nx: Int, ny: Int
-        var count: Int { nx * ny }
+        struct Piece: Sendable {
+            let x0: Int, y0: Int, nx: Int, ny: Int, first: Int
+        }
+        let step: Int
+        let pieces: [Piece]
+        var count: Int { pieces.last.map { $0.first + $0.nx * $0.ny } ?? 0 }
+
+        /// The top-left pixel of the chip at `position` (0 ..< count).
+        func origin(_ position: Int) -> (x: Int, y: Int) {
+            var k = pieces.count - 1
+            while pieces[k].first > position { k -= 1 }
+            let p = pieces[k], i = position &- p.first
+            return (p.x0 &+ (i % p.nx) &* step, p.y0 &+ (i / p.nx) &* step)
+        }
     }
 
-    public init(maps: [ValidityMap], region: Region, chipSize: Int, trainSplit: Double = 0.8,
+    /// The sampler of `train_split`: the left `trainSplit` of each scene trains, the rest validates.
+    public convenience init(maps: [ValidityMap], region: Region, chipSize: Int, trainSplit: Double = 0.8,
+                            minValidFraction: Double = 0.5, seed: UInt64, flips: Bool = true, channelSwap: Bool = true) throws {
+        let windows = maps.map { map in
+            let split = SceneRegions.trainSplit(trainSplit, width: map.scene.grid.width, height: map.scene.grid.height)
+            return region == .train ? split.train : split.validation
+        }
+        try self.init(maps: maps, region: region, windows: windows, chipSize: chipSize, minValidFraction: minValidFraction,
+                      seed: seed, flips: flips, channelSwap: channelSwap)
+    }
+
+    /// Chips of `region` from `windows[s]`, the rectangles of scene `s` it may take them from (none:
+    /// the scene takes no part). A window too small for a chip gives none; a scene whose windows
+    /// are all too small is refused.
+    public init(maps: [ValidityMap], region: Region, windows: [[PixelWindow]], chipSize: Int,
                 minValidFraction: Double = 0.5, seed: UInt64, flips: Bool = true, channelSwap: Bool = true) throws {
-        precondition(!maps.isEmpty, "a sampler needs at least one scene")
+        precondition(!maps.isEmpty && windows.count == maps.count, "a sampler needs at least one scene and its windows")
         precondition(chipSize > 0 && (0...1).contains(minValidFraction), "bad sampler options")
         let needed = max(1, Int((minValidFraction * Double(chipSize * chipSize)).rounded(.up)))
         var lattices: [Lattice] = []
         var usable: [Int] = []
-        for map in maps {
+        for (map, rectangles) in zip(maps, windows) {
             let grid = map.scene.grid
-            let columns = region.columns(width: grid.width, trainSplit: trainSplit)
-            guard chipSize <= columns.count, chipSize <= grid.height else {
+            let fitting = rectangles.filter { chipSize <= $0.width && chipSize <= $0.height }
+            if let largest = rectangles.max(by: { min($0.width, $0.height) < min($1.width, $1.height) }), fitting.isEmpty {
                 throw DataError(map.scene.folder, "chip of \(chipSize) px is larger than the \(region.rawValue) region "
-                    + "(\(columns.count)×\(grid.height) px of a \(grid.width)×\(grid.height) scene, train_split \(trainSplit))")
+                    + "(\(largest.width)×\(largest.height) px at (\(largest.x), \(largest.y)) of a \(grid.width)×\(grid.height) px scene)")
             }
             let step = map.cell
-            let x0 = (columns.lowerBound + step - 1) / step * step
-            let nx = x0 + chipSize <= columns.upperBound ? (columns.upperBound - chipSize - x0) / step + 1 : 0
-            let ny = (grid.height - chipSize) / step + 1
-            let lattice = Lattice(x0: x0, y0: 0, step: step, nx: nx, ny: ny)
+            var pieces: [Lattice.Piece] = []
+            var counted: [PixelWindow] = []
+            var first = 0
+            for w in fitting {
+                func axis(_ start: Int, _ length: Int) -> (origin: Int, count: Int) {
+                    let origin = (start + step - 1) / step * step
+                    return (origin, origin + chipSize <= start + length ? (start + length - chipSize - origin) / step + 1 : 0)
+                }
+                let (x0, nx) = axis(w.x, w.width), (y0, ny) = axis(w.y, w.height)
+                guard nx > 0, ny > 0 else { continue }
+                pieces.append(Lattice.Piece(x0: x0, y0: y0, nx: nx, ny: ny, first: first))
+                counted.append(w)
+                first += nx * ny
+            }
+            let lattice = Lattice(step: step, pieces: pieces)
             var acceptable = 0
-            for j in 0..<ny {
-                for i in 0..<nx where map.usablePixels(x: x0 + i * step, y: j * step, width: chipSize, height: chipSize) >= needed {
-                    acceptable += 1
+            for p in pieces {
+                for j in 0..<p.ny {
+                    for i in 0..<p.nx where map.usablePixels(x: p.x0 + i * step, y: p.y0 + j * step, width: chipSize, height: chipSize) >= needed {
+                        acceptable += 1
+                    }
                 }
             }
             lattices.append(lattice)
-            usable.append(acceptable > 0 ? map.usablePixels(columns: columns) : 0)
+            usable.append(acceptable > 0 ? counted.reduce(0) { $0 + map.usablePixels(x: $1.x, y: $1.y, width: $1.width, height: $1.height) } : 0)
         }
         guard usable.contains(where: { $0 > 0 }) else {
-            let where_ = maps.count == 1 ? maps[0].scene.folder : "\(maps.count) scenes"
+            let taking = zip(maps, windows).filter { !$1.isEmpty }.map(\.0)
+            let where_ = taking.count == 1 ? taking[0].scene.folder : "\(taking.count) scenes"
             throw DataError(where_, "no \(chipSize) px chip of the \(region.rawValue) region has \(Int(minValidFraction * 100)) % usable pixels "
                 + "(inputs, target and nodata_mask all valid)")
         }
@@ -186,7 +220,6 @@ public final class ChipSampler: Sendable {
         self.usablePixels = usable
         self.region = region
         self.chipSize = chipSize
-        self.trainSplit = trainSplit
         self.minValidFraction = minValidFraction
         self.seed = seed
         self.flips = flips && region == .train
@@ -221,14 +254,12 @@ public final class ChipSampler: Sendable {
         let flipH = flips && random.coin()
         let flipV = flips && random.coin()
         let swap = channelSwap && swappable[scene] && random.coin()
-        return ChipPlacement(scene: scene, x: lattice.x0 + (position % lattice.nx) * lattice.step,
-                             y: lattice.y0 + (position / lattice.nx) * lattice.step,
-                             flipHorizontal: flipH, flipVertical: flipV, swapOrthos: swap)
+        let (x, y) = lattice.origin(position)
+        return ChipPlacement(scene: scene, x: x, y: y, flipHorizontal: flipH, flipVertical: flipV, swapOrthos: swap)
     }
 
     private func acceptable(_ position: Int, _ map: ValidityMap, _ lattice: Lattice) -> Bool {
-        let x = lattice.x0 + (position % lattice.nx) * lattice.step
-        let y = lattice.y0 + (position / lattice.nx) * lattice.step
+        let (x, y) = lattice.origin(position)
         return map.usablePixels(x: x, y: y, width: chipSize, height: chipSize) >= neededPixels
     }
 }

@@ -28,21 +28,33 @@ public enum Statistics {
     /// DeepDEM's global scale factor for `chipSize`: the mean, over random chips of `raster` (at most
     /// `chips` of them, each with at least `minValidFraction` valid pixels), of the chip's height
     /// standard deviation, keeping only chips whose std lies within the 5th–95th percentile of all
-    /// of them. `columns` restricts the chips to a band of columns (e.g. the training region).
+    /// of them. `windows` restricts the chips to those rectangles (e.g. the training region): a
+    /// chip lies wholly inside one, chosen in proportion to its chip positions when there are
+    /// several; windows smaller than a chip are passed over.
     /// The chips are a pure function of `seed` and the size. Nil when no chip has enough valid pixels.
     public static func gsf(_ raster: Raster, chipSize: Int, chips: Int = 256, seed: UInt64 = 0,
-                           minValidFraction: Double = 0.5, columns: Range<Int>? = nil) throws -> Double? {
-        let columns = columns ?? 0..<raster.grid.width
-        guard chipSize > 0, chipSize <= columns.count, chipSize <= raster.grid.height else {
-            throw DataError(raster.path, "chip of \(chipSize) px is larger than the \(columns.count)×\(raster.grid.height) px scene")
+                           minValidFraction: Double = 0.5, windows: [PixelWindow]? = nil) throws -> Double? {
+        let all = windows ?? [PixelWindow(x: 0, y: 0, width: raster.grid.width, height: raster.grid.height)]
+        let fitting = all.filter { chipSize <= $0.width && chipSize <= $0.height }
+        guard chipSize > 0, !fitting.isEmpty else {
+            let w = all.max { $0.width * $0.height < $1.width * $1.height } ?? PixelWindow(x: 0, y: 0, width: 0, height: 0)
+            throw DataError(raster.path, "chip of \(chipSize) px is larger than the \(w.width)×\(w.height) px "
+                + (windows == nil ? "scene" : "region"))
         }
+        let positions = fitting.map { ($0.width - chipSize + 1) * ($0.height - chipSize + 1) }
         var random = SplitMix64(keys: seed, UInt64(chipSize))
         var buffer = [Float](repeating: 0, count: chipSize * chipSize)
         var stds: [Double] = []
         let needed = max(2, Int((minValidFraction * Double(chipSize * chipSize)).rounded(.up)))
         for _ in 0..<(4 * chips) where stds.count < chips {
-            let x = columns.lowerBound + random.below(columns.count - chipSize + 1)
-            let y = random.below(raster.grid.height - chipSize + 1)
+            var k = 0
+            if fitting.count > 1 {
+                var ticket = random.below(positions.reduce(0, +))
+                while ticket >= positions[k] { ticket -= positions[k]; k += 1 }
+            }
+            let w = fitting[k]
+            let x = w.x + random.below(w.width - chipSize + 1)
+            let y = w.y + random.below(w.height - chipSize + 1)
             try buffer.withUnsafeMutableBufferPointer {
                 try raster.read(x: x, y: y, width: chipSize, height: chipSize, into: $0.baseAddress!)
             }
