@@ -6,7 +6,7 @@ struct DeepDEM: ParsableCommand {
         commandName: "deepdem",
         abstract: "Refine stereo DSMs with a U-Net trained against lidar, on CPUs, over MPI.",
         version: BuildInfo.text,
-        subcommands: [Train.self, Refine.self, Info.self, Prepare.self, Synth.self, Stats.self, Evaluate.self, Figure.self]
+        subcommands: [Train.self, Refine.self, Info.self, Prepare.self, Synth.self, Stats.self, Evaluate.self, Figure.self, Summary.self]
     )
 }
 

@@ -135,6 +135,60 @@ final class SlurmTests: XCTestCase {
         }
     }
 
+    /// Cross-validation as a 3-task array (slurm/crossval.sbatch): task K trains fold K of a
+    /// 3-stripe scene into cv/fold_K and ends with its test.json; one task gets the time-limit
+    /// warning mid-training, requeues itself alone and resumes; `deepdem summary` then puts the
+    /// three folds side by side with their mean.
+    func testCrossValidationArrayRequeuesOneFoldAndSummarizes() throws {
+        try writeScene()
+        try """
+            data: \(work)/scene
+            split: {stripes: 3, axis: x, val: 1, test: 2}
+            bands: [asp_dsm, ortho_channel1, ortho_channel2, ndvi]
+            arch: unet
+            unet: {depth: 3, start_kernel: 8, max_filter_depth: 32}
+            chip_size: 32
+            gsf: 5.0
+            batch_size: 8
+            lr: 1.0e-3
+            samples_per_epoch: 320
+            val_samples: 16
+            max_steps: \(Self.maxSteps)
+            checkpoint_every: 1000
+            log_every: 10
+            seed: 3
+            out: \(work)/cv
+            """.write(toFile: "\(work)/cv.yaml", atomically: true, encoding: .utf8)
+        try FileManager.default.createDirectory(atPath: "\(work)/cv", withIntermediateDirectories: true)
+        let array = try submit(["--array=0-2", "--nodes=1", "--ntasks-per-node=1", "--cpus-per-task=1",
+                                "--output=\(work)/cv/fold_%a.out", "\(Self.repo)/slurm/crossval.sbatch", "\(work)/cv.yaml"])
+        // What Slurm sends 120 s before the time limit, to task 1 alone.
+        let (requeued, requeuedOutput) = try scancelOnceTraining("\(array)_1", output: "cv/fold_1", ["--signal=USR1", "--batch"])
+        XCTAssertEqual(requeued["JobState"], "COMPLETED", requeuedOutput)
+        XCTAssertEqual(requeued["Restarts"], "1", "task 1 was not requeued once:\n\(requeuedOutput)")
+        XCTAssertTrue(requeuedOutput.contains("resuming at step "), requeuedOutput)
+        for fold in 0..<3 {
+            let output = "\(work)/cv/fold_\(fold).out"
+            let task = try waitForEnd("\(array)_\(fold)", output: output)
+            XCTAssertEqual(task["JobState"], "COMPLETED", try text(output))
+            if fold != 1 { XCTAssertEqual(task["Restarts"], "0", "task \(fold) was requeued with task 1") }
+            XCTAssertTrue(try text(output).contains("crossval.sbatch: array task \(fold) of job \(array): fold \(fold) into \(work)/cv/fold_\(fold)"),
+                          try text(output))
+            let report = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: "\(work)/cv/fold_\(fold)/test.json")))
+            XCTAssertEqual((report as? [String: Any])?["fold"] as? Int, fold)
+        }
+        let summary = try shell([TrainingRun.deepdem, "summary"] + (0..<3).map { "\(work)/cv/fold_\($0)" } + ["--json", "\(work)/cv/summary.json"])
+        XCTAssertEqual(summary.status, 0, summary.stderr)
+        XCTAssertTrue(summary.stdout.contains("fold_0") && summary.stdout.contains("mean"), summary.stdout)
+        let refined = try (0..<3).map { fold -> Double in
+            let report = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: "\(work)/cv/fold_\(fold)/test.json")))
+            return try XCTUnwrap((((report as? [String: Any])?["overall"] as? [String: Any])?["refined"] as? [String: Any])?["mae"] as? Double)
+        }
+        let json = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: "\(work)/cv/summary.json"))) as? [String: Any]
+        let mean = try XCTUnwrap(((json?["mean"] as? [String: Any])?["refined"] as? [String: Any])?["mae"] as? Double)
+        XCTAssertEqual(mean, refined.reduce(0, +) / 3, accuracy: 1e-12)
+    }
+
     /// A scene folder that does not exist ends the job at once, with the trainer's error line.
     func testMissingSceneFailsWithinSeconds() throws {
         try writeScene(synthesize: false)
