@@ -1,5 +1,6 @@
 import ArgumentParser
 import Data
+import Distributed
 import Foundation
 import Primitives
 
@@ -84,20 +85,13 @@ struct TestOutcome {
     var initial: ErrorMetrics
     var refined: ErrorMetrics
 
-    private struct File: Decodable {
-        struct Overall: Decodable { var initial: ErrorMetrics, refined: ErrorMetrics }
-        var step: Int
-        var fold: Int?
-        var overall: Overall
-    }
-
     init(run: String, file: String) throws {
         guard let data = FileManager.default.contents(atPath: file) else {
             throw CLIError("\(file): not found (the run has no test data, or has not finished)")
         }
-        let report: File
+        let report: TestReport
         do {
-            report = try JSONDecoder().decode(File.self, from: data)
+            report = try JSONDecoder().decode(TestReport.self, from: data)
         } catch {
             throw CLIError("\(file): not a test report of deepdem train (\(error))")
         }
@@ -111,8 +105,9 @@ struct TestOutcome {
 
 /// Means and sample standard deviations of the runs' overall metrics.
 struct SummaryStatistics {
-    static let metrics: [(name: String, value: KeyPath<ErrorMetrics, Double>)] =
+    static var metrics: [(name: String, value: KeyPath<ErrorMetrics, Double>)] {
         [("bias", \.bias), ("mae", \.mae), ("rmse", \.rmse), ("median", \.median), ("nmad", \.nmad), ("le90", \.le90)]
+    }
 
     let reports: [TestOutcome]
     init(_ reports: [TestOutcome]) { self.reports = reports }

@@ -168,12 +168,12 @@ final class SlurmTests: XCTestCase {
         XCTAssertEqual(requeued["Restarts"], "1", "task 1 was not requeued once:\n\(requeuedOutput)")
         XCTAssertTrue(requeuedOutput.contains("resuming at step "), requeuedOutput)
         for fold in 0..<3 {
-            let output = "\(work)/cv/fold_\(fold).out"
-            let task = try waitForEnd("\(array)_\(fold)", output: output)
-            XCTAssertEqual(task["JobState"], "COMPLETED", try text(output))
+            let task = try waitForEnd("\(array)_\(fold)", output: "\(work)/cv/fold_\(fold).out")
+            let output = try text("\(work)/cv/fold_\(fold).out")
+            XCTAssertEqual(task["JobState"], "COMPLETED", output)
             if fold != 1 { XCTAssertEqual(task["Restarts"], "0", "task \(fold) was requeued with task 1") }
-            XCTAssertTrue(try text(output).contains("crossval.sbatch: array task \(fold) of job \(array): fold \(fold) into \(work)/cv/fold_\(fold)"),
-                          try text(output))
+            XCTAssertTrue(output.contains("crossval.sbatch: array task \(fold) of job \(array): fold \(fold) into \(work)/cv/fold_\(fold)"),
+                          output)
             let report = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: "\(work)/cv/fold_\(fold)/test.json")))
             XCTAssertEqual((report as? [String: Any])?["fold"] as? Int, fold)
         }
