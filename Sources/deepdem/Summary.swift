@@ -48,7 +48,10 @@ struct Summary: ParsableCommand {
         var rows: [[String]] = []
         func add(_ name: String, _ values: [Double], format: String = "%.3f") {
             let cells = values.map { String(format: format, $0) }
-            let spread = reports.count > 1 ? [String(format: format, mean(values)), String(format: format, standardDeviation(values))] : []
+            // A deviation has no sign to show.
+            let spread = reports.count > 1
+                ? [String(format: format, mean(values)), String(format: format.replacingOccurrences(of: "+", with: ""), standardDeviation(values))]
+                : []
             rows.append([name] + cells + spread)
         }
         add("pixels", reports.map { Double($0.initial.count) }, format: "%.0f")

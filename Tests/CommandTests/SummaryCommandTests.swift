@@ -34,7 +34,7 @@ final class SummaryCommandTests: XCTestCase {
         let mae = try XCTUnwrap(lines.first { $0.hasPrefix("refined mae ") }, r.stdout).split(separator: " ").map(String.init)
         XCTAssertEqual(mae.suffix(5), ["0.500", "0.700", "0.900", "0.700", "0.200"], r.stdout)
         let change = try XCTUnwrap(lines.first { $0.hasPrefix("mae change %") }, r.stdout).split(separator: " ").map(String.init)
-        XCTAssertEqual(change.suffix(5), ["-75.0", "-65.0", "-55.0", "-65.0", "+10.0"], r.stdout)
+        XCTAssertEqual(change.suffix(5), ["-75.0", "-65.0", "-55.0", "-65.0", "10.0"], r.stdout)
 
         let json = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: folder + "/summary.json"))) as? [String: Any])
         let mean = try XCTUnwrap((json["mean"] as? [String: Any])?["refined"] as? [String: Double])
