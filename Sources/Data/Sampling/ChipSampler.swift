@@ -21,18 +21,24 @@ public struct ChipPlacement: Equatable, Sendable, CustomStringConvertible {
     public var flipHorizontal: Bool
     public var flipVertical: Bool
     public var swapOrthos: Bool
+    /// Quarter turns counterclockwise (numpy's and torch's rot90 over rows and columns), applied
+    /// after the flips; taken modulo 4. With the flips, the 8 symmetries of the square.
+    public var rotation: Int
 
-    public init(scene: Int, x: Int, y: Int, flipHorizontal: Bool = false, flipVertical: Bool = false, swapOrthos: Bool = false) {
+    public init(scene: Int, x: Int, y: Int, flipHorizontal: Bool = false, flipVertical: Bool = false, swapOrthos: Bool = false,
+                rotation: Int = 0) {
         self.scene = scene
         self.x = x
         self.y = y
         self.flipHorizontal = flipHorizontal
         self.flipVertical = flipVertical
         self.swapOrthos = swapOrthos
+        self.rotation = rotation
     }
 
     public var description: String {
         "scene \(scene) (\(x), \(y))\(flipHorizontal ? " flipH" : "")\(flipVertical ? " flipV" : "")\(swapOrthos ? " swap" : "")"
+            + (rotation & 3 != 0 ? " rot90×\(rotation & 3)" : "")
     }
 }
 
@@ -134,6 +140,8 @@ public final class ChipSampler: Sendable {
     public let seed: UInt64
     public let flips: Bool
     public let channelSwap: Bool
+    /// Training chips also turn by multiples of 90° (chips are square, so every turn fits).
+    public let rotate90: Bool
     /// Usable pixels of each scene inside the region; chips are drawn in proportion to them.
     public let usablePixels: [Int]
     private let maps: [ValidityMap]
@@ -147,7 +155,7 @@ public final class ChipSampler: Sendable {
     }
 
     public init(maps: [ValidityMap], region: Region, chipSize: Int, trainSplit: Double = 0.8,
-                minValidFraction: Double = 0.5, seed: UInt64, flips: Bool = true, channelSwap: Bool = true) throws {
+                minValidFraction: Double = 0.5, seed: UInt64, flips: Bool = true, channelSwap: Bool = true, rotate90: Bool = false) throws {
         precondition(!maps.isEmpty, "a sampler needs at least one scene")
         precondition(chipSize > 0 && (0...1).contains(minValidFraction), "bad sampler options")
         let needed = max(1, Int((minValidFraction * Double(chipSize * chipSize)).rounded(.up)))
@@ -191,6 +199,7 @@ public final class ChipSampler: Sendable {
         self.seed = seed
         self.flips = flips && region == .train
         self.channelSwap = channelSwap && region == .train
+        self.rotate90 = rotate90 && region == .train
         swappable = maps.map { $0.scene.orthoChannels != nil }
         neededPixels = needed
     }
@@ -221,9 +230,12 @@ public final class ChipSampler: Sendable {
         let flipH = flips && random.coin()
         let flipV = flips && random.coin()
         let swap = channelSwap && swappable[scene] && random.coin()
+        // Drawn last and only when asked for, so that runs without it draw what they always did.
+        // Four turns on the four flip pairs give each of the square's 8 symmetries twice.
+        let rotation = rotate90 ? random.below(4) : 0
         return ChipPlacement(scene: scene, x: lattice.x0 + (position % lattice.nx) * lattice.step,
                              y: lattice.y0 + (position / lattice.nx) * lattice.step,
-                             flipHorizontal: flipH, flipVertical: flipV, swapOrthos: swap)
+                             flipHorizontal: flipH, flipVertical: flipV, swapOrthos: swap, rotation: rotation)
     }
 
     private func acceptable(_ position: Int, _ map: ValidityMap, _ lattice: Lattice) -> Bool {
