@@ -63,6 +63,26 @@ final class AccumulationTests: XCTestCase {
         }
     }
 
+    /// K changes the steps: a resume with another K is refused naming the key, and a non-finite
+    /// loss, known only after the last micro-batch's backward, still stops before the optimizer.
+    func testAnotherKIsRefusedOnResumeAndDivergenceStillStops() throws {
+        let scene = try TrainingRun.scene()
+        let out = TrainingRun.folder("accumulate-resume") + "/run"
+        let config = try TrainingRun.config(scene: scene, out: out, ["max_steps": 2])
+        _ = try train(config, ranks: 0)
+        let r = try TrainingRun.run(["train", "--config", config, "--resume", "--max-steps", "4", "--accumulate-grad-batches", "2"])
+        XCTAssertEqual(r.status, 1, r.stdout)
+        XCTAssertTrue(r.stderr.contains("different settings for: accumulate_grad_batches"), r.stderr)
+
+        let diverging = TrainingRun.folder("accumulate-diverge") + "/run"
+        let d = try TrainingRun.run(["train", "--config", TrainingRun.config(scene: scene, out: diverging, [
+            "lr": 1e30, "checkpoint_every": 1, "max_steps": 50, "accumulate_grad_batches": 3,
+        ])], ranks: 2)
+        XCTAssertEqual(d.status, 3, "\(d.stdout)\n\(d.stderr)")
+        let weights = try TrainingRun.weights(diverging + "/last.safetensors")
+        XCTAssertTrue(weights.values.allSatisfy { $0.allSatisfy(\.isFinite) }, "the kept checkpoint has non-finite weights")
+    }
+
     /// rotate90 reaches the training chips: two steps with it move the weights otherwise than
     /// without it (validation never turns: RotationTests).
     func testRotate90TurnsTrainingChips() throws {
