@@ -216,7 +216,8 @@ public final class Trainer {
                                      _ config: TrainingConfig) throws -> (train: ChipSampler, validation: ChipSampler?) {
         let seed = UInt64(bitPattern: Int64(config.seed))
         let train = try ChipSampler(maps: maps, region: .train, windows: regions.map(\.train), chipSize: config.chipSize,
-                                    minValidFraction: config.minValidFraction, seed: seed, channelSwap: config.channelSwap)
+                                    minValidFraction: config.minValidFraction, seed: seed, channelSwap: config.channelSwap,
+                                    rotate90: config.rotate90)
         let val = config.valSamples > 0 && regions.contains { !$0.validation.isEmpty }
             ? try ChipSampler(maps: maps, region: .validation, windows: regions.map(\.validation), chipSize: config.chipSize,
                               minValidFraction: config.minValidFraction, seed: seed)
@@ -286,6 +287,14 @@ public final class Trainer {
         network.gradientReady = { [reducer] in reducer.gradientReady($0) }
     }
 
+    /// Σ mask over a batch, which the loss divides by, known before any forward. Masks hold 0 or
+    /// 1, so the sum is exact in any order and equals the count `ResidualModel.loss` returns.
+    static func validPixels(_ mask: Tensor) -> Double {
+        var count = 0.0
+        for i in 0..<mask.count { count += Double(mask.data[i]) }
+        return count
+    }
+
     /// Chip positions lie on this lattice (pixels); see `ValidityMap`.
     static let validityCell = 4
 
@@ -297,15 +306,28 @@ public final class Trainer {
     }
 
     public func run() throws -> TrainingOutcome {
-        let local = slice(config.batchSize)
-        let c = config.bands.count, s = config.chipSize
-        let x = Tensor([local.count, c, s, s]), target = Tensor([local.count, 1, s, s]), mask = Tensor([local.count, 1, s, s])
-        let shares = (0..<comm.size).map { r in config.batchSize * (r + 1) / comm.size - config.batchSize * r / comm.size }
+        // A step is `accumulations` micro-batches of consecutive global chip indices, each split
+        // over the ranks like a whole batch: the step sees exactly the chips of one batch.
+        let accumulations = config.accumulateGradBatches, micro = config.microBatchSize
+        let local = slice(micro), n = local.count
+        let c = config.bands.count, s = config.chipSize, plane = s * s
+        // The step's chips are all read before its first forward, since the loss's normalizer
+        // counts all their masks; they are small next to one micro-batch's activations.
+        let x = Tensor([accumulations * n, c, s, s]), target = Tensor([accumulations * n, 1, s, s]), mask = Tensor(target.shape)
+        let micros = (0..<accumulations).map { m in
+            (x: Tensor([n, c, s, s], viewing: x.data + m * n * c * plane), target: Tensor([n, 1, s, s], viewing: target.data + m * n * plane),
+             mask: Tensor([n, 1, s, s], viewing: mask.data + m * n * plane))
+        }
+        let reduceGradient = network.gradientReady
+        let shares = (0..<comm.size).map { r in accumulations * (micro * (r + 1) / comm.size - micro * r / comm.size) }
         events(.started(TrainingSummary(ranks: comm.size, parameters: network.parameters.count, gsf: state.gsf,
                                         startStep: state.step, totalSteps: totalSteps, stepsPerEpoch: config.stepsPerEpoch,
                                         localBatch: shares.min()!...shares.max()!, buckets: reducer.buckets.count,
                                         blasCore: BLAS.coreName, blasThreads: ComputeThreads.count, resumed: resumed)))
         for note in resumeNotes { events(.note(note)) }
+        if accumulations > 1 {
+            events(.note("accumulate_grad_batches \(accumulations): each step sums the gradients of \(accumulations) micro-batches of \(micro) chips"))
+        }
         let started = Date()
         let firstStep = state.step
         var windowLoss = 0.0, windowSteps = 0, windowStart = Date()
@@ -317,30 +339,36 @@ public final class Trainer {
             if !validationOwed {
                 let step = state.step
                 locally {
-                    for (k, i) in local.enumerated() {
-                        let chip = trainSampler.chip(step: step, index: i)
-                        let plane = s * s
-                        try reader.read(chip, inputs: x.data + k * c * plane, target: target.data + k * plane, mask: mask.data + k * plane)
+                    for m in 0..<accumulations {
+                        for (j, i) in local.enumerated() {
+                            let chip = trainSampler.chip(step: step, index: m * micro + i), k = m * n + j
+                            try reader.read(chip, inputs: x.data + k * c * plane, target: target.data + k * plane, mask: mask.data + k * plane)
+                        }
                     }
                 }
                 network.parameters.zeroGrad()
-                var lossSum = 0.0, count = 0.0
-                if failure == nil {
-                    _ = model.forward(x, training: true)
-                    (lossSum, count) = model.loss(target: target, mask: mask)
-                }
                 let signal = stop?() ?? 0
-                let totals = try comm.sumAcrossRanks([lossSum, count, Double(signal)], failure: failure)
-                if totals[2] != 0 { return try stopped() }
-                guard totals[0].isFinite, totals[1] > 0 else {
-                    events(.note("loss is \(totals[0] / totals[1]) at step \(step); stopping, the last good checkpoint is kept"))
+                let counted = try comm.sumAcrossRanks([failure == nil ? Trainer.validPixels(mask) : 0, Double(signal)], failure: failure)
+                if counted[1] != 0 { return try stopped() }
+                let count = counted[0]
+                var lossSum = 0.0
+                for (m, batch) in micros.enumerated() {
+                    // Gradients are final only in the last micro-batch's backward: the reducer,
+                    // which sums each bucket once per step, must not hear of the earlier ones.
+                    network.gradientReady = m == accumulations - 1 ? reduceGradient : nil
+                    _ = model.forward(batch.x, training: true)
+                    lossSum += model.loss(target: batch.target, mask: batch.mask).sum
+                    model.backward(target: batch.target, mask: batch.mask, normalizer: count)
+                }
+                try reducer.finish()
+                let totalLoss = try comm.sumAcrossRanks([lossSum], failure: failure)[0]
+                guard totalLoss.isFinite, count > 0 else {
+                    events(.note("loss is \(totalLoss / count) at step \(step); stopping, the last good checkpoint is kept"))
                     return .diverged(step: step)
                 }
-                model.backward(target: target, mask: mask, normalizer: totals[1])
-                try reducer.finish()
                 optimizer.step()
                 state.step += 1
-                let loss = totals[0] / totals[1]
+                let loss = totalLoss / count
                 windowLoss += loss
                 windowSteps += 1
 
@@ -453,7 +481,8 @@ public final class Trainer {
         try broadcastBuffers()
         let mine = slice(config.valSamples)
         let c = config.bands.count, s = config.chipSize, plane = s * s
-        let chunk = max(1, (config.batchSize + comm.size - 1) / comm.size)
+        // Batches of a training micro-batch's size, which the activations' memory is sized for.
+        let chunk = max(1, (config.microBatchSize + comm.size - 1) / comm.size)
         // Every rank takes as many rounds as the largest slice needs, so all ask equally often.
         let rounds = ((config.valSamples + comm.size - 1) / comm.size + chunk - 1) / chunk
         var sum = 0.0, count = 0.0

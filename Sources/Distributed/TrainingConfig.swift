@@ -17,6 +17,9 @@ public struct TrainingConfig: Codable, Equatable, Sendable {
     /// "auto" (estimated from the training region) or a number.
     public var gsf = GSFSetting.auto
     public var batchSize = 24
+    /// Micro-batches per optimizer step (Lightning's `accumulate_grad_batches`): each step is K
+    /// micro-batches of batch_size/K chips whose gradients sum before the one all-reduce.
+    public var accumulateGradBatches = 1
     public var lr = 5.0e-4
     public var weightDecay = 0.0
     public var maxEpochs = 300
@@ -33,6 +36,8 @@ public struct TrainingConfig: Codable, Equatable, Sendable {
     public var fold = 0
     public var minValidFraction = 0.5
     public var channelSwap = true
+    /// Training chips also turn by 0, 90, 180 or 270° (with the flips, the square's 8 symmetries).
+    public var rotate90 = false
     public var syncBatchnorm = false
     /// Of the convolutions' multiplications (`Precision`); weights, optimizer and loss stay fp32.
     public var precision = Precision.fp32
@@ -55,6 +60,7 @@ public struct TrainingConfig: Codable, Equatable, Sendable {
         case weightDecay = "weight_decay", maxEpochs = "max_epochs", samplesPerEpoch = "samples_per_epoch"
         case valSamples = "val_samples", valEvery = "val_every", maxSteps = "max_steps", trainSplit = "train_split"
         case minValidFraction = "min_valid_fraction", channelSwap = "channel_swap", syncBatchnorm = "sync_batchnorm", precision
+        case accumulateGradBatches = "accumulate_grad_batches", rotate90
         case lrScheduler = "lr_scheduler", earlyStopping = "early_stopping", checkpointEvery = "checkpoint_every"
         case keepLast = "keep_last", logEvery = "log_every", bucketMB = "bucket_mb", cacheMB = "cache_mb"
     }
@@ -97,6 +103,7 @@ public struct TrainingConfig: Codable, Equatable, Sendable {
         }
         try take(.minValidFraction, &s.minValidFraction)
         try take(.channelSwap, &s.channelSwap); try take(.syncBatchnorm, &s.syncBatchnorm)
+        try take(.accumulateGradBatches, &s.accumulateGradBatches); try take(.rotate90, &s.rotate90)
         if let name = try c.decodeIfPresent(String.self, forKey: .precision) {
             guard let p = Precision(rawValue: name) else {
                 throw ConfigError("'precision' is '\(name)'; it must be one of \(Precision.allCases.map(\.rawValue).joined(separator: ", "))")
@@ -209,7 +216,8 @@ public struct TrainingConfig: Codable, Equatable, Sendable {
         }
         let ranges: [(key: String, value: String, valid: Bool, rule: String)] = [
             ("lr", "\(lr)", lr > 0 && lr.isFinite, "positive and finite"),
-            within("batch_size", batchSize, 1...4096), within("samples_per_epoch", samplesPerEpoch, 1...1_000_000_000),
+            within("batch_size", batchSize, 1...4096), within("accumulate_grad_batches", accumulateGradBatches, 1...4096),
+            within("samples_per_epoch", samplesPerEpoch, 1...1_000_000_000),
             within("val_samples", valSamples, 0...1_000_000_000), within("max_epochs", maxEpochs, 1...1_000_000),
             ("checkpoint_every", "\(checkpointEvery)", checkpointEvery > 0, positive), ("log_every", "\(logEvery)", logEvery > 0, positive),
             ("val_every", "\(valEvery ?? 1)", (valEvery ?? 1) > 0, positive), ("keep_last", "\(keepLast)", keepLast >= 0, "0 or more"),
@@ -220,6 +228,14 @@ public struct TrainingConfig: Codable, Equatable, Sendable {
             ("lr_scheduler.step_size", "\(lrScheduler.stepSize)", lrScheduler.stepSize > 0, positive),
         ]
         if let bad = ranges.first(where: { !$0.valid }) { throw ConfigError("'\(bad.key)' is \(bad.value); it must be \(bad.rule)") }
+        guard batchSize % accumulateGradBatches == 0 else {
+            throw ConfigError("'accumulate_grad_batches' \(accumulateGradBatches) does not divide 'batch_size' \(batchSize): "
+                + "a step is accumulate_grad_batches micro-batches of equal size")
+        }
+        guard microBatchSize >= ranks else {
+            throw ConfigError("'accumulate_grad_batches' \(accumulateGradBatches) makes micro-batches of \(microBatchSize) chips, "
+                + "fewer than the \(ranks) ranks: every rank needs at least one chip of each")
+        }
         if let m = maxSteps, m < 0 { throw ConfigError("'max_steps' must not be negative") }
         guard ["plateau", "step", "none"].contains(lrScheduler.kind) else {
             throw ConfigError("'lr_scheduler.kind' is '\(lrScheduler.kind)'; known: plateau, step, none")
@@ -237,6 +253,9 @@ public struct TrainingConfig: Codable, Equatable, Sendable {
         }
         return m
     }
+
+    /// Chips in one micro-batch (all ranks): a step's global batch is `accumulate_grad_batches` of them.
+    public var microBatchSize: Int { batchSize / accumulateGradBatches }
 
     /// Steps in an epoch: the global batches that make up `samples_per_epoch` chips.
     public var stepsPerEpoch: Int { max(1, (samplesPerEpoch + batchSize - 1) / batchSize) }

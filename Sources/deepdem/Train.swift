@@ -21,6 +21,10 @@ struct Train: ParsableCommand {
             Settings come from --config (YAML or JSON) and from flags: every top-level key is also \
             a flag, with dashes or underscores (--max-steps 20, --out runs/a, --data scenes/x, \
             --unet '{depth: 4}'). Flags win over the file.
+            accumulate_grad_batches K: each step is K micro-batches of batch_size/K chips whose \
+            gradients sum before one all-reduce, the step of one batch_size batch (BatchNorm models \
+            excepted: they normalize per micro-batch). rotate90: true turns training chips by \
+            multiples of 90° besides the flips (chips are square).
             Exit codes: 0 finished, 1 bad input, 3 the loss diverged, 75 stopped by a signal \
             (SIGTERM/SIGINT/SIGUSR1) after saving its state; --resume continues.
             Held-out data: train_split 0.8 trains on the left 80 % of each scene of 'data' and \

@@ -1,13 +1,16 @@
 // Training-step throughput (forward, masked-L1 backward, Adam) of both architectures at the
 // performance issue's sizes, with the achieved GFLOPS against the sgemm peak of the same cores.
 //
-//   train-bench [--arch unet,resnet18-unet] [--threads 1,2] [--steps N] [--warmup N] [--batch 4] [--bucket-mb 25]
-//               [--precision fp32|bf16-mixed] [--json]
+//   train-bench [--arch unet,resnet18-unet] [--threads 1,2] [--steps N] [--warmup N] [--batch 4] [--accumulate K]
+//               [--bucket-mb 25] [--precision fp32|bf16-mixed] [--json]
 //
 // Under mpirun the global batch is split over the ranks and gradients are all-reduced in buckets
 // while backward runs, as in `deepdem train`; the output then adds the all-reduce time that
 // backward did not hide (left in finish) against a bare MPI_Allreduce of the same bytes.
 // Peak RSS is the process's (summed over ranks), so run one architecture per process to read it.
+// With --accumulate K, a step is K micro-batches of batch/K tiles as `deepdem train` runs
+// accumulate_grad_batches: the whole step's inputs are held, gradients sum over the micro-batches
+// and the all-reduce runs during the last one's backward.
 import CBLAS
 import Distributed
 import Foundation
@@ -39,7 +42,7 @@ func fail(_ message: String) -> Never {
 
 var archs = cases.map(\.config.arch)
 var threadCounts = [1, 2]
-var steps = 5, warmup = 1, batch = 4
+var steps = 5, warmup = 1, batch = 4, accumulate = 1
 var json = false
 var precision = Precision.fp32
 var bucketMB = Double(GradientReducer.defaultBucketBytes) / 1048576
@@ -55,6 +58,7 @@ while let a = args.popFirst() {
     case "--steps": steps = int()
     case "--warmup": warmup = int()
     case "--batch": batch = int()
+    case "--accumulate": accumulate = int()
     case "--bucket-mb":
         guard let v = args.popFirst().flatMap({ Double($0) }), v > 0 else { fail("--bucket-mb needs a positive number") }
         bucketMB = v
@@ -63,7 +67,7 @@ while let a = args.popFirst() {
         guard let p = args.popFirst().flatMap(Precision.init(rawValue:)) else { fail("--precision must be fp32 or bf16-mixed") }
         guard p.isAvailable else { fail("--precision \(p.rawValue): this CPU lacks AVX512_BF16") }
         precision = p
-    default: fail("usage: train-bench [--arch unet,resnet18-unet] [--threads 1,2] [--steps N] [--warmup N] [--batch N] [--bucket-mb MB] [--precision fp32|bf16-mixed] [--json]")
+    default: fail("usage: train-bench [--arch unet,resnet18-unet] [--threads 1,2] [--steps N] [--warmup N] [--batch N] [--accumulate K] [--bucket-mb MB] [--precision fp32|bf16-mixed] [--json]")
     }
 }
 if let unknown = archs.first(where: { a in !cases.contains { $0.config.arch == a } }) { fail("unknown --arch \(unknown)") }
@@ -106,7 +110,9 @@ func sgemmGFLOPS(_ n: Int) -> Double {
 
 let comm: Communicator
 do { comm = try MPICommunicator() } catch { fail("\(error)") }
-guard batch % comm.size == 0 else { fail("--batch \(batch) does not split over \(comm.size) ranks") }
+guard batch % accumulate == 0, (batch / accumulate) % comm.size == 0 else {
+    fail("--batch \(batch) does not split into \(accumulate) micro-batches over \(comm.size) ranks")
+}
 func say(_ line: String) {
     if comm.rank == 0 { print(line); fflush(nil) }
 }
@@ -124,25 +130,33 @@ do {
         ComputeThreads.set(threads)
         say(String(format: "%d rank(s) × %d thread(s): sgemm 1024³ peak %.0f GFLOPS", comm.size, threads, peak))
         for c in cases where archs.contains(c.config.arch) {
-            let local = batch / comm.size
+            let local = batch / accumulate / comm.size, channels = c.config.bands.count, plane = c.chip * c.chip
             let net = try makeNetwork(c.config, seed: 1)
             let model = ResidualModel(network: net, gsf: Float(c.config.gsf))
             var rng = SplitMix64(seed: 2 &+ UInt64(comm.rank))
-            let x = Tensor([local, c.config.bands.count, c.chip, c.chip])
+            let x = Tensor([accumulate * local, channels, c.chip, c.chip])
             for i in 0..<x.count { x[i] = rng.normal() }
-            let target = Tensor([local, 1, c.chip, c.chip]), mask = Tensor(target.shape)
+            let target = Tensor([accumulate * local, 1, c.chip, c.chip]), mask = Tensor(target.shape)
             for i in 0..<target.count { target[i] = rng.normal(); mask[i] = 1 }
+            let micros = (0..<accumulate).map { m in
+                (x: Tensor([local, channels, c.chip, c.chip], viewing: x.data + m * local * channels * plane),
+                 target: Tensor([local, 1, c.chip, c.chip], viewing: target.data + m * local * plane),
+                 mask: Tensor([local, 1, c.chip, c.chip], viewing: mask.data + m * local * plane))
+            }
             let reducer = comm.size > 1 ? GradientReducer(parameters: net.parameters, communicator: comm,
                                                                 mode: .bucketed(bucketBytes: Int(bucketMB * 1048576))) : nil
-            net.gradientReady = reducer.map { r in { r.gradientReady($0) } }
+            let reduceGradient: ((Int) -> Void)? = reducer.map { r in { r.gradientReady($0) } }
             let adam = Adam(net.parameters, lr: 1e-4)
             func step() throws {
                 net.parameters.zeroGrad()
-                _ = model.forward(x, training: true)
-                var sums = [0.0]
-                (_, sums[0]) = model.loss(target: target, mask: mask)
+                var sums = [Double(mask.count)]
                 if comm.size > 1 { try sums.withUnsafeMutableBufferPointer { try comm.allReduceSum($0) } }
-                model.backward(target: target, mask: mask, normalizer: sums[0])
+                for (m, micro) in micros.enumerated() {
+                    net.gradientReady = m == accumulate - 1 ? reduceGradient : nil
+                    _ = model.forward(micro.x, training: true)
+                    _ = model.loss(target: micro.target, mask: micro.mask)
+                    model.backward(target: micro.target, mask: micro.mask, normalizer: sums[0])
+                }
                 try reducer?.finish()
                 adam.step()
             }
@@ -163,8 +177,9 @@ do {
                 bare = median(bares)
             }
             let rss = try comm.allGather([peakRSSMegabytes()]).reduce(0, +)
-            var line = String(format: "  %@ (chip %d, batch %d): %.2f tiles/s, %.0f GFLOPS (%.0f %% of peak), median of %d steps; %.3f CPU s/step; peak RSS %.0f MB",
-                              c.config.arch, c.chip, batch, tiles, gflops, 100 * gflops / peak, steps, cpu, rss)
+            let accumulation = accumulate > 1 ? " = \(accumulate) × \(batch / accumulate)" : ""
+            var line = String(format: "  %@ (chip %d, batch %d%@): %.2f tiles/s, %.0f GFLOPS (%.0f %% of peak), median of %d steps; %.3f CPU s/step; peak RSS %.0f MB",
+                              c.config.arch, c.chip, batch, accumulation, tiles, gflops, 100 * gflops / peak, steps, cpu, rss)
             if reducer != nil {
                 line += String(format: "; all-reduce of %.0f MB: %.1f ms bare, %.1f ms left after backward",
                                Double(net.parameters.count * 4) / 1e6, bare * 1000, exposed * 1000)
@@ -172,7 +187,7 @@ do {
             say(line)
             if json {
                 let fields: [String: Any] = [
-                    "side": "swift", "arch": c.config.arch, "chip": c.chip, "batch": batch, "ranks": comm.size,
+                    "side": "swift", "arch": c.config.arch, "chip": c.chip, "batch": batch, "accumulate": accumulate, "ranks": comm.size,
                     "threads": threads, "kernel": BLAS.coreName, "precision": precision.rawValue, "steps": steps, "step_s": stepSeconds,
                     "tiles_per_s": tiles, "gflops": gflops, "sgemm_peak_gflops": peak, "cpu_s_per_step": cpu,
                     "peak_rss_mb": rss, "gradient_mb": Double(net.parameters.count * 4) / 1e6,

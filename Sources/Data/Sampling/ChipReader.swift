@@ -1,6 +1,6 @@
 /// Fills caller-provided buffers with one training or validation chip: inputs [C×H×W] in the run's
 /// band order, target [H×W] and mask [H×W] (1 where the pixel is usable, see `WindowPlanes`),
-/// flips and ortho swap applied. Nodata never reaches the buffers: `asp_dsm` holes hold the chip's
+/// flips, rotation and ortho swap applied to every band, target and mask alike. Nodata never reaches the buffers: `asp_dsm` holes hold the chip's
 /// mean valid height, other inputs and the target hold 0. One reader per thread.
 public final class ChipReader {
     public let scenes: [Scene]
@@ -38,24 +38,53 @@ public final class ChipReader {
         }
         window.valid.withUnsafeBufferPointer { v in
             for y in 0..<size {
-                let sy = chip.flipVertical ? size &- 1 &- y : y
-                for x in 0..<size {
-                    let sx = chip.flipHorizontal ? size &- 1 &- x : x
-                    mask[y &* size &+ x] = v[sy &* size &+ sx] != 0 ? 1 : 0
+                var i = ChipReader.rowStart(chip, y, size), out = mask + y &* size
+                let step = ChipReader.rowStep(chip, size)
+                for _ in 0..<size {
+                    out.pointee = v[i] != 0 ? 1 : 0
+                    out += 1
+                    i &+= step
                 }
             }
         }
     }
 
     private static func copy(_ source: UnsafePointer<Float>, to destination: UnsafeMutablePointer<Float>, size: Int, chip: ChipPlacement) {
+        let step = rowStep(chip, size)
         for y in 0..<size {
-            let sy = chip.flipVertical ? size &- 1 &- y : y
-            let from = source + sy &* size, to = destination + y &* size
-            if chip.flipHorizontal {
-                for x in 0..<size { to[x] = from[size &- 1 &- x] }
+            let start = rowStart(chip, y, size), to = destination + y &* size
+            if step == 1 {
+                to.update(from: source + start, count: size)
             } else {
-                to.update(from: from, count: size)
+                var i = start
+                for x in 0..<size {
+                    to[x] = source[i]
+                    i &+= step
+                }
             }
         }
+    }
+
+    /// The window offset that output pixel (y, x) of a square chip shows: the flips, then
+    /// `rotation` quarter turns counterclockwise. Every output row walks a straight line of the
+    /// window (a row or a column, either way), so a row is its start and one step.
+    static func source(_ chip: ChipPlacement, _ y: Int, _ x: Int, _ size: Int) -> Int {
+        let last = size &- 1
+        var (r, c) = (y, x)
+        switch chip.rotation & 3 {
+        case 1: (r, c) = (x, last &- y)
+        case 2: (r, c) = (last &- y, last &- x)
+        case 3: (r, c) = (last &- x, y)
+        default: break
+        }
+        if chip.flipVertical { r = last &- r }
+        if chip.flipHorizontal { c = last &- c }
+        return r &* size &+ c
+    }
+
+    static func rowStart(_ chip: ChipPlacement, _ y: Int, _ size: Int) -> Int { source(chip, y, 0, size) }
+
+    static func rowStep(_ chip: ChipPlacement, _ size: Int) -> Int {
+        size > 1 ? source(chip, 0, 1, size) &- source(chip, 0, 0, size) : 1
     }
 }

@@ -15,18 +15,24 @@ public struct ChipPlacement: Equatable, Sendable, CustomStringConvertible {
     public var flipHorizontal: Bool
     public var flipVertical: Bool
     public var swapOrthos: Bool
+    /// Quarter turns counterclockwise (numpy's and torch's rot90 over rows and columns), applied
+    /// after the flips; taken modulo 4. With the flips, the 8 symmetries of the square.
+    public var rotation: Int
 
-    public init(scene: Int, x: Int, y: Int, flipHorizontal: Bool = false, flipVertical: Bool = false, swapOrthos: Bool = false) {
+    public init(scene: Int, x: Int, y: Int, flipHorizontal: Bool = false, flipVertical: Bool = false, swapOrthos: Bool = false,
+                rotation: Int = 0) {
         self.scene = scene
         self.x = x
         self.y = y
         self.flipHorizontal = flipHorizontal
         self.flipVertical = flipVertical
         self.swapOrthos = swapOrthos
+        self.rotation = rotation
     }
 
     public var description: String {
         "scene \(scene) (\(x), \(y))\(flipHorizontal ? " flipH" : "")\(flipVertical ? " flipV" : "")\(swapOrthos ? " swap" : "")"
+            + (rotation & 3 != 0 ? " rot90×\(rotation & 3)" : "")
     }
 }
 
@@ -127,6 +133,8 @@ public final class ChipSampler: Sendable {
     public let seed: UInt64
     public let flips: Bool
     public let channelSwap: Bool
+    /// Training chips also turn by multiples of 90° (chips are square, so every turn fits).
+    public let rotate90: Bool
     /// Usable pixels of each scene inside its windows; chips are drawn in proportion to them.
     public let usablePixels: [Int]
     private let maps: [ValidityMap]
@@ -154,20 +162,22 @@ public final class ChipSampler: Sendable {
 
     /// The sampler of `train_split`: the left `trainSplit` of each scene trains, the rest validates.
     public convenience init(maps: [ValidityMap], region: Region, chipSize: Int, trainSplit: Double = 0.8,
-                            minValidFraction: Double = 0.5, seed: UInt64, flips: Bool = true, channelSwap: Bool = true) throws {
+                            minValidFraction: Double = 0.5, seed: UInt64, flips: Bool = true, channelSwap: Bool = true,
+                            rotate90: Bool = false) throws {
         let windows = maps.map { map in
             let split = SceneRegions.trainSplit(trainSplit, width: map.scene.grid.width, height: map.scene.grid.height)
             return region == .train ? split.train : split.validation
         }
         try self.init(maps: maps, region: region, windows: windows, chipSize: chipSize, minValidFraction: minValidFraction,
-                      seed: seed, flips: flips, channelSwap: channelSwap)
+                      seed: seed, flips: flips, channelSwap: channelSwap, rotate90: rotate90)
     }
 
     /// Chips of `region` from `windows[s]`, the rectangles of scene `s` it may take them from (none:
     /// the scene takes no part). A window too small for a chip gives none; a scene whose windows
     /// are all too small is refused.
     public init(maps: [ValidityMap], region: Region, windows: [[PixelWindow]], chipSize: Int,
-                minValidFraction: Double = 0.5, seed: UInt64, flips: Bool = true, channelSwap: Bool = true) throws {
+                minValidFraction: Double = 0.5, seed: UInt64, flips: Bool = true, channelSwap: Bool = true,
+                rotate90: Bool = false) throws {
         precondition(!maps.isEmpty && windows.count == maps.count, "a sampler needs at least one scene and its windows")
         precondition(chipSize > 0 && (0...1).contains(minValidFraction), "bad sampler options")
         let needed = max(1, Int((minValidFraction * Double(chipSize * chipSize)).rounded(.up)))
@@ -224,6 +234,7 @@ public final class ChipSampler: Sendable {
         self.seed = seed
         self.flips = flips && region == .train
         self.channelSwap = channelSwap && region == .train
+        self.rotate90 = rotate90 && region == .train
         swappable = maps.map { $0.scene.orthoChannels != nil }
         neededPixels = needed
     }
@@ -254,8 +265,12 @@ public final class ChipSampler: Sendable {
         let flipH = flips && random.coin()
         let flipV = flips && random.coin()
         let swap = channelSwap && swappable[scene] && random.coin()
+        // Drawn last and only when asked for, so that runs without it draw what they always did.
+        // Four turns on the four flip pairs give each of the square's 8 symmetries twice.
+        let rotation = rotate90 ? random.below(4) : 0
         let (x, y) = lattice.origin(position)
-        return ChipPlacement(scene: scene, x: x, y: y, flipHorizontal: flipH, flipVertical: flipV, swapOrthos: swap)
+        return ChipPlacement(scene: scene, x: x, y: y, flipHorizontal: flipH, flipVertical: flipV, swapOrthos: swap,
+                             rotation: rotation)
     }
 
     private func acceptable(_ position: Int, _ map: ValidityMap, _ lattice: Lattice) -> Bool {
