@@ -24,7 +24,8 @@ public struct TrainerState: Codable, Equatable, Sendable {
 }
 
 /// A run folder (README, Training; docs/ARCHITECTURE.md, Where the contracts are): `last.safetensors`, `best.safetensors`, `config.json`,
-/// `metrics.jsonl`, `loss.svg`, and the resume state in `state/`. Only rank 0 writes it.
+/// `metrics.jsonl`, `loss.svg`, the resume state in `state/` and metrics.jsonl's TensorBoard
+/// mirror in `tensorboard/`. Only rank 0 writes it.
 ///
 /// Every file is written to a temporary name and renamed, and the resume state is a pair of
 /// step-stamped files (weights, optimizer) named by `state/latest.json`, which is replaced last:
@@ -57,7 +58,7 @@ public struct RunFolder: Sendable {
 
     /// What a run writes here: `--overwrite` removes exactly these, and none may be an input.
     var runFiles: [String] { [last, best, metrics, configFile, file("loss.svg")] }
-    var runFolders: [String] { [stateFolder, file("checkpoints")] }
+    var runFolders: [String] { [stateFolder, file("checkpoints"), tensorBoardFolder] }
 
     /// True when an earlier run left its files here (every run writes config.json first).
     var holdsRun: Bool { runFiles.contains { FileManager.default.fileExists(atPath: $0) } }
@@ -213,6 +214,7 @@ public struct RunFolder: Sendable {
         } else {
             try line.write(to: URL(fileURLWithPath: metrics))
         }
+        try appendTensorBoard(line: line)
     }
 }
 
