@@ -60,13 +60,17 @@ extension RunFolder {
     }
 }
 
-/// The scalars of one metrics line as JSONSerialization decodes it: every number but the step, nested objects flattened to tags
-/// joined by "/" (`{"test": {"overall": {"refined": {"mae": …}}}}` → `test/overall/refined/mae`),
-/// in key order.
+/// The scalars of one metrics line as JSONSerialization decodes it: every number but the line's
+/// coordinates, nested objects flattened to tags joined by "/" (`{"test": {"overall": {"refined":
+/// {"mae": …}}}}` → `test/overall/refined/mae`), in key order.
 enum MetricScalars {
+    /// Where a line lies, not what it measured: the training and validation lines of one step
+    /// both carry its epoch, which as a scalar would be logged twice at that step.
+    static let coordinates: Set<String> = ["step", "epoch"]
+
     static func of(_ object: [String: Any], prefix: String = "") -> [ScalarEvent.Scalar] {
         object.keys.sorted().flatMap { key -> [ScalarEvent.Scalar] in
-            if prefix.isEmpty && key == "step" { return [] }
+            if prefix.isEmpty && coordinates.contains(key) { return [] }
             let tag = prefix + key
             switch object[key] {
             case let nested as [String: Any]: return of(nested, prefix: tag + "/")
