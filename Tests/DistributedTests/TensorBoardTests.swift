@@ -76,12 +76,13 @@ enum TensorBoardReader {
         let python = venv + "/bin/python", ready = venv + "/.ready"
         if FileManager.default.fileExists(atPath: ready) { return python }
         try? FileManager.default.removeItem(atPath: venv)
-        for step in [["/usr/bin/env", "python3", "-m", "venv", venv],
-                     [python, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--timeout", "30",
-                      "--retries", "1", "tensorboard"]] {
-            let r = try run(step)
+        for (what, argv) in [("python3 -m venv", ["/usr/bin/env", "python3", "-m", "venv", venv]),
+                             ("pip install tensorboard (is PyPI reachable?)",
+                              [python, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--timeout", "30",
+                               "--retries", "1", "tensorboard"])] {
+            let r = try run(argv)
             guard r.status == 0 else {
-                let reason = "cannot install TensorBoard's reader (\(step.suffix(1).joined())): "
+                let reason = "no TensorBoard reader: \(what) failed: "
                     + (r.stderr.split(separator: "\n").last.map(String.init) ?? "exit \(r.status)")
                 print("TensorBoardTests skipped: \(reason)")
                 throw XCTSkip(reason)
