@@ -8,10 +8,11 @@ import TensorBoard
 extension RunFolder {
     var tensorBoardFolder: String { file("tensorboard") }
 
-    /// Replaces every event file of the folder by one that replays metrics.jsonl.
+    /// Replaces every event file of the folder by one that replays metrics.jsonl. A killed
+    /// rebuild's temporary goes too: TensorBoard reads any file whose name holds "tfevents".
     func rebuildTensorBoard() throws {
         let folder = tensorBoardFolder
-        for name in existingEventFiles() {
+        for name in folderEntries() where name.contains(EventFile.namePrefix) {
             let path = (folder as NSString).appendingPathComponent(name)
             do { try FileManager.default.removeItem(atPath: path) } catch {
                 throw TrainingError("cannot remove \(path) of the earlier run: \(error.localizedDescription)")
@@ -46,10 +47,11 @@ extension RunFolder {
         }
     }
 
-    private func existingEventFiles() -> [String] {
-        ((try? FileManager.default.contentsOfDirectory(atPath: tensorBoardFolder)) ?? [])
-            .filter { $0.hasPrefix(EventFile.namePrefix) }.sorted()
+    private func folderEntries() -> [String] {
+        ((try? FileManager.default.contentsOfDirectory(atPath: tensorBoardFolder)) ?? []).sorted()
     }
+
+    private func existingEventFiles() -> [String] { folderEntries().filter { $0.hasPrefix(EventFile.namePrefix) } }
 
     private func lastLoggedStep() -> Int {
         let text = (try? String(contentsOfFile: metrics, encoding: .utf8)) ?? ""

@@ -29,7 +29,8 @@ final class TensorBoardTests: XCTestCase {
 
     /// A run stopped at step 3, resumed to 5, then (as if killed after logging steps 4 and 5 past
     /// its last checkpoint) resumed from its step-3 state to 6: metrics.jsonl is cut back to step 3
-    /// and the event file rebuilt, so TensorBoard sees each step once. --overwrite starts afresh.
+    /// and the event file rebuilt (a killed rebuild's temporary removed), so TensorBoard sees each
+    /// step once. --overwrite starts afresh.
     func testResumeContinuesTheCurvesWithoutDuplicates() throws {
         let python = try TensorBoardReader.python()
         let out = TrainingRun.folder("tensorboard-resume") + "/run"
@@ -44,6 +45,9 @@ final class TensorBoardTests: XCTestCase {
 
         try FileManager.default.removeItem(atPath: out + "/state")
         try FileManager.default.copyItem(atPath: saved, toPath: out + "/state")
+        // A temporary left by a rebuild that was killed: TensorBoard would read it too.
+        let leftover = out + "/tensorboard/.events.out.tfevents.1.host.partial-99"
+        XCTAssertTrue(FileManager.default.createFile(atPath: leftover, contents: Data("partial".utf8)))
         try train(config, ranks: 2, ["--resume", "--max-steps", "6"])
         XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: out + "/tensorboard").count, 1)
         let read = try TensorBoardReader.scalars(python: python, folder: out + "/tensorboard")
