@@ -62,17 +62,19 @@ extension RunFolder {
     }
 }
 
-/// The scalars of one metrics line as JSONSerialization decodes it: every number but the line's
+/// The scalars of one metrics line as JSONSerialization decodes it: every number but the
 /// coordinates, nested objects flattened to tags joined by "/" (`{"test": {"overall": {"refined":
-/// {"mae": …}}}}` → `test/overall/refined/mae`), in key order.
+/// {"mae": …}}}}` → `test/overall/refined/mae`; arrays, such as per-scene lists, are left out),
+/// in key order.
 enum MetricScalars {
-    /// Where a line lies, not what it measured: the training and validation lines of one step
-    /// both carry its epoch, which as a scalar would be logged twice at that step.
-    static let coordinates: Set<String> = ["step", "epoch"]
+    /// Where a line (or a nested report, like the test metrics' tested step and fold) lies, not
+    /// what it measured: the training and validation lines of one step both carry its epoch,
+    /// which as a scalar would be logged twice at that step.
+    static let coordinates: Set<String> = ["step", "epoch", "fold"]
 
     static func of(_ object: [String: Any], prefix: String = "") -> [ScalarEvent.Scalar] {
         object.keys.sorted().flatMap { key -> [ScalarEvent.Scalar] in
-            if prefix.isEmpty && coordinates.contains(key) { return [] }
+            if coordinates.contains(key) { return [] }
             let tag = prefix + key
             switch object[key] {
             case let nested as [String: Any]: return of(nested, prefix: tag + "/")

@@ -112,12 +112,12 @@ enum TensorBoardReader {
         return object.mapValues { $0.map { Point(step: Int($0[0]), value: Float($0[1])) } }
     }
 
-    /// What metrics.jsonl says TensorBoard should hold: every number but step and epoch, nested objects
+    /// What metrics.jsonl says TensorBoard should hold: every number but step, epoch and fold, nested objects
     /// as tags joined by "/", at the line's step (a line without one: the step before it).
     static func expected(metrics: String) throws -> [String: [Point]] {
         var out: [String: [Point]] = [:], step = 0
         func add(_ object: [String: Any], _ prefix: String) {
-            for (key, value) in object where !(prefix.isEmpty && ["step", "epoch"].contains(key)) {
+            for (key, value) in object where !["step", "epoch", "fold"].contains(key) {
                 if let nested = value as? [String: Any] { add(nested, prefix + key + "/") }
                 else if let n = value as? NSNumber, String(cString: n.objCType) != "c" {
                     out[prefix + key, default: []].append(Point(step: step, value: n.floatValue))
