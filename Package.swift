@@ -31,6 +31,7 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/jpsim/Yams", from: "5.0.1"),
+        .package(url: "https://github.com/apple/swift-protobuf", from: "1.28.0"),
     ],
     targets: [
         .systemLibrary(name: "CMPI", path: "Sources/CMPI", pkgConfig: mpi.pkgConfig,
@@ -48,7 +49,11 @@ let package = Package(
         .target(name: "CBF16", path: "Sources/CBF16"),
         .target(name: "NN", dependencies: ["CBLAS", "CBF16", "Primitives"]),
         .target(name: "Data", dependencies: ["CGDAL", "Primitives"]),
-        .target(name: "Distributed", dependencies: ["CMPI", "NN", "Data", "Primitives"]),
+        // TensorBoard's event files: the Event and Summary messages (generated from
+        // tensorboard.proto by tools/generate-protos.sh and committed) in CRC-framed records.
+        .target(name: "TensorBoard", dependencies: ["Primitives", .product(name: "SwiftProtobuf", package: "swift-protobuf")],
+                exclude: ["tensorboard.proto"]),
+        .target(name: "Distributed", dependencies: ["CMPI", "NN", "Data", "Primitives", "TensorBoard"]),
         .executableTarget(name: "deepdem", dependencies: [
             "NN", "Data", "Distributed", "Primitives", "CBLAS", "CBuildInfo",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -67,6 +72,7 @@ let package = Package(
         .testTarget(name: "NNTests", dependencies: ["NN", "Primitives"], resources: [.copy("Fixtures")]),
         .testTarget(name: "DataTests", dependencies: ["Data", "Primitives"]),
         .testTarget(name: "DistributedTests", dependencies: ["Distributed", "NN", "Data"]),
+        .testTarget(name: "TensorBoardTests", dependencies: ["TensorBoard", .product(name: "SwiftProtobuf", package: "swift-protobuf")]),
         .testTarget(name: "CommandTests", dependencies: ["NN", "Data", "Primitives"]),
     ]
 )

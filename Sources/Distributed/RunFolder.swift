@@ -24,8 +24,9 @@ public struct TrainerState: Codable, Equatable, Sendable {
 }
 
 /// A run folder (README, Training; docs/ARCHITECTURE.md, Where the contracts are): `last.safetensors`, `best.safetensors`, `config.json`,
-/// `metrics.jsonl`, `loss.svg`, the resume state in `state/`, and for a run with test data
-/// `test.json` and the refined test regions in `test/`. Only rank 0 writes it.
+/// `metrics.jsonl`, `loss.svg`, the resume state in `state/`, metrics.jsonl's TensorBoard mirror
+/// in `tensorboard/`, and for a run with test data `test.json` and the refined test regions in
+/// `test/`. Only rank 0 writes it.
 ///
 /// Every file is written to a temporary name and renamed, and the resume state is a pair of
 /// step-stamped files (weights, optimizer) named by `state/latest.json`, which is replaced last:
@@ -58,7 +59,7 @@ public struct RunFolder: Sendable {
 
     /// What a run writes here: `--overwrite` removes exactly these, and none may be an input.
     var runFiles: [String] { [last, best, metrics, configFile, file("loss.svg"), file("test.json")] }
-    var runFolders: [String] { [stateFolder, file("checkpoints"), file("test")] }
+    var runFolders: [String] { [stateFolder, file("checkpoints"), file("test"), tensorBoardFolder] }
 
     /// True when an earlier run left its files here (every run writes config.json first).
     var holdsRun: Bool { runFiles.contains { FileManager.default.fileExists(atPath: $0) } }
@@ -214,6 +215,7 @@ public struct RunFolder: Sendable {
         } else {
             try line.write(to: URL(fileURLWithPath: metrics))
         }
+        try appendTensorBoard(line: line)
     }
 }
 

@@ -264,11 +264,13 @@ public final class Trainer {
 
     /// Rank 0 readies the run folder: a resumed run drops the metrics logged after its state, a
     /// fresh start (allowed: --overwrite, or --resume finding no state) removes every file of the
-    /// earlier run, which the new run's would mix with.
+    /// earlier run, which the new run's would mix with; the TensorBoard mirror is rebuilt from
+    /// the metrics kept.
     private static func prepare(_ folder: RunFolder, _ config: TrainingConfig, resumedAt step: Int?) throws {
         if let step { try folder.truncateMetrics(after: step) } else { try folder.removeRun() }
         try folder.create()
         try folder.writeConfig(config)
+        try folder.rebuildTensorBoard()
     }
 
     /// The collectives inside backward: gradient buckets leave as they are finished, and with
