@@ -106,14 +106,7 @@ struct Evaluate: ParsableCommand {
             add("inside", inside)
             add("outside", outside)
         }
-        let widths = header.indices.map { c in ([header] + rows).map { $0[c].count }.max()! }
-        func line(_ cells: [String]) -> String {
-            cells.enumerated().map { c, cell in
-                c == 0 ? cell.padding(toLength: widths[c], withPad: " ", startingAt: 0)
-                       : String(repeating: " ", count: widths[c] - cell.count) + cell
-            }.joined(separator: "  ")
-        }
-        var out = [line(header)] + rows.map(line)
+        var out = alignedLines([header] + rows)
         if byMask != nil { out.append("inside: \(byMask!) > \(threshold); metres; the % line is the change of MAE") }
         else if e.all.initial != nil { out.append("metres; the % line is the change of MAE") }
         return out.joined(separator: "\n")

@@ -61,16 +61,9 @@ struct Summary: ParsableCommand {
             }
         }
         add("mae change %", stats.maeChange.map { 100 * $0 }, format: "%+.1f")
-        let widths = header.indices.map { c in ([header] + rows).map { $0[c].count }.max()! }
-        func line(_ cells: [String]) -> String {
-            cells.enumerated().map { c, cell in
-                c == 0 ? cell.padding(toLength: widths[c], withPad: " ", startingAt: 0)
-                       : String(repeating: " ", count: widths[c] - cell.count) + cell
-            }.joined(separator: "  ")
-        }
         let sources = reports.map { r in "\(r.run) (step \(r.step)\(r.fold.map { ", fold \($0)" } ?? ""))" }
         return (["\(reports.count) run\(reports.count == 1 ? "" : "s"): " + sources.joined(separator: ", ")]
-            + [line(header)] + rows.map(line)).joined(separator: "\n")
+            + alignedLines([header] + rows)).joined(separator: "\n")
     }
 
     /// Each run's folder name, or its whole path where two runs share a name.
