@@ -61,11 +61,12 @@ struct Refine: ParsableCommand {
             let (running, note) = precision.onThisCPU
             Precision.forNewLayers = running
             if let note { FileHandle.standardError.write(Data("\(note)\n".utf8)) }
-            let refinement = try Refinement(checkpoint: checkpoint)
-            let config = refinement.config
+            // An option's range is checked before the weights are read, against the settings alone.
+            let config = try Checkpoint.readConfig(checkpoint)
             if let stride, !(1...config.chipSize).contains(stride) {
                 throw CLIError("--stride \(stride): must be between 1 and the chip size (\(config.chipSize))")
             }
+            let refinement = try Refinement(checkpoint: checkpoint)
             let scene = try refinement.scene(data)
             var tiler = Tiler(chipSize: config.chipSize, stride: stride, batchSize: batchSize,
                               format: cog ? .cog : .geoTIFF, overwrite: overwrite)
