@@ -54,6 +54,22 @@ func assertRefused(_ output: DeepDEMOutput, _ phrase: String, file: StaticString
     XCTAssertTrue(output.stderr.contains(phrase), "expected “\(phrase)” in: \(output.stderr)", file: file, line: line)
 }
 
+/// `train --print-config` with `arguments`, given back as the configuration file: it must print the
+/// same. Returns the printed configuration.
+@discardableResult
+func printedConfigReadsBack(_ arguments: [String], file: StaticString = #filePath, line: UInt = #line) throws -> [String: Any] {
+    let folder = try makeCommandFolder()
+    defer { try? FileManager.default.removeItem(at: folder) }
+    let first = try runDeepDEM(["train", "--print-config"] + arguments)
+    XCTAssertEqual(first.status, 0, first.stderr, file: file, line: line)
+    let config = folder.appendingPathComponent("config.json")
+    try Data(first.stdout.utf8).write(to: config)
+    let second = try runDeepDEM(["train", "--print-config", "--config", config.path])
+    XCTAssertEqual(second.status, 0, second.stderr, file: file, line: line)
+    XCTAssertEqual(second.stdout, first.stdout, file: file, line: line)
+    return try XCTUnwrap(JSONSerialization.jsonObject(with: Data(first.stdout.utf8)) as? [String: Any], file: file, line: line)
+}
+
 func makeCommandFolder(_ name: String = #function) throws -> URL {
     let url = FileManager.default.temporaryDirectory
         .appendingPathComponent("deepdem-cmd-\(name.filter { $0.isLetter })-\(getpid())-\(UInt32.random(in: 0...UInt32.max))")

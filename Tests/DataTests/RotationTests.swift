@@ -72,11 +72,7 @@ final class RotationTests: XCTestCase {
     func testRotationsAreDrawnEvenlyAndOnlyWhenAsked() throws {
         let folder = try makeTemporaryFolder()
         defer { try? FileManager.default.removeItem(at: folder) }
-        let grid = try testGrid(width: 160, height: 96)
-        try writeScene(folder, grid: grid, bands: [Band.aspDSM: { x, y in Float(x + 1000 * y) }, Band.ortho1: { x, _ in Float(x) },
-                                                   Band.ortho2: { _, y in Float(-y) }, Band.lidarDSM: { x, y in Float(x + y) }])
-        let scene = try Scene(folder: folder.path, bands: [Band.aspDSM, Band.ortho1, Band.ortho2], target: Band.lidarDSM)
-        let map = try ValidityMap(scene: scene)
+        let map = try gradientSceneMap(folder, width: 160, height: 96)
         let off = try ChipSampler(maps: [map], region: .train, chipSize: 32, seed: 7)
         let on = try ChipSampler(maps: [map], region: .train, chipSize: 32, seed: 7, rotate90: true)
         var counts: [[Float]: Int] = [:]

@@ -33,11 +33,7 @@ final class SceneRegionsTests: XCTestCase {
     func testChipsStayInsideTheirRolesRectangles() throws {
         let folder = try makeTemporaryFolder()
         defer { try? FileManager.default.removeItem(at: folder) }
-        let grid = try testGrid(width: 160, height: 96)
-        try writeScene(folder, grid: grid, bands: [Band.aspDSM: { x, y in Float(x + 1000 * y) }, Band.ortho1: { x, _ in Float(x) },
-                                                   Band.ortho2: { _, y in Float(-y) }, Band.lidarDSM: { x, y in Float(x + y) }])
-        let scene = try Scene(folder: folder.path, bands: [Band.aspDSM, Band.ortho1, Band.ortho2], target: Band.lidarDSM)
-        let map = try ValidityMap(scene: scene)
+        let map = try gradientSceneMap(folder, width: 160, height: 96)
         // Stripes of 32 px, chip 16: training is [0, 56) and [104, 120), validation [64, 96), test [128, 160).
         let regions = SceneRegions.stripes(count: 5, axis: .x, validation: 2, test: 4, width: 160, height: 96, margin: 8)
         XCTAssertEqual(regions.train, [window(0, 0, 56, 96), window(104, 0, 16, 96)])

@@ -57,3 +57,13 @@ func writeScene(_ folder: URL, grid: Grid, nodata: Double? = -3.4028234663852886
         try RasterWriter.write(values, grid: grid, nodata: nodata, to: Scene.file(folder.path, band), overwrite: replace)
     }
 }
+
+/// A fully valid scene of gradients in `folder` (asp_dsm x + 1000·y, orthos x and −y, lidar x + y),
+/// width × height px, and its validity map: where chips may be drawn is all that varies.
+func gradientSceneMap(_ folder: URL, width: Int, height: Int) throws -> ValidityMap {
+    try writeScene(folder, grid: testGrid(width: width, height: height),
+                   bands: [Band.aspDSM: { x, y in Float(x + 1000 * y) }, Band.ortho1: { x, _ in Float(x) },
+                           Band.ortho2: { _, y in Float(-y) }, Band.lidarDSM: { x, y in Float(x + y) }])
+    let scene = try Scene(folder: folder.path, bands: [Band.aspDSM, Band.ortho1, Band.ortho2], target: Band.lidarDSM)
+    return try ValidityMap(scene: scene)
+}

@@ -195,13 +195,6 @@ final class HeldOutTests: XCTestCase {
             (["data": ["train": [a], "test": [inside]]], "which this command reads", 0),
             (["data": 5], "'data' must be a scene folder, a list of them, or roles", 0),
         ]
-        for (extra, message, ranks) in cases {
-            let r = try TrainingRun.run(["train", "--config", TrainingRun.config(scene: a, out: out, extra)], ranks: ranks)
-            XCTAssertEqual(r.status, 1, "\(extra): \(r.stdout)\n\(r.stderr)")
-            let lines = r.stderr.split(separator: "\n").filter { $0.hasPrefix("deepdem: error:") }
-            XCTAssertEqual(lines.count, 1, "\(extra): \(r.stderr)")
-            XCTAssertTrue(lines.first?.contains(message) ?? false, "\(extra): \(r.stderr)")
-            XCTAssertFalse(r.stdout.contains("step 1/"), "\(extra): trained anyway")
-        }
+        try assertRefusedBeforeTraining(scene: a, out: out, cases, status: 1)
     }
 }

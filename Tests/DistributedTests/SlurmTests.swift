@@ -141,24 +141,7 @@ final class SlurmTests: XCTestCase {
     /// three folds side by side with their mean.
     func testCrossValidationArrayRequeuesOneFoldAndSummarizes() throws {
         try writeScene()
-        try """
-            data: \(work)/scene
-            split: {stripes: 3, axis: x, val: 1, test: 2}
-            bands: [asp_dsm, ortho_channel1, ortho_channel2, ndvi]
-            arch: unet
-            unet: {depth: 3, start_kernel: 8, max_filter_depth: 32}
-            chip_size: 32
-            gsf: 5.0
-            batch_size: 8
-            lr: 1.0e-3
-            samples_per_epoch: 320
-            val_samples: 16
-            max_steps: \(Self.maxSteps)
-            checkpoint_every: 1000
-            log_every: 10
-            seed: 3
-            out: \(work)/cv
-            """.write(toFile: "\(work)/cv.yaml", atomically: true, encoding: .utf8)
+        try writeConfig("\(work)/cv.yaml", chipSize: 32, out: "\(work)/cv", "split: {stripes: 3, axis: x, val: 1, test: 2}")
         try FileManager.default.createDirectory(atPath: "\(work)/cv", withIntermediateDirectories: true)
         let array = try submit(["--array=0-2", "--nodes=1", "--ntasks-per-node=1", "--cpus-per-task=1",
                                 "--output=\(work)/cv/fold_%a.out", "\(Self.repo)/slurm/crossval.sbatch", "\(work)/cv.yaml"])
@@ -247,25 +230,30 @@ final class SlurmTests: XCTestCase {
             let synth = try shell([TrainingRun.deepdem, "synth", "--out", "\(work)/scene", "--size", "256", "--seed", "1"])
             guard synth.status == 0 else { throw Failure("deepdem synth failed: \(synth.stderr)") }
         }
+        try writeConfig("\(work)/train.yaml", chipSize: 48, out: "\(work)/run", "target: lidar_data\nmax_epochs: 100")
+    }
+
+    /// A training config of the scene written by `writeScene`: a 3-level U-Net, a few seconds of
+    /// training, with `extra` YAML lines.
+    private func writeConfig(_ path: String, chipSize: Int, out: String, _ extra: String) throws {
         try """
             data: \(work)/scene
             bands: [asp_dsm, ortho_channel1, ortho_channel2, ndvi]
-            target: lidar_data
             arch: unet
             unet: {depth: 3, start_kernel: 8, max_filter_depth: 32}
-            chip_size: 48
+            chip_size: \(chipSize)
             gsf: 5.0
             batch_size: 8
             lr: 1.0e-3
             samples_per_epoch: 320
             val_samples: 16
-            max_epochs: 100
             max_steps: \(Self.maxSteps)
             checkpoint_every: 1000
             log_every: 10
             seed: 3
-            out: \(work)/run
-            """.write(toFile: "\(work)/train.yaml", atomically: true, encoding: .utf8)
+            out: \(out)
+            \(extra)
+            """.write(toFile: path, atomically: true, encoding: .utf8)
     }
 
     /// sbatch arguments for train.sbatch on two nodes × one rank of `cpus` CPUs, output and run folder named.

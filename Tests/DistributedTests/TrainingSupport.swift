@@ -155,6 +155,22 @@ enum TrainingRun {
     }
 }
 
+/// Runs `deepdem train` once per case (extra config keys, the message, the ranks) and asserts each is
+/// refused before any training: a non-zero exit (exactly `status` when given) and one
+/// `deepdem: error:` line that contains the message.
+func assertRefusedBeforeTraining(scene: String, out: String, _ cases: [([String: Any], String, Int)], status: Int32? = nil,
+                                 file: StaticString = #filePath, line: UInt = #line) throws {
+    for (extra, message, ranks) in cases {
+        let r = try TrainingRun.run(["train", "--config", TrainingRun.config(scene: scene, out: out, extra)], ranks: ranks)
+        XCTAssertNotEqual(r.status, 0, "\(extra)", file: file, line: line)
+        if let status { XCTAssertEqual(r.status, status, "\(extra): \(r.stdout)\n\(r.stderr)", file: file, line: line) }
+        let lines = r.stderr.split(separator: "\n").filter { $0.hasPrefix("deepdem: error:") }
+        XCTAssertEqual(lines.count, 1, "\(extra): \(r.stderr)", file: file, line: line)
+        XCTAssertTrue(lines.first?.contains(message) ?? false, "\(extra): \(r.stderr)", file: file, line: line)
+        XCTAssertFalse(r.stdout.contains("step 1/"), "\(extra): trained anyway", file: file, line: line)
+    }
+}
+
 /// Asserts that checkpoints' weights agree: the largest |a − b| relative to the largest |b| of each tensor.
 func assertClose(_ a: [String: [Float]], _ b: [String: [Float]], tolerance: Float, _ what: String,
                  file: StaticString = #filePath, line: UInt = #line) {

@@ -258,14 +258,7 @@ extension TrainingTests {
             (["val_every": 0], "'val_every' is 0; it must be positive", 0),
             (["lr_scheduler": ["kind": "step", "step_size": 0]], "'lr_scheduler.step_size' is 0; it must be positive", 0),
         ]
-        for (extra, message, ranks) in cases {
-            let r = try TrainingRun.run(["train", "--config", TrainingRun.config(scene: scene, out: out, extra)], ranks: ranks)
-            XCTAssertNotEqual(r.status, 0, "\(extra)")
-            let lines = r.stderr.split(separator: "\n").filter { $0.hasPrefix("deepdem: error:") }
-            XCTAssertEqual(lines.count, 1, "\(extra): \(r.stderr)")
-            XCTAssertTrue(lines.first?.contains(message) ?? false, "\(extra): \(r.stderr)")
-            XCTAssertFalse(r.stdout.contains("step 1/"), "\(extra): trained anyway")
-        }
+        try assertRefusedBeforeTraining(scene: scene, out: out, cases)
         let r = try TrainingRun.run(["train", "--config", TrainingRun.config(scene: scene, out: out), "--max-stepz", "3"])
         XCTAssertEqual(r.status, 1)
         XCTAssertTrue(r.stderr.contains("unknown option '--max-stepz'"), r.stderr)
