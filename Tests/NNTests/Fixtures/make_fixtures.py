@@ -2,6 +2,7 @@
 """Golden fixtures for the NN tests, computed by PyTorch itself.
 
     /work/venv/bin/python Tests/NNTests/Fixtures/make_fixtures.py            # rewrite the fixtures
+    /work/venv/bin/python Tests/NNTests/Fixtures/make_fixtures.py --only resnet18 optim
     /work/venv/bin/python Tests/NNTests/Fixtures/make_fixtures.py --check-swift FILE...
 
 CI never runs this; its outputs are committed. It needs torch, segmentation_models_pytorch,
@@ -375,14 +376,18 @@ def check_swift(path):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--check-swift", nargs="+", metavar="FILE")
+    parser.add_argument("--only", nargs="+", metavar="NAME", choices=[*CONFIGS, "optim"],
+                        help="rewrite only these fixtures (another torch version may change the others' last bits)")
     args = parser.parse_args()
     torch.manual_seed(0)
     torch.set_num_threads(1)
     if args.check_swift:
         sys.exit(0 if all([check_swift(p) for p in args.check_swift]) else 1)
     for name, spec in CONFIGS.items():
-        model_fixture(name, spec)
-    optim_fixture()
+        if not args.only or name in args.only:
+            model_fixture(name, spec)
+    if not args.only or "optim" in args.only:
+        optim_fixture()
     total = sum(p.stat().st_size for p in HERE.glob("*.safetensors"))
     print(f"fixtures: {total / 1e6:.2f} MB")
 
