@@ -8,6 +8,8 @@ import NN
 public struct Refinement {
     public let checkpoint: String
     public let config: ModelConfig
+    /// What every refined GeoTIFF says of the model that made it (`Provenance`).
+    public let provenance: [String: String]
     private let model: ResidualModel
 
     /// Reads the checkpoint's settings and builds and loads its network.
@@ -17,6 +19,10 @@ public struct Refinement {
         try Checkpoint.load(checkpoint, into: network)
         model = ResidualModel(network: network, gsf: Float(config.gsf))
         self.checkpoint = checkpoint
+        let p = Provenance.prefix
+        provenance = [p + "CHECKPOINT": checkpoint, p + "CHECKPOINT_SHA256": try SHA256.hex(ofFile: checkpoint),
+                      p + "ARCH": config.arch, p + "BANDS": config.bands.joined(separator: ","),
+                      p + "CHIP_SIZE": "\(config.chipSize)", p + "GSF": "\(config.gsf)"]
     }
 
     /// Opens `folder` with the checkpoint's bands (no target).
@@ -29,6 +35,8 @@ public struct Refinement {
     public func refine(_ scene: Scene, tiler: Tiler, output: String, progress: ((Double) -> Void)? = nil) throws {
         let c = config.bands.count, s = config.chipSize, plane = s * s
         var batches: [Int: Tensor] = [:]
+        var tiler = tiler
+        tiler.metadata.merge(provenance, uniquingKeysWith: { $1 })
         try tiler.run(scene: scene, output: output, predict: { inputs, count, outputs in
             let x = batches[count] ?? Tensor([count, c, s, s])
             batches[count] = x

@@ -1,16 +1,23 @@
 import ArgumentParser
+import Data
 import Foundation
 import NN
 
 struct Info: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Show what a checkpoint holds: model configuration, parameter count, tensors.")
+        abstract: "Show what a checkpoint holds (model configuration, parameter count, tensors), or how deepdem made a GeoTIFF.",
+        discussion: """
+            A GeoTIFF that deepdem wrote carries its provenance as metadata (gdalinfo lists it under \
+            "Metadata:"): the deepdem version and commit and the command; a refined DSM also the \
+            checkpoint, its SHA-256, arch, bands, chip size and gsf.
+            """)
 
-    @Argument(help: "A .safetensors checkpoint.")
+    @Argument(help: "A .safetensors checkpoint, or a GeoTIFF deepdem wrote.")
     var checkpoint: String
 
     func run() throws {
         guarded {
+            if isTIFF(checkpoint) { return try showProvenance(checkpoint) }
             let contents = try Checkpoint.inspect(checkpoint)
             let config = contents.config
             // Loading into the network the configuration names checks every tensor's presence,
@@ -52,6 +59,30 @@ struct Info: ParsableCommand {
                     + t.dtype.rawValue.padding(toLength: 7, withPad: " ", startingAt: 0) + shape)
             }
         }
+    }
+
+    /// TIFF's and BigTIFF's first four bytes, in either byte order; a safetensors file starts with
+    /// its header's length instead.
+    func isTIFF(_ path: String) -> Bool {
+        // A file that cannot be read is left to the checkpoint reader, whose errors name the problem.
+        guard let file = FileHandle(forReadingAtPath: path) else { return false }
+        defer { try? file.close() }
+        let magic = [UInt8]((try? file.read(upToCount: 4)) ?? nil ?? Data())
+        return [[0x49, 0x49, 0x2A, 0x00], [0x4D, 0x4D, 0x00, 0x2A], [0x49, 0x49, 0x2B, 0x00], [0x4D, 0x4D, 0x00, 0x2B]]
+            .contains(magic)
+    }
+
+    func showProvenance(_ path: String) throws {
+        let items = try Provenance.read(path)
+        guard !items.isEmpty else { throw CLIError("\(path): has no deepdem metadata (deepdem did not write it)") }
+        let raster = try Raster(path: path)
+        var rows = [("raster", path), ("size", "\(raster.grid.width) × \(raster.grid.height) px")]
+        for key in items.keys.sorted() {
+            let name = key.dropFirst(Provenance.prefix.count).lowercased().replacingOccurrences(of: "_", with: " ")
+            rows.append((name, items[key]!))
+        }
+        let width = rows.map(\.0.count).max()!
+        for (key, value) in rows { print(oneLine(key).padding(toLength: width + 2, withPad: " ", startingAt: 0) + oneLine(value)) }
     }
 
     func grouped(_ n: Int) -> String {

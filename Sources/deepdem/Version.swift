@@ -1,4 +1,5 @@
 import CBuildInfo
+import Data
 import Distributed
 import NN
 
@@ -8,12 +9,22 @@ import NN
 enum BuildInfo {
     /// The release: written here only; tools/dist.sh names the bundle after what the binary prints.
     static let version = "0.1.0"
+    static var commit: String { String(cString: deepdem_build_commit()) }
 
     static var text: String {
         """
-        deepdem \(version) (commit \(String(cString: deepdem_build_commit())))
+        deepdem \(version) (commit \(commit))
         MPI: built for \(MPILibrary.builtFor)
         OpenBLAS: \(BLAS.coreName) kernels
         """
+    }
+}
+
+extension DeepDEM {
+    /// Every raster a command writes names this build and the command line (`Provenance`).
+    static func main() {
+        Provenance.process = Provenance.command(version: BuildInfo.version, commit: BuildInfo.commit,
+                                                arguments: CommandLine.arguments)
+        main(nil)
     }
 }

@@ -4,7 +4,8 @@ import Primitives
 
 /// Writes one single-band Float32 GeoTIFF window by window. The file is built as a `StagedOutput`
 /// and renamed onto the destination by `commit()`; a writer dropped without commit removes its
-/// temporary file, so a failed run never leaves a half-written output.
+/// temporary file, so a failed run never leaves a half-written output. Every file carries
+/// `Provenance.process` and the writer's own `metadata` items.
 public final class RasterWriter {
     public enum Format: Sendable {
         /// Tiled GeoTIFF, DEFLATE with the floating-point predictor, BigTIFF when it might be needed.
@@ -27,7 +28,7 @@ public final class RasterWriter {
     /// command fails before doing any work. With `threads` > 1 GDAL compresses blocks on that many
     /// threads of its own while the caller goes on (its file writes stay on the caller's thread).
     public init(path: String, grid: Grid, nodata: Double?, format: Format = .geoTIFF, overwrite: Bool = false,
-                threads: Int = 1) throws {
+                threads: Int = 1, metadata: [String: String] = [:]) throws {
         GDAL.ensureRegistered()
         try RasterWriter.checkDestination(path, overwrite: overwrite)
         guard let driver = GDALGetDriverByName("GTiff") else { throw DataError(path, "GDAL has no GTiff driver") }
@@ -45,6 +46,9 @@ public final class RasterWriter {
         var transform = grid.geoTransform
         GDALSetGeoTransform(created, &transform)
         if !grid.crsWKT.isEmpty { GDALSetProjection(created, grid.crsWKT) }
+        for (key, value) in Provenance.process.merging(metadata, uniquingKeysWith: { $1 }) {
+            GDALSetMetadataItem(created, key, value, nil)
+        }
         band = GDALGetRasterBand(created, 1)
         if let nodata { GDALSetRasterNoDataValue(band, nodata) }
         dataset = created

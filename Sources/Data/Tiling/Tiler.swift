@@ -16,6 +16,8 @@ public struct Tiler {
     /// Threads that blend the predicted tiles and that GDAL may compress the output's blocks on
     /// while the tiles go on: the refinement's own, not every core of the machine.
     public var threads = 1
+    /// Metadata items of the output besides `Provenance.process` (what made the heights).
+    public var metadata: [String: String] = [:]
 
     public init(chipSize: Int, stride: Int? = nil, batchSize: Int = 8, format: RasterWriter.Format = .geoTIFF, overwrite: Bool = false) {
         self.chipSize = chipSize
@@ -52,7 +54,7 @@ public struct Tiler {
         }
         let nodata = scene.aspDSM.nodata ?? -Double(Float.greatestFiniteMagnitude)
         let writer = try RasterWriter(path: path, grid: scene.grid, nodata: nodata, format: format, overwrite: overwrite,
-                                      threads: threads)
+                                      threads: threads, metadata: metadata)
         // GDAL's block cache need only hold the rows of blocks the current strip of tiles touches,
         // in every band read and in the output (256-row blocks); left at the process default it
         // fills with the decoded scene as the strips go by (~250 MB more at 4096² × 6 bands).
