@@ -33,17 +33,98 @@ struct Evaluate: ParsableCommand {
     @Option(help: "Only this pixel window x,y,width,height of the grid.")
     var window: String?
 
+    @Flag(help: ArgumentHelp(
+        "Co-register the initial DSM and the prediction to the truth (Nuth & Kääb 2011) before the statistics.",
+        discussion: "Each is shifted (dx, dy east and north in metres, dz up) by the iterated fit of dh/tan(slope) against aspect, "
+            + "slope and aspect of the truth by Horn's method as gdaldem computes them, on pixels steeper than 1°, "
+            + "until the shift changes by less than 0.01 px or after 10 iterations."))
+    var coregister = false
+
+    @Option(help: "Stable terrain for --coregister: only pixels where this raster is valid and non-zero take part in the fit.")
+    var stable: String?
+
+    @Option(name: .customLong("by-slope"), help: ArgumentHelp(
+        "Slope bin edges in degrees, increasing, e.g. 0,5,10,20,30,40: one row per bin (the last open-ended), slope of the truth (Horn).",
+        valueName: "edges"))
+    var bySlope: String?
+
+    @Option(help: "An integer class raster on the truth's grid (e.g. NLCD land cover): one row per class.")
+    var classes: String?
+
+    @Option(name: .customLong("class-names"), help: "Names of the --classes codes: one 'CODE NAME' per line.")
+    var classNames: String?
+
+    @Option(parsing: .number, help: "Grow each --classes mask by this many pixels (e.g. to count building edges).")
+    var dilate = 0
+
     @Flag(help: "Print JSON instead of a table (with the window evaluated, if --region or --window).")
     var json = false
 
     func run() throws {
         guarded {
+            if stable != nil && !coregister { throw CLIError("--stable chooses the pixels of --coregister's fit: give --coregister too") }
+            if (classNames != nil || dilate != 0) && classes == nil { throw CLIError("--class-names and --dilate describe --classes: give --classes too") }
+            guard dilate >= 0 else { throw CLIError("--dilate \(dilate): must be 0 or more pixels") }
+            let edges = try bySlope.map(parseEdges)
             var evaluator = Evaluator(prediction: prediction, truth: truth, initial: initial, mask: mask,
                                       classMask: byMask, classThreshold: threshold)
             evaluator.window = try chosenWindow()
+            var shifts: [(String, Coregistration)] = []
+            var scratch: URL?
+            defer { if let scratch { try? FileManager.default.removeItem(at: scratch) } }
+            if coregister || edges != nil || classes != nil {
+                let truthRaster = try Raster(path: truth)
+                let grid = truthRaster.grid
+                let ew = abs(grid.geoTransform[1]), ns = abs(grid.geoTransform[5])
+                func onGrid(_ path: String) throws -> Raster {
+                    let raster = try Raster(path: path)
+                    if let difference = raster.grid.difference(from: grid) {
+                        throw DataError(path, "grid differs from the truth \(URL(fileURLWithPath: truth).lastPathComponent): \(difference)")
+                    }
+                    return raster
+                }
+                let truthValues = try truthRaster.readAll()
+                let terrain = coregister || edges != nil
+                    ? Terrain(heights: truthValues, width: grid.width, height: grid.height, ew: ew, ns: ns) : nil
+                if coregister, let terrain {
+                    let stableMask = try stable.map { try onGrid($0).readAll().map { !$0.isNaN && $0 != 0 } }
+                    let folder = FileManager.default.temporaryDirectory.appendingPathComponent("deepdem-coregister-\(getpid())")
+                    try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+                    scratch = folder
+                    for (name, path) in [("initial", initial), ("refined", prediction)] {
+                        guard let path else { continue }
+                        let values = try onGrid(path).readAll()
+                        let shift = try Coregistration.estimate(dem: values, truth: truthValues, terrain: terrain, stable: stableMask,
+                                                                ew: ew, ns: ns, path: path)
+                        shifts.append((name, shift))
+                        let moved = folder.appendingPathComponent("\(name).tif").path
+                        try RasterWriter.write(shift.applied(to: values, width: grid.width, height: grid.height, ew: ew, ns: ns),
+                                               grid: grid, nodata: nil, to: moved)
+                        if name == "initial" { evaluator.initial = moved } else { evaluator.prediction = moved }
+                    }
+                }
+                if let edges, let terrain { evaluator.groups += PixelGroups.slopeBins(terrain, edges: edges) }
+                if let classes {
+                    let names = try classNames.map(PixelGroups.classNames) ?? [:]
+                    evaluator.groups += try PixelGroups.classes(try onGrid(classes).readAll(), width: grid.width, height: grid.height,
+                                                                names: names, dilate: dilate, path: classes).map(\.group)
+                }
+            }
             let evaluation = try evaluator.run()
-            print(json ? jsonText(evaluation, window: evaluator.window) : table(evaluation))
+            print(json ? jsonText(evaluation, window: evaluator.window, shifts: shifts) : table(evaluation, shifts: shifts))
         }
+    }
+
+    func parseEdges(_ text: String) throws -> [Double] {
+        let values = text.split(separator: ",", omittingEmptySubsequences: false).map { Double($0.trimmingCharacters(in: .whitespaces)) }
+        guard !values.isEmpty, values.allSatisfy({ $0 != nil && $0!.isFinite && $0! >= 0 && $0! < 90 }) else {
+            throw CLIError("--by-slope \(text): must be slopes in degrees in [0, 90) separated by commas, e.g. 0,5,10,20,30,40")
+        }
+        let edges = values.map { $0! }
+        guard zip(edges, edges.dropFirst()).allSatisfy({ $0 < $1 }) else {
+            throw CLIError("--by-slope \(text): the bin edges must increase")
+        }
+        return edges
     }
 
     /// The window --region or --window names, in pixels of the truth's grid; nil for all of it.
@@ -69,7 +150,7 @@ struct Evaluate: ParsableCommand {
         }
     }
 
-    func jsonText(_ e: Evaluation, window: PixelWindow?) -> String {
+    func jsonText(_ e: Evaluation, window: PixelWindow?, shifts: [(String, Coregistration)]) -> String {
         func metrics(_ m: ErrorMetrics) -> String {
             "{\"count\": \(m.count), \"bias\": \(number(m.bias)), \"mae\": \(number(m.mae)), \"rmse\": \(number(m.rmse)), "
                 + "\"median\": \(number(m.median)), \"nmad\": \(number(m.nmad)), \"le90\": \(number(m.le90))}"
@@ -88,10 +169,21 @@ struct Evaluate: ParsableCommand {
                 + "    \"inside\": {\n\(pair(inside, indent: "      "))\n    },\n"
                 + "    \"outside\": {\n\(pair(outside, indent: "      "))\n    }\n  }"
         }
+        if !shifts.isEmpty {
+            text += ",\n  \"coregistration\": {\n" + shifts.map { name, c in
+                "    \(quoted(name)): {\"dx\": \(number(c.dx)), \"dy\": \(number(c.dy)), \"dz\": \(number(c.dz)), "
+                    + "\"iterations\": \(c.iterations), \"pixels\": \(c.pixels)}"
+            }.joined(separator: ",\n") + "\n  }"
+        }
+        if let groups = e.groups {
+            text += ",\n  \"groups\": [\n" + groups.map { g in
+                "    {\n      \"name\": \(quoted(g.name)),\n\(pair(g.metrics, indent: "      "))\n    }"
+            }.joined(separator: ",\n") + "\n  ]"
+        }
         return text + "\n}"
     }
 
-    func table(_ e: Evaluation) -> String {
+    func table(_ e: Evaluation, shifts: [(String, Coregistration)]) -> String {
         let header = ["", "count", "bias", "mae", "rmse", "median", "nmad", "le90"]
         var rows: [[String]] = []
         func add(_ name: String, _ p: MetricsPair) {
@@ -106,7 +198,12 @@ struct Evaluate: ParsableCommand {
             add("inside", inside)
             add("outside", outside)
         }
-        var out = alignedLines([header] + rows)
+        for g in e.groups ?? [] { add(g.name, g.metrics) }
+        var out = shifts.map { name, c in
+            String(format: "co-registered %@: dx %+.3f m, dy %+.3f m, dz %+.3f m (Nuth & Kääb, %d iterations, %d px)",
+                   name, c.dx, c.dy, c.dz, c.iterations, c.pixels)
+        }
+        out += alignedLines([header] + rows)
         if byMask != nil { out.append("inside: \(byMask!) > \(threshold); metres; the % line is the change of MAE") }
         else if e.all.initial != nil { out.append("metres; the % line is the change of MAE") }
         return out.joined(separator: "\n")

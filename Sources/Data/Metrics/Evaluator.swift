@@ -34,6 +34,66 @@ public struct Evaluation: Codable, Equatable, Sendable {
     /// Pixels whose class raster value is above the threshold, and the others (class nodata: neither).
     public var inside: MetricsPair?
     public var outside: MetricsPair?
+    /// One entry per `Evaluator.groups` entry, in its order (nil without groups, so reports
+    /// written before groups existed read back).
+    public var groups: [GroupMetrics]?
+}
+
+public struct GroupMetrics: Codable, Equatable, Sendable {
+    public var name: String
+    public var metrics: MetricsPair
+}
+
+/// A named set of pixels of the truth's grid (a slope bin, a land-cover class), whose metrics are
+/// reported beside the overall ones; groups may overlap (a dilated class) or leave pixels out.
+public struct PixelGroup: Sendable {
+    public let name: String
+    public let width: Int, height: Int
+    private var bits: [UInt64]
+
+    public init(name: String, width: Int, height: Int) {
+        self.name = name
+        self.width = width
+        self.height = height
+        bits = [UInt64](repeating: 0, count: (width &* height &+ 63) / 64)
+    }
+
+    public func contains(_ i: Int) -> Bool { bits[i >> 6] & (1 << UInt64(i & 63)) != 0 }
+    public mutating func insert(_ i: Int) { bits[i >> 6] |= 1 << UInt64(i & 63) }
+    public var count: Int { bits.reduce(0) { $0 + $1.nonzeroBitCount } }
+
+    /// The set grown by `pixels` in every direction (a (2n+1)² square), e.g. to count a building's edges
+    /// with it: rows then columns, each a running window.
+    public func dilated(by pixels: Int) -> PixelGroup {
+        guard pixels > 0 else { return self }
+        var rows = PixelGroup(name: name, width: width, height: height)
+        for r in 0..<height {
+            var last = Int.min / 2   // column of the last member seen
+            for c in 0..<width {
+                if contains(r &* width &+ c) { last = c }
+                if c &- last <= pixels { rows.insert(r &* width &+ c) }
+            }
+            last = Int.max / 2
+            for c in stride(from: width - 1, through: 0, by: -1) {
+                if contains(r &* width &+ c) { last = c }
+                if last &- c <= pixels { rows.insert(r &* width &+ c) }
+            }
+        }
+        var out = PixelGroup(name: name, width: width, height: height)
+        for c in 0..<width {
+            var last = Int.min / 2
+            for r in 0..<height {
+                if rows.contains(r &* width &+ c) { last = r }
+                if r &- last <= pixels { out.insert(r &* width &+ c) }
+            }
+            last = Int.max / 2
+            for r in stride(from: height - 1, through: 0, by: -1) {
+                if rows.contains(r &* width &+ c) { last = r }
+                if last &- r <= pixels { out.insert(r &* width &+ c) }
+            }
+        }
+        return out
+    }
 }
 
 /// Computes `Evaluation` by streaming strips of rows from every raster, several passes, never the
@@ -47,6 +107,8 @@ public struct Evaluator {
     public var mask: String?
     public var classMask: String?
     public var classThreshold: Double
+    /// Sets of pixels (of the truth's whole grid) reported on their own too.
+    public var groups: [PixelGroup] = []
     /// Only the pixels of this window count (all of the grid when nil).
     public var window: PixelWindow?
     public var collectLimit = 1 << 20
@@ -71,8 +133,9 @@ public struct Evaluator {
         precondition(!parts.isEmpty, "an evaluation needs a prediction")
         let head = parts[0]
         precondition(parts.allSatisfy { ($0.initial == nil, $0.mask == nil, $0.classMask == nil, $0.classThreshold)
-                         == (head.initial == nil, head.mask == nil, head.classMask == nil, head.classThreshold) },
-                     "pooled evaluations take the same rasters")
+                         == (head.initial == nil, head.mask == nil, head.classMask == nil, head.classThreshold)
+                         && $0.groups.map(\.name) == head.groups.map(\.name) },
+                     "pooled evaluations take the same rasters and groups")
         let source = try PixelErrors(parts)
         let series = source.series
         let collectLimit = head.collectLimit
@@ -113,7 +176,9 @@ public struct Evaluator {
             let initial = series.firstIndex(where: { $0.group == group && $0.initial })
             return MetricsPair(refined: metrics(refined), initial: initial.map(metrics))
         }
-        return Evaluation(all: pair(.all)!, inside: pair(.inside), outside: pair(.outside))
+        return Evaluation(all: pair(.all)!, inside: pair(.inside), outside: pair(.outside),
+                          groups: head.groups.isEmpty ? nil
+                            : head.groups.indices.map { GroupMetrics(name: head.groups[$0].name, metrics: pair(.group($0))!) })
     }
 }
 
@@ -132,9 +197,10 @@ private struct Moments {
     }
 }
 
-/// The errors of every series (refined/initial × all/inside/outside) pixel by pixel, read strip by strip.
+/// The errors of every series (refined/initial × all/inside/outside/each group) pixel by pixel,
+/// read strip by strip.
 final class PixelErrors {
-    enum Group { case all, inside, outside }
+    enum Group: Equatable { case all, inside, outside, group(Int) }
     struct Series { let initial: Bool; let group: Group }
 
     let series: [Series]
@@ -147,6 +213,7 @@ final class PixelErrors {
         let prediction: Raster, truth: Raster
         let initial: Raster?, mask: Raster?, classes: Raster?
         let window: PixelWindow
+        let groups: [PixelGroup]
     }
 
     init(_ evaluations: [Evaluator]) throws {
@@ -163,12 +230,18 @@ final class PixelErrors {
             }
             let window = try (options.window ?? PixelWindow(x: 0, y: 0, width: truth.grid.width, height: truth.grid.height))
                 .checked(in: truth.grid, path: options.truth)
-            return Part(prediction: prediction, truth: truth, initial: initial, mask: mask, classes: classes, window: window)
+            for group in options.groups where (group.width, group.height) != (truth.grid.width, truth.grid.height) {
+                throw DataError(options.truth, "group '\(group.name)' is \(group.width)×\(group.height) px, the truth \(truth.grid.width)×\(truth.grid.height)")
+            }
+            return Part(prediction: prediction, truth: truth, initial: initial, mask: mask, classes: classes, window: window,
+                        groups: options.groups)
         }
         threshold = Float(evaluations[0].classThreshold)
         stripRows = max(1, evaluations[0].stripRows)
         var series: [Series] = []
-        for group in evaluations[0].classMask == nil ? [Group.all] : [.all, .inside, .outside] {
+        let groups = (evaluations[0].classMask == nil ? [Group.all] : [.all, .inside, .outside])
+            + evaluations[0].groups.indices.map { Group.group($0) }
+        for group in groups {
             series.append(Series(initial: false, group: group))
             if evaluations[0].initial != nil { series.append(Series(initial: true, group: group)) }
         }
@@ -190,6 +263,8 @@ final class PixelErrors {
         let initialAll = series.firstIndex { $0.group == .all && $0.initial }
         let inside = series.indices.filter { series[$0].group == .inside }
         let outside = series.indices.filter { series[$0].group == .outside }
+        let grouped = part.groups.indices.map { g in series.indices.filter { series[$0].group == .group(g) } }
+        let gridWidth = truth.grid.width
         var y = 0
         while y < height {
             let rows = min(stripRows, height - y)
@@ -209,6 +284,12 @@ final class PixelErrors {
                 if let initialAll, let start { visit(initialAll, start) }
                 if classes != nil, !c[i].isNaN {
                     for s in c[i] > threshold ? inside : outside { visit(s, series[s].initial ? start! : refined) }
+                }
+                if !grouped.isEmpty {
+                    let pixel = (window.y &+ y &+ i / width) &* gridWidth &+ window.x &+ i % width
+                    for (g, members) in grouped.enumerated() where part.groups[g].contains(pixel) {
+                        for s in members { visit(s, series[s].initial ? start! : refined) }
+                    }
                 }
             }
             y += rows
