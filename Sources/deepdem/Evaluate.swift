@@ -1,6 +1,7 @@
 import ArgumentParser
 import Data
 import Foundation
+import Primitives
 
 struct Evaluate: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -57,6 +58,13 @@ struct Evaluate: ParsableCommand {
     @Option(parsing: .number, help: "Grow each --classes mask by this many pixels (e.g. to count building edges).")
     var dilate = 0
 
+    @Option(help: ArgumentHelp("Write a Markdown report: the tables, the co-registration, and the error maps as a PNG beside it (REPORT.png).",
+                               valueName: "REPORT.md"))
+    var report: String?
+
+    @Flag(help: "Replace an existing --report and its PNG.")
+    var overwrite = false
+
     @Flag(help: "Print JSON instead of a table (with the window evaluated, if --region or --window).")
     var json = false
 
@@ -66,6 +74,13 @@ struct Evaluate: ParsableCommand {
             if (classNames != nil || dilate != 0) && classes == nil { throw CLIError("--class-names and --dilate describe --classes: give --classes too") }
             guard dilate >= 0 else { throw CLIError("--dilate \(dilate): must be 0 or more pixels") }
             let edges = try bySlope.map(parseEdges)
+            let figure = try report.map { path -> String in
+                guard path.hasSuffix(".md") else { throw CLIError("--report \(path): must name a Markdown file (.md)") }
+                let png = String(path.dropLast(3)) + ".png"
+                try RasterWriter.checkDestination(path, overwrite: overwrite)
+                try RasterWriter.checkDestination(png, overwrite: overwrite)
+                return png
+            }
             var evaluator = Evaluator(prediction: prediction, truth: truth, initial: initial, mask: mask,
                                       classMask: byMask, classThreshold: threshold)
             evaluator.window = try chosenWindow()
@@ -111,6 +126,14 @@ struct Evaluate: ParsableCommand {
                 }
             }
             let evaluation = try evaluator.run()
+            if let report, let figure {
+                var maps = ErrorMapFigure(truth: truth, initial: evaluator.initial, refined: evaluator.prediction)
+                maps.window = evaluator.window
+                maps.note = shifts.isEmpty ? "" : "(co-registered)"
+                try maps.write(to: figure, title: URL(fileURLWithPath: prediction).lastPathComponent + " against "
+                               + URL(fileURLWithPath: truth).lastPathComponent, overwrite: overwrite)
+                try StagedOutput.write(Data(markdown(evaluation, shifts: shifts, figure: figure).utf8), to: report)
+            }
             print(json ? jsonText(evaluation, window: evaluator.window, shifts: shifts) : table(evaluation, shifts: shifts))
         }
     }
@@ -207,6 +230,51 @@ struct Evaluate: ParsableCommand {
         if byMask != nil { out.append("inside: \(byMask!) > \(threshold); metres; the % line is the change of MAE") }
         else if e.all.initial != nil { out.append("metres; the % line is the change of MAE") }
         return out.joined(separator: "\n")
+    }
+
+    /// The report: what was compared, the shifts, one table per kind of rows, the error maps.
+    func markdown(_ e: Evaluation, shifts: [(String, Coregistration)], figure: String) -> String {
+        var lines = ["# Evaluation of `\(prediction)`", ""]
+        lines.append("- truth: `\(truth)`")
+        if let initial { lines.append("- initial DSM: `\(initial)`") }
+        if let mask { lines.append("- mask: `\(mask)`") }
+        if let window = try? chosenWindow() { lines.append("- window: \(window.width)×\(window.height) px at (\(window.x), \(window.y))") }
+        lines.append("- deepdem \(BuildInfo.version) (commit \(BuildInfo.commit)): `\(Provenance.process[Provenance.prefix + "COMMAND"] ?? "")`")
+        lines.append("")
+        if !shifts.isEmpty {
+            lines += ["## Co-registration", "",
+                      "Nuth & Kääb (2011) against the truth; slope and aspect of the truth (Horn)"
+                        + (stable.map { ", stable terrain from `\($0)`" } ?? "") + ". The statistics are those of the moved DSMs.", "",
+                      "| DSM | dx east (m) | dy north (m) | dz (m) | iterations | pixels |", "|---|---:|---:|---:|---:|---:|"]
+            for (name, c) in shifts {
+                lines.append(String(format: "| %@ | %+.3f | %+.3f | %+.3f | %d | %d |", name, c.dx, c.dy, c.dz, c.iterations, c.pixels))
+            }
+            lines.append("")
+        }
+        func section(_ title: String, _ rows: [(String, MetricsPair)]) {
+            guard !rows.isEmpty else { return }
+            lines += ["## \(title)", "", "| pixels | DSM | count | bias | MAE | RMSE | median | NMAD | LE90 | MAE change |",
+                      "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+            for (name, p) in rows {
+                for (which, m) in [("initial", p.initial), ("refined", p.refined)] {
+                    guard let m else { continue }
+                    let change = which == "refined" && p.initial.map { $0.mae > 0 } == true
+                        ? String(format: "%+.1f %%", 100 * (m.mae / p.initial!.mae - 1)) : ""
+                    lines.append("| \(name) | \(which) | \(m.count) | " + [m.bias, m.mae, m.rmse, m.median, m.nmad, m.le90]
+                        .map { String(format: "%.3f", $0) }.joined(separator: " | ") + " | \(change) |")
+                }
+            }
+            lines.append("")
+        }
+        var overall = [("all", e.all)]
+        if let inside = e.inside, let outside = e.outside { overall += [("inside", inside), ("outside", outside)] }
+        section("Overall (metres)", overall)
+        let groups = e.groups ?? []
+        section("By slope", groups.filter { $0.name.hasPrefix("slope ") }.map { ($0.name, $0.metrics) })
+        section("By class" + (dilate > 0 ? " (each grown by \(dilate) px)" : ""),
+                groups.filter { !$0.name.hasPrefix("slope ") }.map { ($0.name, $0.metrics) })
+        lines += ["## Error maps", "", "![error maps](\(URL(fileURLWithPath: figure).lastPathComponent))", ""]
+        return lines.joined(separator: "\n")
     }
 
     func row(_ name: String, _ m: ErrorMetrics) -> [String] {
