@@ -30,25 +30,67 @@ public struct Refinement {
         try Scene(folder: folder, bands: config.bands, target: nil)
     }
 
+    /// The predictions test-time augmentation averages: the 8 symmetries of the square, each with
+    /// the orthos in both orders when the model has both (it was trained with them swapped).
+    public var augmentations: [(symmetry: SquareSymmetry, swapOrthos: Bool)] {
+        let swaps = config.bands.contains(Band.ortho1) && config.bands.contains(Band.ortho2) ? [false, true] : [false]
+        return SquareSymmetry.all.flatMap { g in swaps.map { (g, $0) } }
+    }
+
     /// Refines all of `scene` into the GeoTIFF `output`, tiled as `tiler` says; `progress` gets
-    /// the finished fraction.
-    public func refine(_ scene: Scene, tiler: Tiler, output: String, progress: ((Double) -> Void)? = nil) throws {
+    /// the finished fraction. With `tta`, every tile's prediction is the mean over `augmentations`,
+    /// each mapped back, and `uncertainty` (when given) receives their standard deviation, blended
+    /// across tiles as the heights are.
+    public func refine(_ scene: Scene, tiler: Tiler, output: String, tta: Bool = false, uncertainty: String? = nil,
+                       progress: ((Double) -> Void)? = nil) throws {
+        precondition(tta || uncertainty == nil, "an uncertainty map needs test-time augmentation")
         let c = config.bands.count, s = config.chipSize, plane = s * s
+        let views = tta ? augmentations : [(symmetry: SquareSymmetry.all[0], swapOrthos: false)]
+        let orthos = [config.bands.firstIndex(of: Band.ortho1), config.bands.firstIndex(of: Band.ortho2)]
         var batches: [Int: Tensor] = [:]
+        var predictions: [Float] = []
         var tiler = tiler
         tiler.metadata.merge(provenance, uniquingKeysWith: { $1 })
-        try tiler.run(scene: scene, output: output, predict: { inputs, count, outputs in
+        if tta { tiler.metadata[Provenance.prefix + "TTA"] = "\(views.count) predictions per tile (symmetries of the square"
+                 + (views.count > 8 ? " × both ortho orders)" : ")") }
+        try tiler.run(scene: scene, outputs: [output] + (uncertainty.map { [$0] } ?? []), predict: { inputs, count, outputs in
             let x = batches[count] ?? Tensor([count, c, s, s])
             batches[count] = x
-            x.data.update(from: inputs, count: count * c * plane)
-            let refined = model.forward(x, training: false)
-            // Inputs are finite (nodata is filled), so a NaN or infinite height comes from the
-            // model: written, it would pass for nodata or for a height.
-            if (0..<count * plane).contains(where: { !refined.data[$0].isFinite }) {
-                throw DataError(checkpoint, "the model gives NaN or infinite heights on \(scene.folder) (gsf \(config.gsf)); "
-                    + "it cannot refine this scene, and nothing was written")
+            if predictions.count < views.count * count * plane { predictions = [Float](repeating: 0, count: views.count * count * plane) }
+            for (v, view) in views.enumerated() {
+                for b in 0..<count {
+                    for channel in 0..<c {
+                        var from = channel
+                        if view.swapOrthos, let o1 = orthos[0], let o2 = orthos[1] { from = channel == o1 ? o2 : (channel == o2 ? o1 : channel) }
+                        view.symmetry.apply(inputs + (b * c + from) * plane, into: x.data + (b * c + channel) * plane, side: s)
+                    }
+                }
+                let refined = model.forward(x, training: false)
+                // Inputs are finite (nodata is filled), so a NaN or infinite height comes from the
+                // model: written, it would pass for nodata or for a height.
+                if (0..<count * plane).contains(where: { !refined.data[$0].isFinite }) {
+                    throw DataError(checkpoint, "the model gives NaN or infinite heights on \(scene.folder) (gsf \(config.gsf)); "
+                        + "it cannot refine this scene, and nothing was written")
+                }
+                predictions.withUnsafeMutableBufferPointer { p in
+                    for b in 0..<count {
+                        view.symmetry.inverse(refined.data + b * plane, into: p.baseAddress! + (v * count + b) * plane, side: s)
+                    }
+                }
             }
-            outputs.update(from: refined.data, count: count * plane)
+            // Mean and standard deviation over the views, in view order: the same bits at any thread count.
+            let n = Double(views.count), layer = count * plane
+            for i in 0..<layer {
+                var sum = 0.0
+                for v in 0..<views.count { sum += Double(predictions[v * layer + i]) }
+                let mean = sum / n
+                outputs[i] = Float(mean)
+                if uncertainty != nil {
+                    var squares = 0.0
+                    for v in 0..<views.count { let d = Double(predictions[v * layer + i]) - mean; squares += d * d }
+                    outputs[layer + i] = Float((squares / n).squareRoot())
+                }
+            }
         }, progress: progress)
     }
 }

@@ -42,6 +42,18 @@ public struct Tiler {
     public func run(scene: Scene, output path: String,
                     predict: (UnsafePointer<Float>, Int, UnsafeMutablePointer<Float>) throws -> Void,
                     progress: ((Double) -> Void)? = nil) throws {
+        try run(scene: scene, outputs: [path], predict: predict, progress: progress)
+    }
+
+    /// As `run(scene:output:…)` with one GeoTIFF per layer the model predicts (refined heights,
+    /// then e.g. their standard deviation): `predict` writes [layers×count×H×W], each layer blended
+    /// with the same weights and written with the DSM's nodata. The first output's path names
+    /// errors of the tiling.
+    public func run(scene: Scene, outputs paths: [String],
+                    predict: (UnsafePointer<Float>, Int, UnsafeMutablePointer<Float>) throws -> Void,
+                    progress: ((Double) -> Void)? = nil) throws {
+        precondition(!paths.isEmpty, "Tiler.run needs an output")
+        let path = paths[0], layers = paths.count
         let width = scene.grid.width, height = scene.grid.height, chip = chipSize
         guard chip > 0, stride > 0, stride <= chip, batchSize > 0 else {
             throw DataError(path, "bad tiling: chip \(chip), stride \(stride) (1…chip), batch \(batchSize)")
@@ -53,8 +65,10 @@ public struct Tiler {
             throw DataError(scene.aspDSM.path, "has no valid pixel (all nodata): nothing to refine")
         }
         let nodata = scene.aspDSM.nodata ?? -Double(Float.greatestFiniteMagnitude)
-        let writer = try RasterWriter(path: path, grid: scene.grid, nodata: nodata, format: format, overwrite: overwrite,
-                                      threads: threads, metadata: metadata)
+        let writers = try paths.map {
+            try RasterWriter(path: $0, grid: scene.grid, nodata: nodata, format: format, overwrite: overwrite,
+                             threads: threads, metadata: metadata)
+        }
         // GDAL's block cache need only hold the rows of blocks the current strip of tiles touches,
         // in every band read and in the output (256-row blocks); left at the process default it
         // fills with the decoded scene as the strips go by (~250 MB more at 4096² × 6 bands).
@@ -63,7 +77,7 @@ public struct Tiler {
         if getenv("GDAL_CACHEMAX") == nil {
             let rasters = scene.inputs + [scene.nodataMask].compactMap { $0 }
             let read = rasters.reduce(0) { $0 + (chip / $1.blockHeight + 2) * $1.blockRowBytes }
-            let needed = read + (chip / 256 + 2) * 256 * width * 4 + (16 << 20)
+            let needed = read + layers * (chip / 256 + 2) * 256 * width * 4 + (16 << 20)
             if needed < previousBudget { GDAL.setCacheBudget(bytes: needed) }
         }
         let rows = Tiler.origins(length: height, chip: chip, stride: stride)
@@ -72,10 +86,10 @@ public struct Tiler {
         let plane = chip * chip
         let window = tileWeights(chip)
 
-        var sum = [Double](repeating: 0, count: chip * width)
+        var sum = [Double](repeating: 0, count: layers * chip * width)
         var weight = [Double](repeating: 0, count: chip * width)
         var batchInputs = [Float](repeating: 0, count: batchSize * channels * plane)
-        var batchOutputs = [Float](repeating: 0, count: batchSize * plane)
+        var batchOutputs = [Float](repeating: 0, count: layers * batchSize * plane)
         var pending: [Int] = []
         var finishedRows = 0
         var aspRows = [Float](repeating: 0, count: stride * width)
@@ -87,17 +101,23 @@ public struct Tiler {
             try aspRows.withUnsafeMutableBufferPointer {
                 try scene.aspDSM.read(x: 0, y: finishedRows, width: width, height: count, into: $0.baseAddress!)
             }
-            for i in 0..<count * width {
-                outputRows[i] = aspRows[i].isNaN || weight[i] == 0 ? .nan : Float(sum[i] / weight[i])
-            }
-            try outputRows.withUnsafeBufferPointer {
-                try writer.write(x: 0, y: finishedRows, width: width, height: count, from: $0.baseAddress!)
+            for (l, writer) in writers.enumerated() {
+                let layer = l * chip * width
+                for i in 0..<count * width {
+                    outputRows[i] = aspRows[i].isNaN || weight[i] == 0 ? .nan : Float(sum[layer + i] / weight[i])
+                }
+                try outputRows.withUnsafeBufferPointer {
+                    try writer.write(x: 0, y: finishedRows, width: width, height: count, from: $0.baseAddress!)
+                }
             }
             // Shift the accumulators up by the rows just written.
             let keep = chip * width - count * width
             sum.withUnsafeMutableBufferPointer { s in
-                s.baseAddress!.update(from: s.baseAddress! + count * width, count: keep)
-                (s.baseAddress! + keep).update(repeating: 0, count: count * width)
+                for l in 0..<layers {
+                    let layer = s.baseAddress! + l * chip * width
+                    layer.update(from: layer + count * width, count: keep)
+                    (layer + keep).update(repeating: 0, count: count * width)
+                }
             }
             weight.withUnsafeMutableBufferPointer { w in
                 w.baseAddress!.update(from: w.baseAddress! + count * width, count: keep)
@@ -130,8 +150,10 @@ public struct Tiler {
                                         let row = y &* width &+ x0, out = b &* plane &+ y &* chip
                                         for x in 0..<chip {
                                             let w = wy * window[x]
-                                            sum[row &+ x] += w * Double(outputs[out &+ x])
                                             weight[row &+ x] += w
+                                            for l in 0..<layers {
+                                                sum[l &* chip &* width &+ row &+ x] += w * Double(outputs[l &* count &* plane &+ out &+ x])
+                                            }
                                         }
                                     }
                                 }
@@ -169,7 +191,7 @@ public struct Tiler {
             progress?(Double(r + 1) / Double(rows.count))
         }
         try flush(rows: height - finishedRows)
-        try writer.commit()
+        for writer in writers { try writer.commit() }
     }
 
     /// Raised cosine over the tile, floored at `edgeWeight`.
