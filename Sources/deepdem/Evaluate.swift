@@ -58,6 +58,10 @@ struct Evaluate: ParsableCommand {
     @Option(parsing: .number, help: "Grow each --classes mask by this many pixels (e.g. to count building edges).")
     var dilate = 0
 
+    @Option(help: ArgumentHelp("A per-pixel uncertainty of the prediction (refine --uncertainty): how well it ranks the error, "
+                               + "as Spearman's correlation of σ with |error| and the MAE in each σ quintile.", valueName: "SIGMA.tif"))
+    var sigma: String?
+
     @Option(help: ArgumentHelp("Write a Markdown report: the tables, the co-registration, and the error maps as a PNG beside it (REPORT.png).",
                                valueName: "REPORT.md"))
     var report: String?
@@ -126,15 +130,18 @@ struct Evaluate: ParsableCommand {
                 }
             }
             let evaluation = try evaluator.run()
+            // σ belongs to the prediction as refine wrote it, not to a co-registered copy.
+            let check = try sigma.map { try UncertaintyCheck.run(prediction: prediction, truth: truth, sigma: $0, mask: mask, window: evaluator.window) }
             if let report, let figure {
                 var maps = ErrorMapFigure(truth: truth, initial: evaluator.initial, refined: evaluator.prediction)
                 maps.window = evaluator.window
                 maps.note = shifts.isEmpty ? "" : "(co-registered)"
                 try maps.write(to: figure, title: URL(fileURLWithPath: prediction).lastPathComponent + " against "
                                + URL(fileURLWithPath: truth).lastPathComponent, overwrite: overwrite)
-                try StagedOutput.write(Data(markdown(evaluation, shifts: shifts, figure: figure).utf8), to: report)
+                try StagedOutput.write(Data(markdown(evaluation, shifts: shifts, check: check, figure: figure).utf8), to: report)
             }
-            print(json ? jsonText(evaluation, window: evaluator.window, shifts: shifts) : table(evaluation, shifts: shifts))
+            print(json ? jsonText(evaluation, window: evaluator.window, shifts: shifts, check: check)
+                       : table(evaluation, shifts: shifts, check: check))
         }
     }
 
@@ -173,7 +180,7 @@ struct Evaluate: ParsableCommand {
         }
     }
 
-    func jsonText(_ e: Evaluation, window: PixelWindow?, shifts: [(String, Coregistration)]) -> String {
+    func jsonText(_ e: Evaluation, window: PixelWindow?, shifts: [(String, Coregistration)], check: UncertaintyCheck?) -> String {
         func metrics(_ m: ErrorMetrics) -> String {
             "{\"count\": \(m.count), \"bias\": \(number(m.bias)), \"mae\": \(number(m.mae)), \"rmse\": \(number(m.rmse)), "
                 + "\"median\": \(number(m.median)), \"nmad\": \(number(m.nmad)), \"le90\": \(number(m.le90))}"
@@ -198,6 +205,12 @@ struct Evaluate: ParsableCommand {
                     + "\"iterations\": \(c.iterations), \"pixels\": \(c.pixels)}"
             }.joined(separator: ",\n") + "\n  }"
         }
+        if let check, let sigma {
+            text += ",\n  \"uncertainty\": {\"file\": \(quoted(sigma)), \"count\": \(check.count), \"spearman\": \(number(check.spearman)), "
+                + "\"quintiles\": [" + check.quintiles.map {
+                    "{\"sigma_low\": \(number($0.sigmaLow)), \"sigma_high\": \(number($0.sigmaHigh)), \"count\": \($0.count), \"mae\": \(number($0.mae))}"
+                }.joined(separator: ", ") + "]}"
+        }
         if let groups = e.groups {
             text += ",\n  \"groups\": [\n" + groups.map { g in
                 "    {\n      \"name\": \(quoted(g.name)),\n\(pair(g.metrics, indent: "      "))\n    }"
@@ -206,7 +219,7 @@ struct Evaluate: ParsableCommand {
         return text + "\n}"
     }
 
-    func table(_ e: Evaluation, shifts: [(String, Coregistration)]) -> String {
+    func table(_ e: Evaluation, shifts: [(String, Coregistration)], check: UncertaintyCheck?) -> String {
         let header = ["", "count", "bias", "mae", "rmse", "median", "nmad", "le90"]
         var rows: [[String]] = []
         func add(_ name: String, _ p: MetricsPair) {
@@ -222,6 +235,13 @@ struct Evaluate: ParsableCommand {
             add("outside", outside)
         }
         for g in e.groups ?? [] { add(g.name, g.metrics) }
+        var tail: [String] = []
+        if let check {
+            tail.append(String(format: "uncertainty: Spearman ρ(σ, |error|) %.3f over %d px; MAE by σ quintile:", check.spearman, check.count))
+            tail += alignedLines([["σ from", "σ to", "count", "mae"]] + check.quintiles.map {
+                [String(format: "%.3f", $0.sigmaLow), String(format: "%.3f", $0.sigmaHigh), "\($0.count)", String(format: "%.3f", $0.mae)]
+            })
+        }
         var out = shifts.map { name, c in
             String(format: "co-registered %@: dx %+.3f m, dy %+.3f m, dz %+.3f m (Nuth & Kääb, %d iterations, %d px)",
                    name, c.dx, c.dy, c.dz, c.iterations, c.pixels)
@@ -229,11 +249,11 @@ struct Evaluate: ParsableCommand {
         out += alignedLines([header] + rows)
         if byMask != nil { out.append("inside: \(byMask!) > \(threshold); metres; the % line is the change of MAE") }
         else if e.all.initial != nil { out.append("metres; the % line is the change of MAE") }
-        return out.joined(separator: "\n")
+        return (out + tail).joined(separator: "\n")
     }
 
     /// The report: what was compared, the shifts, one table per kind of rows, the error maps.
-    func markdown(_ e: Evaluation, shifts: [(String, Coregistration)], figure: String) -> String {
+    func markdown(_ e: Evaluation, shifts: [(String, Coregistration)], check: UncertaintyCheck?, figure: String) -> String {
         var lines = ["# Evaluation of `\(prediction)`", ""]
         lines.append("- truth: `\(truth)`")
         if let initial { lines.append("- initial DSM: `\(initial)`") }
@@ -273,6 +293,14 @@ struct Evaluate: ParsableCommand {
         section("By slope", groups.filter { $0.name.hasPrefix("slope ") }.map { ($0.name, $0.metrics) })
         section("By class" + (dilate > 0 ? " (each grown by \(dilate) px)" : ""),
                 groups.filter { !$0.name.hasPrefix("slope ") }.map { ($0.name, $0.metrics) })
+        if let check, let sigma {
+            lines += ["## Uncertainty", "", String(format: "`%@`: Spearman ρ(σ, |error|) = %.3f over %d px.", sigma, check.spearman, check.count), "",
+                      "| σ quintile | σ from (m) | σ to (m) | pixels | MAE (m) |", "|---:|---:|---:|---:|---:|"]
+            for (k, q) in check.quintiles.enumerated() {
+                lines.append(String(format: "| %d | %.3f | %.3f | %d | %.3f |", k + 1, q.sigmaLow, q.sigmaHigh, q.count, q.mae))
+            }
+            lines.append("")
+        }
         lines += ["## Error maps", "", "![error maps](\(URL(fileURLWithPath: figure).lastPathComponent))", ""]
         return lines.joined(separator: "\n")
     }
