@@ -19,6 +19,9 @@ struct Figure: ParsableCommand {
     @Option(help: "A refined DSM on the scene's grid (e.g. from deepdem refine).")
     var refined: String?
 
+    @Option(help: "A per-pixel uncertainty on the scene's grid (refine --tta --uncertainty): one more panel, σ in metres.")
+    var uncertainty: String?
+
     @Option(help: "Truth band: lidar_data or lidar_dtm_data (default: the first the scene has).")
     var target: String?
 
@@ -45,9 +48,10 @@ struct Figure: ParsableCommand {
             guard (64...4096).contains(panelSize) else { throw CLIError("--panel-size must be between 64 and 4096 (got \(panelSize))") }
             guard (1...12).contains(columns) else { throw CLIError("--columns must be between 1 and 12 (got \(columns))") }
             PartialFiles.removeOnSignals()
-            try InputGuard.check(files: [out], reading: InputGuard.sceneFiles(data) + [refined].compactMap { $0 })
+            try InputGuard.check(files: [out], reading: InputGuard.sceneFiles(data) + [refined, uncertainty].compactMap { $0 })
             var figure = SceneFigure(data: data)
             figure.refined = refined
+            figure.uncertainty = uncertainty
             figure.target = target
             figure.panelSize = panelSize
             figure.columns = columns

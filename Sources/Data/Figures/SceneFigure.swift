@@ -9,6 +9,8 @@ import Foundation
 public struct SceneFigure: Sendable {
     public var data: String
     public var refined: String?
+    /// A σ raster (TTA's standard deviation), drawn last on a sequential scale from 0.
+    public var uncertainty: String?
     /// `lidar_data` or `lidar_dtm_data`; by default the first of them the scene has.
     public var target: String?
     /// Pixels of the scene to show; the whole scene by default.
@@ -43,8 +45,11 @@ public struct SceneFigure: Sendable {
         let targetBand = target ?? Band.targets.first(where: present.contains)
         let scene = try Scene(folder: data, bands: inputs, target: targetBand)
         let refinedRaster = try refined.map { try Raster(path: $0) }
-        if let refinedRaster, let difference = refinedRaster.grid.difference(from: scene.grid) {
-            throw DataError(refinedRaster.path, "grid differs from \(URL(fileURLWithPath: scene.aspDSM.path).lastPathComponent): \(difference)")
+        let sigmaRaster = try uncertainty.map { try Raster(path: $0) }
+        for raster in [refinedRaster, sigmaRaster].compactMap({ $0 }) {
+            if let difference = raster.grid.difference(from: scene.grid) {
+                throw DataError(raster.path, "grid differs from \(URL(fileURLWithPath: scene.aspDSM.path).lastPathComponent): \(difference)")
+            }
         }
         let window = try (self.window ?? PixelWindow(x: 0, y: 0, width: scene.grid.width, height: scene.grid.height))
             .checked(in: scene.grid, path: data)
@@ -57,6 +62,7 @@ public struct SceneFigure: Sendable {
         if let mask = scene.nodataMask { slot[Band.nodataMask] = rasters.count; rasters.append(mask) }
         if let truth = scene.targetFile { slot["truth"] = rasters.count; rasters.append(truth) }
         if let refinedRaster { slot["refined"] = rasters.count; rasters.append(refinedRaster) }
+        if let sigmaRaster { slot["sigma"] = rasters.count; rasters.append(sigmaRaster) }
 
         var before = ErrorSums(), after = ErrorSums()
         let reduced = try BlockAverage.reduce(rasters, window: window, factor: factor) { strips, count in
@@ -138,6 +144,14 @@ public struct SceneFigure: Sendable {
                 let detail = sums.count > 0 ? String(format: "MAE %.2f m", sums.mae) : nil
                 panels.append(Panel(title: title, detail: detail, rgb: rgb, bar: (stops, labels)))
             }
+        }
+
+        if let s = slot["sigma"] {
+            let high = SceneFigure.roundUp(Double(max(SceneFigure.percentiles(planes[s], 98, 98).0, 1e-3)))
+            let stops = SceneFigure.stops(SceneFigure.heightStops, from: 0, to: Float(high))
+            panels.append(Panel(title: "TTA std dev",
+                                rgb: try DEMRendering.colorRelief(planes[s], width: w, height: h, stops: stops, missing: SceneFigure.missing),
+                                bar: (stops, ["0", SceneFigure.label(Float(high)) + " m"])))
         }
 
         let name = URL(fileURLWithPath: data).lastPathComponent
