@@ -157,8 +157,8 @@ def infer_architecture(weights, path, resdepth):
             depth += 1
         widths = [shape(f"encoder.{i}.0.0.weight")[0] for i in range(depth)]
         n_in, start = shape("encoder.0.0.0.weight")[1], widths[0]
-        if "decoder.0.0.1.weight" in weights:
-            raise Refusal(f"{path}: a U-Net with up_mode 'bilinear'; only 'transpose' is supported")
+        # The last, bare up-conv: ConvTranspose2d's own weight, or bilinear's Sequential(Upsample, conv1x1).
+        up_mode = "bilinear" if f"decoder.{depth - 1}.1.weight" in weights else "transpose"
         # Any cap at or above the widest layer gives the same network; ResDepth's default if it fits.
         uncapped = start * 2 ** (depth - 1)
         cap = widths[-1] if widths[-1] < uncapped else max(512, widths[-1])
@@ -167,7 +167,7 @@ def infer_architecture(weights, path, resdepth):
             raise Refusal(f"{path}: ResDepth's outer_skip_BN has no equivalent in DeepDEM's residual formulation")
         unet = dict(n_input_channels=n_in, depth=depth, start_kernel=start, max_filter_depth=cap,
                     do_BN="encoder.0.0.1.weight" in weights, bias_conv_layer="last_layer.bias" in weights,
-                    outer_skip=outer_skip_bn, outer_skip_BN=outer_skip_bn, up_mode="transpose")
+                    outer_skip=outer_skip_bn, outer_skip_BN=outer_skip_bn, up_mode=up_mode)
         return dict(arch="unet", unet=unet)
     if "encoder.conv1.weight" in weights:
         blocks = []

@@ -50,6 +50,9 @@ public struct UNetConfig: Codable, Equatable, Sendable {
         case outerSkipBN = "outer_skip_BN", upMode = "up_mode"
     }
 
+    /// ResDepth's `upconv` modes: a 2×2/2 transposed convolution, or bilinear ×2 then a conv1×1.
+    public static let upModes = ["transpose", "bilinear"]
+
     /// The keys as checkpoints and training configurations spell them.
     public static var keys: [String] { CodingKeys.allCases.map(\.rawValue) }
 
@@ -200,7 +203,9 @@ extension ModelConfig {
             guard u.maxFilterDepth >= u.startKernel else {
                 throw ModelConfigError("unet.max_filter_depth", "is \(u.maxFilterDepth); it must be at least start_kernel (\(u.startKernel))")
             }
-            guard u.upMode == "transpose" else { throw ModelConfigError("unet.up_mode", "is '\(u.upMode)'; only 'transpose' is supported") }
+            guard UNetConfig.upModes.contains(u.upMode) else {
+                throw ModelConfigError("unet.up_mode", "is '\(u.upMode)'; it must be one of \(UNetConfig.upModes.joined(separator: ", "))")
+            }
             multiple = 1 << u.depth
             widest = max(u.nInputChannels, u.maxFilterDepth)
         } else {

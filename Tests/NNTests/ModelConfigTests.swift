@@ -58,7 +58,8 @@ final class ModelConfigTests: XCTestCase {
         assertRefused(with { $0.unet!.startKernel = 0 }, "'unet.start_kernel' is 0; it must be between 1 and 1024")
         assertRefused(with { $0.unet!.depth = 70 }, "'unet.depth' is 70; it must be between 1 and 12")
         assertRefused(with { $0.unet!.depth = 0 }, "'unet.depth' is 0; it must be between 1 and 12")
-        assertRefused(with { $0.unet!.upMode = "bilinear" }, "'unet.up_mode' is 'bilinear'; only 'transpose' is supported")
+        assertRefused(with { $0.unet!.upMode = "nearest" }, "'unet.up_mode' is 'nearest'; it must be one of transpose, bilinear")
+        XCTAssertNoThrow(try with { $0.unet!.upMode = "bilinear" }.validate())
         assertRefused(with { $0.chipSize = 4 }, "'chip_size' is 4; it must be between 8 and 4096")
         assertRefused(with { $0.chipSize = 33 }, "'chip_size' is 33; a 'unet' model needs a multiple of 8 (2^unet.depth)")
         assertRefused(with { $0.chipSize = 1 << 40 }, "'chip_size' is 1099511627776; it must be between 8 and 4096")
@@ -93,3 +94,4 @@ final class ModelConfigTests: XCTestCase {
         }
     }
 }
+
