@@ -29,6 +29,9 @@ public struct Refinement {
     public func refine(_ scene: Scene, tiler: Tiler, output: String, progress: ((Double) -> Void)? = nil) throws {
         let c = config.bands.count, s = config.chipSize, plane = s * s
         var batches: [Int: Tensor] = [:]
+        // The tiles' orthos are standardized as the checkpoint's model was trained.
+        var tiler = tiler
+        tiler.orthoStandardization = config.orthoStandardization
         try tiler.run(scene: scene, output: output, predict: { inputs, count, outputs in
             let x = batches[count] ?? Tensor([count, c, s, s])
             batches[count] = x

@@ -1,5 +1,6 @@
 import Foundation
 import NN
+import Primitives
 import XCTest
 
 /// `ModelConfig.validate`: the one check between a configuration (a checkpoint's metadata, a
@@ -95,3 +96,47 @@ final class ModelConfigTests: XCTestCase {
     }
 }
 
+/// `ortho_standardization` in a checkpoint's metadata: absent is none, and none is written as absent,
+/// so checkpoints without it keep their metadata byte for byte.
+final class OrthoStandardizationConfigTests: XCTestCase {
+    static let base = #""arch": "unet", "bands": ["asp_dsm", "ortho_channel1"], "target": "lidar_data", "chip_size": 64, "gsf": 2, "unet": {"n_input_channels": 2}"#
+
+    func decode(_ extra: String) throws -> ModelConfig {
+        try JSONDecoder().decode(ModelConfig.self, from: Data("{\(Self.base)\(extra)}".utf8))
+    }
+
+    func testSpellingsAndRoundTrip() throws {
+        XCTAssertEqual(try decode("").orthoStandardization, .none)
+        XCTAssertEqual(try decode(#", "ortho_standardization": "none""#).orthoStandardization, .none)
+        XCTAssertEqual(try decode(#", "ortho_standardization": "tile""#).orthoStandardization, .tile)
+        XCTAssertEqual(try decode(#", "ortho_standardization": {"mean": 71.5, "std": 20.25}"#).orthoStandardization,
+                       .fixed(mean: 71.5, std: 20.25))
+        XCTAssertEqual(try decode(#", "ortho_standardization": {"mean": null, "std": 3}"#).orthoStandardization,
+                       .fixed(mean: nil, std: 3))
+        XCTAssertEqual(try decode(#", "ortho_standardization": {"std": 3}"#).orthoStandardization, .fixed(mean: nil, std: 3))
+        for mode in [OrthoStandardization.none, .tile, .fixed(mean: 71.5, std: 20.25), .fixed(mean: nil, std: 3)] {
+            var config = try decode("")
+            config.orthoStandardization = mode
+            let json = try Checkpoint.configJSON(config)
+            XCTAssertEqual(json.contains("ortho_standardization"), mode != .none, json)
+            XCTAssertEqual(try JSONDecoder().decode(ModelConfig.self, from: Data(json.utf8)), config)
+        }
+        var fixed = try decode("")
+        fixed.orthoStandardization = .fixed(mean: nil, std: 3)
+        XCTAssertTrue(try Checkpoint.configJSON(fixed).contains(#""mean":null"#), "null, as ResDepth's file says None")
+    }
+
+    func testBadValuesAreRefused() {
+        for (value, problem) in [(#""whiten""#, "is 'whiten'; it must be none, tile or {mean: M, std: S}"),
+                                 (#"{"mean": 1, "std": 0}"#, "has std 0.0; it must be positive and finite"),
+                                 (#"{"mean": 1}"#, "needs 'std' beside 'mean'"),
+                                 (#"{"mean": 1, "std": 2, "scale": 3}"#, "unknown key 'scale' (known: mean, std)"),
+                                 ("7", "must be none, tile or {mean: M, std: S}")] {
+            XCTAssertThrowsError(try decode(#", "ortho_standardization": "# + value), value) {
+                guard case DecodingError.dataCorrupted(let context) = $0 else { return XCTFail("\(value): \($0)") }
+                XCTAssertEqual(context.debugDescription, problem)
+                XCTAssertEqual(context.codingPath.map(\.stringValue), ["ortho_standardization"])
+            }
+        }
+    }
+}
