@@ -304,10 +304,13 @@ def resolve_config(source, args):
                       f"give {' '.join(missing)}{gsf_hint}")
     check_config(config, path)
     ortho = ortho_standardization(args)
+    has_orthos = any(b.startswith("ortho_") for b in config["bands"])
+    if ortho is not None and not has_orthos:
+        raise Refusal(f"{path}: no band is an ortho_* band, so there is nothing to standardize: "
+                      "leave out --image-normalization and --ortho-mean/--ortho-std")
     if ortho is not None:
         config["ortho_standardization"] = ortho
-    elif (source.kind == "resdepth" and source.embedded is None
-          and any(b.startswith("ortho_") for b in config["bands"])):
+    elif source.kind == "resdepth" and source.embedded is None and has_orthos:
         raise Refusal(f"{path}: ResDepth standardized this model's orthoimages with its training set's mean and std: "
                       "give --image-normalization Image_normalization_parameters.p (or --ortho-mean M --ortho-std S)")
     if source.kind == "lightning" and "left_ortho_mean" in hp:

@@ -216,6 +216,10 @@ extension ModelConfig {
         guard Limits.bands.contains(bands.count) else {
             throw ModelConfigError("bands", "lists \(bands.count) bands; it must list between \(Limits.bands.lowerBound) and \(Limits.bands.upperBound)")
         }
+        // A standardization with nothing to standardize is a setting that silently does nothing.
+        guard orthoStandardization == .none || bands.contains(where: OrthoStandardization.applies) else {
+            throw ModelConfigError("ortho_standardization", "is \(orthoStandardization), but no band is an ortho_* band")
+        }
         func channels(_ key: String, _ value: Int) throws {
             guard value == bands.count else { throw ModelConfigError(key, "is \(value), but 'bands' lists \(bands.count)") }
         }

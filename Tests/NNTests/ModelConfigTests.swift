@@ -99,7 +99,7 @@ final class ModelConfigTests: XCTestCase {
 /// `ortho_standardization` in a checkpoint's metadata: absent is none, and none is written as absent,
 /// so checkpoints without it keep their metadata byte for byte.
 final class OrthoStandardizationConfigTests: XCTestCase {
-    static let base = #""arch": "unet", "bands": ["asp_dsm", "ortho_channel1"], "target": "lidar_data", "chip_size": 64, "gsf": 2, "unet": {"n_input_channels": 2}"#
+    static let base = #""arch": "unet", "bands": ["asp_dsm", "ortho_channel1"], "target": "lidar_data", "chip_size": 64, "gsf": 2, "unet": {"n_input_channels": 2, "depth": 3}"#
 
     func decode(_ extra: String) throws -> ModelConfig {
         try JSONDecoder().decode(ModelConfig.self, from: Data("{\(Self.base)\(extra)}".utf8))
@@ -124,6 +124,18 @@ final class OrthoStandardizationConfigTests: XCTestCase {
         var fixed = try decode("")
         fixed.orthoStandardization = .fixed(mean: nil, std: 3)
         XCTAssertTrue(try Checkpoint.configJSON(fixed).contains(#""mean":null"#), "null, as ResDepth's file says None")
+    }
+
+    func testOnlyAModelWithOrthosStandardizesThem() throws {
+        var dsmOnly = ModelConfig(arch: "unet", bands: ["asp_dsm"], chipSize: 64, gsf: 2, unet: UNetConfig(nInputChannels: 1, depth: 3))
+        XCTAssertNoThrow(try dsmOnly.validate())
+        dsmOnly.orthoStandardization = .tile
+        XCTAssertThrowsError(try dsmOnly.validate()) {
+            XCTAssertEqual("\($0)", "'ortho_standardization' is tile, but no band is an ortho_* band")
+        }
+        var withOrthos = try decode("")
+        withOrthos.orthoStandardization = .fixed(mean: nil, std: 2)
+        XCTAssertNoThrow(try withOrthos.validate())
     }
 
     func testBadValuesAreRefused() {
