@@ -326,7 +326,8 @@ def ortho_standardization(args):
         raise Refusal("give --image-normalization or --ortho-mean/--ortho-std, not both")
     if args.image_normalization:
         mean, std = read_normalization(args.image_normalization)
-        return dict(mean=mean, std=std)
+        # ResDepth's dataset tests `if not self.ortho_mean`, so a stored mean of 0 centred each chip too.
+        return dict(mean=mean or None, std=std)
     if not given:
         return None
     if args.ortho_mean is None or args.ortho_std is None:
@@ -602,6 +603,10 @@ def to_resdepth(args):
     if u["outer_skip"]:
         raise Refusal(f"{args.input}: this model's outer skip adds the DSM on top of DeepDEM's residual; "
                       "ResDepth has no equivalent (only models without outer_skip convert)")
+    ortho = config.get("ortho_standardization", "none")
+    if ortho == "tile":
+        raise Refusal(f"{args.input}: this model standardizes each ortho band per tile; ResDepth has only one mean "
+                      "and std for all its orthoimages, so it would see other inputs")
     settings = dict(n_input_channels=u["n_input_channels"], depth=u["depth"], start_kernel=u["start_kernel"],
                     max_filter_depth=u["max_filter_depth"], do_BN=u["do_BN"], bias_conv_layer=u["bias_conv_layer"],
                     up_mode=u["up_mode"], outer_skip=True, outer_skip_BN=False)
@@ -610,6 +615,9 @@ def to_resdepth(args):
     check_output(args)
     write_atomically(args.output, lambda tmp: torch.save(checkpoint, tmp))
     print(f"{args.output}: {summary(config, state)}")
+    if isinstance(ortho, dict):
+        note(f"{args.output}: ResDepth reads the ortho normalization from its own file: give its test.py an "
+             f"Image_normalization_parameters.p of {{'mean': {ortho.get('mean')}, 'std': {ortho['std']}}}")
 
 
 def parse_arguments(argv):

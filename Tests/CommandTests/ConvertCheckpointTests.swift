@@ -311,6 +311,14 @@ final class ConvertCheckpointTests: XCTestCase {
         XCTAssertGreaterThanOrEqual(tiles, 8, "enough nodata-free tiles to compare")
         XCTAssertGreaterThan(residual, 0.1, "the network changes the DSM, so the comparison means something")
         XCTAssertLessThan(diff, 1e-3, "Swift refine vs ResDepth over \(tiles) tiles, metres")
+
+        // Back to ResDepth and here again: the standardization travels with the model.
+        let toResDepth = try convert(["to-resdepth", path("model.safetensors"), path("back.pth")])
+        XCTAssertEqual(toResDepth.status, 0, toResDepth.stderr)
+        XCTAssertTrue(toResDepth.stderr.contains("Image_normalization_parameters.p of {'mean': \(mean), 'std': \(std)}"),
+                      toResDepth.stderr)
+        XCTAssertEqual(try convert(["to-safetensors", path("back.pth"), path("again.safetensors")]).status, 0)
+        XCTAssertEqual(try Checkpoint.readConfig(path("again.safetensors")), config)
     }
 
     private func write(_ values: [Float], to path: String) throws {

@@ -10,11 +10,6 @@ struct NodataFill {
     let bands: [String]
     let orthos: OrthoStandardization
 
-    init(bands: [String], orthos: OrthoStandardization) {
-        self.bands = bands
-        self.orthos = orthos
-    }
-
     /// Fills the window's input planes, in the run's band order; `plane(c, body)` hands plane `c` to
     /// `body` (standardization with a per-chip mean needs every ortho plane before it changes one).
     func inputs(_ plane: (Int, (UnsafeMutableBufferPointer<Float>) -> Void) -> Void) {
@@ -63,7 +58,7 @@ struct NodataFill {
             for i in p.indices where !p[i].isNaN { p[i] = std > 0 ? Float((Double(p[i]) - mean) / std) : 0 }
         case .fixed(let mean, let std):
             // In float32, as ResDepth's torchvision Normalize computes it.
-            let m = Float(mean ?? chipMean!), s = Float(std)
+            let m = Float(mean ?? chipMean ?? 0), s = Float(std)
             for i in p.indices where !p[i].isNaN { p[i] = (p[i] - m) / s }
         }
     }
