@@ -2,7 +2,9 @@
 """Moves trained models between PyTorch checkpoints and this project's safetensors checkpoints.
 
     convert_checkpoint.py to-safetensors IN.ckpt|IN.pth OUT.safetensors [--bands B ...] [--target T]
-                                         [--chip-size N] [--gsf X] [--arch A] [--trust-pickle]
+                                         [--chip-size N] [--gsf X | --dsm-normalization FILE.p] [--arch A]
+                                         [--image-normalization FILE.p | --ortho-mean M --ortho-std S]
+                                         [--trust-pickle]
     convert_checkpoint.py to-lightning   IN.safetensors OUT.ckpt
     convert_checkpoint.py to-resdepth    IN.safetensors OUT.pth
     (each also takes --overwrite to replace an existing output)
@@ -21,7 +23,12 @@ Inputs of to-safetensors, told apart by their contents:
   * a bare state_dict (what DeepDEM's scripts save as model_weights*.pth), with DeepDEM's meaning;
     it records no settings, so --bands, --chip-size and --gsf are required.
   * a ResDepth checkpoint (prs-eth/ResDepth: a dict with `model_state_dict`); --bands, --chip-size
-    and --gsf (the DSM `std` of ResDepth's normalization file) are required. ResDepth's output is
+    and --gsf (the DSM `std` of ResDepth's normalization file; --dsm-normalization
+    DSM_normalization_parameters.p reads it from there) are required. ResDepth standardizes its
+    orthoimages as (x - mean)/std with its training set's mean and std (mean None: each chip
+    centred on its views' mean), kept in Image_normalization_parameters.p: with ortho bands,
+    --image-normalization that file (or --ortho-mean M|none --ortho-std S) is required, and
+    becomes the model's "ortho_standardization" {"mean": M, "std": S}. ResDepth's output is
     the normalized DSM itself — mean + std·net(x) with net's outer skip adding channel 0 — which is
     exactly this project's initial + gsf·net(x) for the same weights *without* the outer skip. So
     ResDepth's default outer_skip becomes "outer_skip": false here; a model with outer_skip_BN has
@@ -107,6 +114,38 @@ def load_pickle(path, trust):
         raise Refusal(f"{path}: not a PyTorch checkpoint ({first_line(e)})") from None
 
 
+class _PlainUnpickler(pickle.Unpickler):
+    """Unpickles plain values only: any class or function a pickle names is refused, never imported."""
+
+    def find_class(self, module, name):
+        raise pickle.UnpicklingError(f"names {module}.{name}")
+
+
+def read_normalization(path):
+    """ResDepth's *_normalization_parameters.p: {'mean': float or None, 'std': float}, read without
+    running any pickled code."""
+    try:
+        with open(path, "rb") as f:
+            params = _PlainUnpickler(f).load()
+    except FileNotFoundError:
+        raise Refusal(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise Refusal(f"{path}: is a directory") from None
+    except PermissionError:
+        raise Refusal(f"{path}: cannot read: permission denied") from None
+    except Exception as e:
+        raise Refusal(f"{path}: not a ResDepth normalization file ({first_line(e)})") from None
+    plain = lambda v: v is None or (isinstance(v, (int, float)) and not isinstance(v, bool))
+    if not isinstance(params, dict) or set(params) != {"mean", "std"} or not all(plain(v) for v in params.values()):
+        raise Refusal(f"{path}: not a ResDepth normalization file (a dictionary of 'mean' and 'std', numbers or None)")
+    mean, std = params["mean"], params["std"]
+    if std is None or not math.isfinite(std) or std <= 0:
+        raise Refusal(f"{path}: std {std} is not a positive number")
+    if mean is not None and not math.isfinite(mean):
+        raise Refusal(f"{path}: mean {mean} is not a number")
+    return (None if mean is None else float(mean)), float(std)
+
+
 class Source:
     """A PyTorch checkpoint's weights and whatever it says about them."""
 
@@ -157,8 +196,8 @@ def infer_architecture(weights, path, resdepth):
             depth += 1
         widths = [shape(f"encoder.{i}.0.0.weight")[0] for i in range(depth)]
         n_in, start = shape("encoder.0.0.0.weight")[1], widths[0]
-        if "decoder.0.0.1.weight" in weights:
-            raise Refusal(f"{path}: a U-Net with up_mode 'bilinear'; only 'transpose' is supported")
+        # The last, bare up-conv: ConvTranspose2d's own weight, or bilinear's Sequential(Upsample, conv1x1).
+        up_mode = "bilinear" if f"decoder.{depth - 1}.1.weight" in weights else "transpose"
         # Any cap at or above the widest layer gives the same network; ResDepth's default if it fits.
         uncapped = start * 2 ** (depth - 1)
         cap = widths[-1] if widths[-1] < uncapped else max(512, widths[-1])
@@ -167,7 +206,7 @@ def infer_architecture(weights, path, resdepth):
             raise Refusal(f"{path}: ResDepth's outer_skip_BN has no equivalent in DeepDEM's residual formulation")
         unet = dict(n_input_channels=n_in, depth=depth, start_kernel=start, max_filter_depth=cap,
                     do_BN="encoder.0.0.1.weight" in weights, bias_conv_layer="last_layer.bias" in weights,
-                    outer_skip=outer_skip_bn, outer_skip_BN=outer_skip_bn, up_mode="transpose")
+                    outer_skip=outer_skip_bn, outer_skip_BN=outer_skip_bn, up_mode=up_mode)
         return dict(arch="unet", unet=unet)
     if "encoder.conv1.weight" in weights:
         blocks = []
@@ -246,6 +285,10 @@ def resolve_config(source, args):
         config["target"] = args.target
     if args.chip_size is not None:
         config["chip_size"] = args.chip_size
+    if args.gsf is not None and args.dsm_normalization:
+        raise Refusal("give --gsf or --dsm-normalization, not both")
+    if args.dsm_normalization:
+        config["gsf"] = read_normalization(args.dsm_normalization)[1]
     if args.gsf is not None:
         config["gsf"] = args.gsf
     elif config["gsf"] is None and source.kind == "lightning" and isinstance(config["chip_size"], int):
@@ -260,10 +303,47 @@ def resolve_config(source, args):
         raise Refusal(f"{path}: a {source.description} that does not record {', '.join(m[2:].replace('-', ' ') for m in missing)}: "
                       f"give {' '.join(missing)}{gsf_hint}")
     check_config(config, path)
+    ortho = ortho_standardization(args)
+    has_orthos = any(b.startswith("ortho_") for b in config["bands"])
+    if ortho is not None and not has_orthos:
+        raise Refusal(f"{path}: no band is an ortho_* band, so there is nothing to standardize: "
+                      "leave out --image-normalization and --ortho-mean/--ortho-std")
+    if ortho is not None:
+        config["ortho_standardization"] = ortho
+    elif source.kind == "resdepth" and source.embedded is None and has_orthos:
+        raise Refusal(f"{path}: ResDepth standardized this model's orthoimages with its training set's mean and std: "
+                      "give --image-normalization Image_normalization_parameters.p (or --ortho-mean M --ortho-std S)")
     if source.kind == "lightning" and "left_ortho_mean" in hp:
         note(f"{path}: this DeepDEM version standardized ortho_left/ortho_right inside the model "
              "(left/right_ortho_mean, _std); the Swift model takes the bands as they are")
     return config
+
+
+def ortho_standardization(args):
+    """{"mean": M or None, "std": S} from --image-normalization or --ortho-mean/--ortho-std, else None."""
+    given = args.ortho_mean is not None or args.ortho_std is not None
+    if args.image_normalization and given:
+        raise Refusal("give --image-normalization or --ortho-mean/--ortho-std, not both")
+    if args.image_normalization:
+        mean, std = read_normalization(args.image_normalization)
+        # ResDepth's dataset tests `if not self.ortho_mean`, so a stored mean of 0 centred each chip too.
+        return dict(mean=mean or None, std=std)
+    if not given:
+        return None
+    if args.ortho_mean is None or args.ortho_std is None:
+        raise Refusal("--ortho-mean and --ortho-std go together (--ortho-mean none centres each chip)")
+    if not math.isfinite(args.ortho_std) or args.ortho_std <= 0:
+        raise Refusal(f"--ortho-std {args.ortho_std:g} is not a positive number")
+    return dict(mean=None if args.ortho_mean == "none" else args.ortho_mean, std=args.ortho_std)
+
+
+def ortho_mean(text):
+    if text.lower() in ("none", "null"):
+        return "none"
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(text)
+    return value
 
 
 def check_deepdem_hparams(config, hp, path):
@@ -523,6 +603,10 @@ def to_resdepth(args):
     if u["outer_skip"]:
         raise Refusal(f"{args.input}: this model's outer skip adds the DSM on top of DeepDEM's residual; "
                       "ResDepth has no equivalent (only models without outer_skip convert)")
+    ortho = config.get("ortho_standardization", "none")
+    if ortho == "tile":
+        raise Refusal(f"{args.input}: this model standardizes each ortho band per tile; ResDepth has only one mean "
+                      "and std for all its orthoimages, so it would see other inputs")
     settings = dict(n_input_channels=u["n_input_channels"], depth=u["depth"], start_kernel=u["start_kernel"],
                     max_filter_depth=u["max_filter_depth"], do_BN=u["do_BN"], bias_conv_layer=u["bias_conv_layer"],
                     up_mode=u["up_mode"], outer_skip=True, outer_skip_BN=False)
@@ -531,6 +615,9 @@ def to_resdepth(args):
     check_output(args)
     write_atomically(args.output, lambda tmp: torch.save(checkpoint, tmp))
     print(f"{args.output}: {summary(config, state)}")
+    if isinstance(ortho, dict):
+        note(f"{args.output}: ResDepth reads the ortho normalization from its own file: give its test.py an "
+             f"Image_normalization_parameters.p of {{'mean': {ortho.get('mean')}, 'std': {ortho['std']}}}")
 
 
 def parse_arguments(argv):
@@ -544,6 +631,13 @@ def parse_arguments(argv):
     p.add_argument("--target", choices=TARGETS, help="the band it was trained against (default: the checkpoint's, else lidar_data)")
     p.add_argument("--chip-size", type=int, metavar="N", help="the chip size gsf belongs to")
     p.add_argument("--gsf", type=float, metavar="X", help="global scale factor")
+    p.add_argument("--dsm-normalization", metavar="FILE.p",
+                   help="ResDepth's DSM_normalization_parameters.p, whose std is gsf (instead of --gsf)")
+    p.add_argument("--image-normalization", metavar="FILE.p",
+                   help="ResDepth's Image_normalization_parameters.p: the orthos' (x - mean)/std, stored in the checkpoint")
+    p.add_argument("--ortho-mean", type=ortho_mean, metavar="M|none",
+                   help="ResDepth's ortho mean (none: each chip centred on its orthos' mean), with --ortho-std")
+    p.add_argument("--ortho-std", type=float, metavar="S", help="ResDepth's ortho standard deviation")
     p.add_argument("--arch", choices=ARCHITECTURES, help="assert the architecture (it is read from the weights)")
     p.add_argument("--trust-pickle", action="store_true", help="load pickled Python objects (only for files you trust)")
     for name, help_text in (("to-lightning", "safetensors to a DeepDEM Lightning checkpoint"),

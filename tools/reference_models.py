@@ -23,16 +23,23 @@ def _conv_block(cin, cout, do_bn):
     return nn.Sequential(*layers)
 
 
+def _upconv(channels, up_mode):
+    """ResDepth's upconv: a 2×2/2 transposed conv, or (bilinear) nn.Upsample ×2 then a biased conv1×1."""
+    if up_mode == "bilinear":
+        return nn.Sequential(nn.Upsample(mode="bilinear", scale_factor=2), nn.Conv2d(channels, channels, 1))
+    return nn.ConvTranspose2d(channels, channels, 2, 2)
+
+
 class ResDepthUNet(nn.Module):
-    """encoder.i = (conv block, max-pool); bottleneck; decoder.i = (2×2 transposed conv, conv block)
-    except the last, a bare transposed conv; additive skips; last_layer conv3×3 → 1; optional outer
+    """encoder.i = (conv block, max-pool); bottleneck; decoder.i = (up-conv, conv block) except the
+    last, a bare up-conv; additive skips; last_layer conv3×3 → 1; optional outer
     skip adding input channel 0 (through layer_outer_skip.0, a BatchNorm2d(1), with outer_skip_BN)."""
 
     def __init__(self, n_input_channels, depth, start_kernel, max_filter_depth, do_BN, bias_conv_layer,
                  outer_skip, outer_skip_BN, up_mode="transpose"):
         super().__init__()
-        if up_mode != "transpose":
-            raise ValueError(f"up_mode '{up_mode}' is not supported (only 'transpose')")
+        if up_mode not in ("transpose", "bilinear"):
+            raise ValueError(f"up_mode '{up_mode}' is not supported ('transpose' or 'bilinear')")
         widths = [min(start_kernel * 2 ** i, max_filter_depth) for i in range(depth)]
         self.encoder = nn.ModuleList()
         cin = n_input_channels
@@ -43,8 +50,8 @@ class ResDepthUNet(nn.Module):
         self.bottleneck = _conv_block(widths[-1], widths[-1], do_BN)
         up = widths[::-1]
         self.decoder = nn.ModuleList(
-            nn.Sequential(nn.ConvTranspose2d(c, c, 2, 2), _conv_block(c, c_next, do_BN)) for c, c_next in zip(up, up[1:]))
-        self.decoder.append(nn.ConvTranspose2d(up[-1], up[-1], 2, 2))
+            nn.Sequential(_upconv(c, up_mode), _conv_block(c, c_next, do_BN)) for c, c_next in zip(up, up[1:]))
+        self.decoder.append(_upconv(up[-1], up_mode))
         self.last_layer = nn.Conv2d(start_kernel, 1, 3, padding=1, bias=bias_conv_layer)
         self.outer_skip = outer_skip
         if outer_skip and outer_skip_BN:
@@ -59,7 +66,7 @@ class ResDepthUNet(nn.Module):
             out = pool(out)
         out = self.bottleneck(out)
         for i, block in enumerate(self.decoder):
-            if isinstance(block, nn.Sequential):
+            if i < len(self.decoder) - 1:
                 out = block[1](skips[-1 - i] + block[0](out))
             else:
                 out = skips[-1 - i] + block(out)

@@ -49,7 +49,9 @@ public struct Refinement {
         let orthos = [config.bands.firstIndex(of: Band.ortho1), config.bands.firstIndex(of: Band.ortho2)]
         var batches: [Int: Tensor] = [:]
         var predictions: [Float] = []
+        // The tiles' orthos are standardized as the checkpoint's model was trained.
         var tiler = tiler
+        tiler.orthoStandardization = config.orthoStandardization
         tiler.metadata.merge(provenance, uniquingKeysWith: { $1 })
         if tta { tiler.metadata[Provenance.prefix + "TTA"] = "\(views.count) predictions per tile (symmetries of the square"
                  + (views.count > 8 ? " × both ortho orders)" : ")") }

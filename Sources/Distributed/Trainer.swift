@@ -106,7 +106,7 @@ public final class Trainer {
         valSampler = samplers.validation
         testTargets = config.data.testScenes.map { TestTarget(folder: $0, window: nil) }
             + zip(config.data.opened, regions).flatMap { folder, r in r.test.map { TestTarget(folder: folder, window: $0) } }
-        reader = ChipReader(scenes: scenes, chipSize: config.chipSize)
+        reader = ChipReader(scenes: scenes, chipSize: config.chipSize, orthoStandardization: config.orthoStandardization)
         resumed = resumption != nil
         if resume && resumption == nil { self.events(.note("no saved state in \(config.out); starting fresh")) }
 

@@ -1,5 +1,6 @@
 import Foundation
 import NN
+import Primitives
 
 /// `deepdem train`'s configuration (README, Training). Keys are DeepDEM's; every
 /// top-level key can also be given as a command-line flag. Unknown keys and wrong types are errors
@@ -13,6 +14,7 @@ public struct TrainingConfig: Codable, Equatable, Sendable {
     /// `n_input_channels` follows `bands` unless the file gives it (and then must agree).
     public var unet = UNetConfig.training
     public var decoderChannels = EncoderConfig.smpDecoderChannels
+    public var orthoStandardization = OrthoStandardization.none
     public var chipSize = 256
     /// "auto" (estimated from the training region) or a number.
     public var gsf = GSFSetting.auto
@@ -63,6 +65,7 @@ public struct TrainingConfig: Codable, Equatable, Sendable {
         case accumulateGradBatches = "accumulate_grad_batches", rotate90
         case lrScheduler = "lr_scheduler", earlyStopping = "early_stopping", checkpointEvery = "checkpoint_every"
         case keepLast = "keep_last", logEvery = "log_every", bucketMB = "bucket_mb", cacheMB = "cache_mb"
+        case orthoStandardization = "ortho_standardization"
     }
 
     /// Every top-level key, as the config file spells it.
@@ -83,7 +86,8 @@ public struct TrainingConfig: Codable, Equatable, Sendable {
         } else {
             s.unet.nInputChannels = s.bands.count
         }
-        try take(.decoderChannels, &s.decoderChannels); try take(.chipSize, &s.chipSize)
+        try take(.decoderChannels, &s.decoderChannels); try take(.orthoStandardization, &s.orthoStandardization)
+        try take(.chipSize, &s.chipSize)
         try take(.gsf, &s.gsf); try take(.batchSize, &s.batchSize); try take(.lr, &s.lr)
         try take(.weightDecay, &s.weightDecay); try take(.maxEpochs, &s.maxEpochs)
         try take(.samplesPerEpoch, &s.samplesPerEpoch); try take(.valSamples, &s.valSamples)
@@ -244,7 +248,8 @@ public struct TrainingConfig: Codable, Equatable, Sendable {
 
     /// The model these settings describe.
     public func modelConfig(gsf: Double) -> ModelConfig {
-        var m = ModelConfig(arch: arch, bands: bands, target: target, chipSize: chipSize, gsf: gsf)
+        var m = ModelConfig(arch: arch, bands: bands, target: target, chipSize: chipSize, gsf: gsf,
+                            orthoStandardization: orthoStandardization)
         if arch == "unet" {
             m.unet = unet
         } else {

@@ -108,6 +108,8 @@ public enum Checkpoint {
             throw NNError("\(path): '\(metadataKey)' metadata lacks '\(keyPath(context.codingPath + [key]))'")
         } catch let DecodingError.typeMismatch(_, context) {
             throw NNError("\(path): '\(metadataKey)' metadata: '\(keyPath(context.codingPath))' has the wrong type")
+        } catch let DecodingError.dataCorrupted(context) where !context.codingPath.isEmpty {
+            throw NNError("\(path): '\(metadataKey)' metadata: '\(keyPath(context.codingPath))' \(context.debugDescription)")
         } catch {
             throw NNError("\(path): '\(metadataKey)' metadata is not valid model-configuration JSON")
         }

@@ -1,4 +1,5 @@
 import Foundation
+import Primitives
 
 /// What a checkpoint's `deepdem` metadata says about the model (README, Checkpoints; the
 /// contract is listed in docs/ARCHITECTURE.md).
@@ -11,14 +12,16 @@ public struct ModelConfig: Codable, Equatable, Sendable {
     public var gsf: Double
     public var unet: UNetConfig?
     public var encoder: EncoderConfig?
+    /// How the chips' ortho bands are standardized before the network (`OrthoStandardization`).
+    public var orthoStandardization: OrthoStandardization
 
     enum CodingKeys: String, CodingKey {
         case arch, bands, target, gsf, unet, encoder
-        case chipSize = "chip_size"
+        case chipSize = "chip_size", orthoStandardization = "ortho_standardization"
     }
 
     public init(arch: String, bands: [String], target: String = "lidar_data", chipSize: Int, gsf: Double,
-                unet: UNetConfig? = nil, encoder: EncoderConfig? = nil) {
+                unet: UNetConfig? = nil, encoder: EncoderConfig? = nil, orthoStandardization: OrthoStandardization = .none) {
         self.arch = arch
         self.bands = bands
         self.target = target
@@ -26,6 +29,33 @@ public struct ModelConfig: Codable, Equatable, Sendable {
         self.gsf = gsf
         self.unet = unet
         self.encoder = encoder
+        self.orthoStandardization = orthoStandardization
+    }
+
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        arch = try c.decode(String.self, forKey: .arch)
+        bands = try c.decode([String].self, forKey: .bands)
+        target = try c.decode(String.self, forKey: .target)
+        chipSize = try c.decode(Int.self, forKey: .chipSize)
+        gsf = try c.decode(Double.self, forKey: .gsf)
+        unet = try c.decodeIfPresent(UNetConfig.self, forKey: .unet)
+        encoder = try c.decodeIfPresent(EncoderConfig.self, forKey: .encoder)
+        orthoStandardization = try c.decodeIfPresent(OrthoStandardization.self, forKey: .orthoStandardization) ?? .none
+    }
+
+    /// Leaves `ortho_standardization` out when it is none, so a model without it writes the
+    /// metadata it wrote before the key existed.
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(arch, forKey: .arch)
+        try c.encode(bands, forKey: .bands)
+        try c.encode(target, forKey: .target)
+        try c.encode(chipSize, forKey: .chipSize)
+        try c.encode(gsf, forKey: .gsf)
+        try c.encodeIfPresent(unet, forKey: .unet)
+        try c.encodeIfPresent(self.encoder, forKey: .encoder)
+        if orthoStandardization != .none { try c.encode(orthoStandardization, forKey: .orthoStandardization) }
     }
 
     public static let architectures = ["unet", "resnet18-unet", "resnet34-unet"]
@@ -49,6 +79,9 @@ public struct UNetConfig: Codable, Equatable, Sendable {
         case doBN = "do_BN", biasConvLayer = "bias_conv_layer", outerSkip = "outer_skip"
         case outerSkipBN = "outer_skip_BN", upMode = "up_mode"
     }
+
+    /// ResDepth's `upconv` modes: a 2×2/2 transposed convolution, or bilinear ×2 then a conv1×1.
+    public static let upModes = ["transpose", "bilinear"]
 
     /// The keys as checkpoints and training configurations spell them.
     public static var keys: [String] { CodingKeys.allCases.map(\.rawValue) }
@@ -183,6 +216,10 @@ extension ModelConfig {
         guard Limits.bands.contains(bands.count) else {
             throw ModelConfigError("bands", "lists \(bands.count) bands; it must list between \(Limits.bands.lowerBound) and \(Limits.bands.upperBound)")
         }
+        // A standardization with nothing to standardize is a setting that silently does nothing.
+        guard orthoStandardization == .none || bands.contains(where: OrthoStandardization.applies) else {
+            throw ModelConfigError("ortho_standardization", "is \(orthoStandardization), but no band is an ortho_* band")
+        }
         func channels(_ key: String, _ value: Int) throws {
             guard value == bands.count else { throw ModelConfigError(key, "is \(value), but 'bands' lists \(bands.count)") }
         }
@@ -200,7 +237,9 @@ extension ModelConfig {
             guard u.maxFilterDepth >= u.startKernel else {
                 throw ModelConfigError("unet.max_filter_depth", "is \(u.maxFilterDepth); it must be at least start_kernel (\(u.startKernel))")
             }
-            guard u.upMode == "transpose" else { throw ModelConfigError("unet.up_mode", "is '\(u.upMode)'; only 'transpose' is supported") }
+            guard UNetConfig.upModes.contains(u.upMode) else {
+                throw ModelConfigError("unet.up_mode", "is '\(u.upMode)'; it must be one of \(UNetConfig.upModes.joined(separator: ", "))")
+            }
             multiple = 1 << u.depth
             widest = max(u.nInputChannels, u.maxFilterDepth)
         } else {

@@ -1,9 +1,10 @@
 import Primitives
 
 /// ResDepth's U-Net (prs-eth/ResDepth lib/UNet.py), with its `state_dict()` names:
-/// `encoder.i.0.{0,1}` conv[+BN] then MaxPool 2×2; `bottleneck.{0,1}`; `decoder.i.0` a 2×2/2
-/// transposed conv and `decoder.i.1.{0,1}` conv[+BN] (the last decoder entry is the bare
-/// transposed conv `decoder.{depth−1}`); additive skips; `last_layer` conv3×3 → 1 channel;
+/// `encoder.i.0.{0,1}` conv[+BN] then MaxPool 2×2; `bottleneck.{0,1}`; `decoder.i.0` the up-conv
+/// (`up_mode` 'transpose': a 2×2/2 transposed conv; 'bilinear': bilinear ×2 then a biased conv1×1,
+/// `decoder.i.0.1`) and `decoder.i.1.{0,1}` conv[+BN] (the last decoder entry is the bare up-conv
+/// `decoder.{depth−1}`); additive skips; `last_layer` conv3×3 → 1 channel;
 /// optionally `layer_outer_skip.0` (BatchNorm2d(1)) on the outer skip that adds input channel 0.
 /// Filters start_kernel·2^i capped at max_filter_depth; H and W must be multiples of 2^depth.
 public final class UNet: Network {
@@ -12,7 +13,7 @@ public final class UNet: Network {
     let encoder: [ConvBlock]
     let pools: [MaxPool2d]
     let bottleneck: ConvBlock
-    let upconvs: [ConvTranspose2d]
+    let upconvs: [any Layer]
     let decoderConvs: [ConvBlock]            // depth − 1 of them
     let lastLayer: Conv2d
     let outerSkipBN: BatchNorm2d?
@@ -43,7 +44,9 @@ public final class UNet: Network {
         pools = filters.map { _ in MaxPool2d(kernel: 2, stride: 2) }
         bottleneck = ConvBlock(filters.last!, filters.last!, batchNorm: u.doBN, bias: !u.doBN, workspace: ws)
         let up = Array(filters.reversed())
-        upconvs = up.map { ConvTranspose2d($0, $0, workspace: ws) }
+        upconvs = up.map { c -> any Layer in
+            u.upMode == "bilinear" ? BilinearUpConv(c, c, workspace: ws) : ConvTranspose2d(c, c, workspace: ws)
+        }
         decoderConvs = (0..<(u.depth - 1)).map {
             ConvBlock(up[$0], up[$0 + 1], batchNorm: u.doBN, bias: !u.doBN, workspace: ws)
         }
@@ -53,7 +56,11 @@ public final class UNet: Network {
         skipGrads = Array(repeating: nil, count: u.depth)
         if let seed {
             var rng = SplitMix64(seed: seed)
-            for l in allLayers { (l as? Conv2d)?.reset(&rng); (l as? ConvTranspose2d)?.reset(&rng) }
+            for l in allLayers {
+                (l as? Conv2d)?.reset(&rng)
+                (l as? ConvTranspose2d)?.reset(&rng)
+                (l as? BilinearUpConv)?.conv.reset(&rng)
+            }
         }
         flat = FlatState(self)
     }

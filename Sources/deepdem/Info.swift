@@ -2,6 +2,7 @@ import ArgumentParser
 import Data
 import Foundation
 import NN
+import Primitives
 
 struct Info: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -37,6 +38,9 @@ struct Info: ParsableCommand {
                 rows.append(("unet", "n_input_channels \(u.nInputChannels), depth \(u.depth), start_kernel \(u.startKernel), "
                     + "max_filter_depth \(u.maxFilterDepth), do_BN \(u.doBN), bias_conv_layer \(u.biasConvLayer), "
                     + "outer_skip \(u.outerSkip), outer_skip_BN \(u.outerSkipBN), up_mode \(u.upMode)"))
+            }
+            if config.orthoStandardization != .none {
+                rows.append(("ortho standardization", "\(config.orthoStandardization)"))
             }
             if let e = config.encoder {
                 rows.append(("encoder", "\(e.name), in_channels \(e.inChannels), decoder_channels \(e.decoderChannels)"))

@@ -24,7 +24,7 @@ struct Train: ParsableCommand {
             accumulate_grad_batches K: each step is K micro-batches of batch_size/K chips whose \
             gradients sum before one all-reduce, the step of one batch_size batch (BatchNorm models \
             excepted: they normalize per micro-batch). rotate90: true turns training chips by \
-            multiples of 90° besides the flips (chips are square).
+            multiples of 90° besides the flips (chips are square). unet: {up_mode: bilinear} upsamples             the decoder bilinearly then by a conv1×1, as ResDepth's option does (default transpose).             ortho_standardization: none (default), tile (each ortho_* band of each chip to zero mean,             unit std over its valid pixels) or {mean: M, std: S} (ResDepth's (x - M)/S, mean null:             each chip centred on its orthos' mean); it is stored in the checkpoint and refine applies it.
             Exit codes: 0 finished, 1 bad input, 3 the loss diverged, 75 stopped by a signal \
             (SIGTERM/SIGINT/SIGUSR1) after saving its state; --resume continues.
             Held-out data: train_split 0.8 trains on the left 80 % of each scene of 'data' and \

@@ -1,6 +1,7 @@
 import Data
 import Foundation
 import NN
+import Primitives
 import XCTest
 
 /// tools/convert_checkpoint.py against real PyTorch: a DeepDEM-style Lightning checkpoint becomes
@@ -193,9 +194,16 @@ final class ConvertCheckpointTests: XCTestCase {
                        "refusals leave nothing behind")
 
         let settings = ["--bands", "asp_dsm", "ortho_channel1", "ortho_channel2", "--chip-size", "64", "--gsf", "2.5"]
-        let converted = try convert(["to-safetensors", path("Model_best.pth"), path("model.safetensors")] + settings)
+        let unnormalized = try convert(["to-safetensors", path("Model_best.pth"), path("model.safetensors")] + settings)
+        XCTAssertEqual(unnormalized.status, 1)
+        XCTAssertEqual(unnormalized.stderr, "convert_checkpoint: error: \(path("Model_best.pth")): ResDepth standardized this model's "
+                       + "orthoimages with its training set's mean and std: give --image-normalization "
+                       + "Image_normalization_parameters.p (or --ortho-mean M --ortho-std S)\n")
+        let converted = try convert(["to-safetensors", path("Model_best.pth"), path("model.safetensors")] + settings
+                                    + ["--ortho-mean", "none", "--ortho-std", "20.5"])
         XCTAssertEqual(converted.status, 0, converted.stderr)
         let config = try Checkpoint.readConfig(path("model.safetensors"))
+        XCTAssertEqual(config.orthoStandardization, .fixed(mean: nil, std: 20.5))
         XCTAssertEqual(config.unet, UNetConfig(nInputChannels: 3, depth: 2, startKernel: 8, maxFilterDepth: 512, doBN: true,
                                                biasConvLayer: false, outerSkip: false, outerSkipBN: false),
                        "ResDepth's outer skip is DeepDEM's residual itself")
@@ -205,11 +213,112 @@ final class ConvertCheckpointTests: XCTestCase {
         XCTAssertEqual(file.info("bottleneck.1.running_var")?.dtype, .f32, "float64 becomes float32")
         XCTAssertNoThrow(try Checkpoint.load(path("model.safetensors"), into: try makeNetwork(config)))
 
-        let clobber = try convert(["to-safetensors", path("Model_best.pth"), path("model.safetensors")] + settings)
+        let clobber = try convert(["to-safetensors", path("Model_best.pth"), path("model.safetensors")] + settings
+                                  + ["--ortho-mean", "1", "--ortho-std", "2"])
         XCTAssertEqual(clobber.status, 1)
         XCTAssertTrue(clobber.stderr.hasSuffix("model.safetensors: exists (add --overwrite to replace it)\n"), clobber.stderr)
         XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: folder.path).sorted(),
                        ["Model_best.pth", "model.safetensors"])
+    }
+
+    /// ResDepth's own procedure against `deepdem refine` of the converted checkpoint: a ResDepth
+    /// checkpoint (bilinear up-convs, outer skip, ortho bands) with its two normalization files,
+    /// converted, refined by Swift, and recomputed tile by tile as ResDepth's dataset and model do
+    /// it (DSM centred on the chip's mean and divided by the DSM std, orthos (x − mean)/std with the
+    /// file's numbers, out · std + mean).
+    func testResDepthModelWithItsNormalizationRefinesAsResDepth() throws {
+        let scene = path("scene"), bands = ["asp_dsm", "ortho_channel1", "ortho_channel2"]
+        let synth = try runDeepDEM(["synth", "--out", scene, "--size", "128"])
+        XCTAssertEqual(synth.status, 0, synth.stderr)
+        var stack: [Float] = []
+        for band in bands { stack += try Raster(path: Scene.file(scene, band)).readAll() }
+        try write(stack, to: path("bands.f32"))
+        // The ortho mean and std over the whole scene, as ResDepth's training computes them.
+        let made = try python(["-c", """
+            import pickle, sys
+            import numpy as np, torch
+            from reference_models import ResDepthUNet
+            x = np.fromfile(sys.argv[1], dtype="<f4").reshape(3, 128, 128)
+            orthos = x[1:][np.isfinite(x[1:])]
+            torch.manual_seed(5)
+            model = ResDepthUNet(n_input_channels=3, depth=3, start_kernel=8, max_filter_depth=32, do_BN=False,
+                                 bias_conv_layer=True, outer_skip=True, outer_skip_BN=False, up_mode="bilinear")
+            with torch.no_grad():
+                for p in model.parameters():
+                    p.mul_(1.5)
+            torch.save({"epoch": 9, "model_state_dict": model.state_dict(), "optimizer_state_dict": {}}, sys.argv[2])
+            with open(sys.argv[3], "wb") as f:
+                pickle.dump({"mean": float(orthos.mean()), "std": float(orthos.std())}, f, protocol=pickle.HIGHEST_PROTOCOL)
+            with open(sys.argv[4], "wb") as f:
+                pickle.dump({"mean": None, "std": 2.75}, f, protocol=pickle.HIGHEST_PROTOCOL)
+            """, path("bands.f32"), path("Model_best.pth"), path("Image_normalization_parameters.p"),
+            path("DSM_normalization_parameters.p")])
+        XCTAssertEqual(made.status, 0, made.stderr)
+        let converted = try convert(["to-safetensors", path("Model_best.pth"), path("model.safetensors"), "--bands"] + bands
+                                    + ["--chip-size", "16", "--dsm-normalization", path("DSM_normalization_parameters.p"),
+                                       "--image-normalization", path("Image_normalization_parameters.p")])
+        XCTAssertEqual(converted.status, 0, converted.stderr)
+        let config = try Checkpoint.readConfig(path("model.safetensors"))
+        XCTAssertEqual(config.unet?.upMode, "bilinear", "read from the tensors")
+        XCTAssertEqual(config.unet?.outerSkip, false)
+        XCTAssertEqual(config.gsf, 2.75, "the DSM file's std")
+        guard case .fixed(let mean?, let std) = config.orthoStandardization else {
+            return XCTFail("ortho_standardization \(config.orthoStandardization)")
+        }
+        XCTAssertGreaterThan(std, 0)
+        let info = try runDeepDEM(["info", path("model.safetensors")])
+        XCTAssertTrue(info.stdout.contains("ortho standardization  mean \(mean), std \(std)"), info.stdout)
+        let refine = try runDeepDEM(["refine", "--checkpoint", path("model.safetensors"), "--data", scene,
+                                     "--out", path("refined.tif"), "--stride", "16"])
+        XCTAssertEqual(refine.status, 0, refine.stderr)
+        try write(try Raster(path: path("refined.tif")).readAll(), to: path("refined.f32"))
+        let checked = try python(["-c", """
+            import json, pickle, sys
+            import numpy as np, torch
+            from reference_models import ResDepthUNet
+            bands, refined, weights, image, dsm = sys.argv[1:6]
+            model = ResDepthUNet(n_input_channels=3, depth=3, start_kernel=8, max_filter_depth=32, do_BN=False,
+                                 bias_conv_layer=True, outer_skip=True, outer_skip_BN=False, up_mode="bilinear")
+            model.load_state_dict(torch.load(weights, weights_only=True)["model_state_dict"])
+            model.eval()
+            image, dsm = pickle.load(open(image, "rb")), pickle.load(open(dsm, "rb"))
+            x = np.fromfile(bands, dtype="<f4").reshape(3, 128, 128)
+            swift = np.fromfile(refined, dtype="<f4").reshape(128, 128)
+            tiles, diff, residual = 0, 0.0, 0.0
+            for y in range(0, 128, 16):
+                for x0 in range(0, 128, 16):
+                    chip = x[:, y:y + 16, x0:x0 + 16].copy()
+                    if np.isnan(chip).any():
+                        continue
+                    height_mean = chip[0].mean()
+                    inputs = np.empty_like(chip)
+                    inputs[0] = (chip[0] - height_mean) / np.float32(dsm["std"])
+                    inputs[1:] = (chip[1:] - np.float32(image["mean"])) / np.float32(image["std"])
+                    with torch.no_grad():
+                        out = model(torch.from_numpy(inputs[None]))[0, 0].numpy()
+                    resdepth = out * dsm["std"] + height_mean
+                    diff = max(diff, float(np.abs(swift[y:y + 16, x0:x0 + 16] - resdepth).max()))
+                    residual = max(residual, float(np.abs(resdepth - chip[0]).max()))
+                    tiles += 1
+            print(json.dumps(dict(tiles=tiles, diff=diff, residual=residual)))
+            """, path("bands.f32"), path("refined.f32"), path("Model_best.pth"), path("Image_normalization_parameters.p"),
+            path("DSM_normalization_parameters.p")])
+        XCTAssertEqual(checked.status, 0, checked.stderr)
+        let result = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(checked.stdout.utf8)) as? [String: Any], checked.stdout)
+        let tiles = try XCTUnwrap(result["tiles"] as? Int), diff = try XCTUnwrap(result["diff"] as? Double)
+        let residual = try XCTUnwrap(result["residual"] as? Double)
+        print("ResDepth vs refine: \(tiles) tiles, max difference \(diff) m, residuals up to \(residual) m, ortho mean \(mean) std \(std)")
+        XCTAssertGreaterThanOrEqual(tiles, 8, "enough nodata-free tiles to compare")
+        XCTAssertGreaterThan(residual, 0.1, "the network changes the DSM, so the comparison means something")
+        XCTAssertLessThan(diff, 1e-3, "Swift refine vs ResDepth over \(tiles) tiles, metres")
+
+        // Back to ResDepth and here again: the standardization travels with the model.
+        let toResDepth = try convert(["to-resdepth", path("model.safetensors"), path("back.pth")])
+        XCTAssertEqual(toResDepth.status, 0, toResDepth.stderr)
+        XCTAssertTrue(toResDepth.stderr.contains("Image_normalization_parameters.p of {'mean': \(mean), 'std': \(std)}"),
+                      toResDepth.stderr)
+        XCTAssertEqual(try convert(["to-safetensors", path("back.pth"), path("again.safetensors")]).status, 0)
+        XCTAssertEqual(try Checkpoint.readConfig(path("again.safetensors")), config)
     }
 
     private func write(_ values: [Float], to path: String) throws {

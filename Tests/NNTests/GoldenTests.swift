@@ -16,6 +16,7 @@ final class GoldenTests: XCTestCase {
 
     func testUNetWithoutBatchNorm() throws { try check("unet_a") }
     func testUNetWithBatchNormAndOuterSkip() throws { try check("unet_b") }
+    func testUNetWithBilinearUpsampling() throws { try check("unet_c") }
     func testResNet18UNet() throws { try check("resnet18") }
     func testResNet34UNet() throws { try check("resnet34", writeForPyTorch: false) }
 

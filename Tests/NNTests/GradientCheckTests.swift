@@ -139,6 +139,38 @@ final class GradientCheckTests: XCTestCase {
         check(Upsample(factor: 2), random([3, 2, 3, 5]))
     }
 
+    /// Odd sizes and a single row: the clamped borders (first and last output of each axis read one
+    /// input twice) are where a wrong neighbour would show.
+    func testUpsampleBilinear() {
+        check(BilinearUpsample(factor: 2), random([2, 3, 3, 5]))
+        check(BilinearUpsample(factor: 2), random([1, 2, 1, 4]))
+    }
+
+    /// PyTorch's nn.Upsample(mode='bilinear', scale_factor=2) of [[1, 2, 3], [4, 5, 6]].
+    func testUpsampleBilinearForwardValues() {
+        let x = Tensor([1, 1, 2, 3], [1, 2, 3, 4, 5, 6])
+        let expected: [Float] = [1.0, 1.25, 1.75, 2.25, 2.75, 3.0, 1.75, 2.0, 2.5, 3.0, 3.5, 3.75,
+                                 3.25, 3.5, 4.0, 4.5, 5.0, 5.25, 4.0, 4.25, 4.75, 5.25, 5.75, 6.0]
+        XCTAssertEqual(BilinearUpsample(factor: 2).forward(x, training: true).array, expected)
+        XCTAssertEqual(BilinearUpsample(factor: 2).forward(x, training: false).array, expected)
+    }
+
+    /// Forward and backward give the same bits on one thread and on four.
+    func testUpsampleBilinearBitsAtAnyThreadCount() {
+        let x = random([2, 9, 7, 6]), dy = random([2, 9, 14, 12])
+        let before = ComputeThreads.count
+        defer { ComputeThreads.set(before) }
+        func run(_ threads: Int) -> ([Float], [Float]) {
+            ComputeThreads.set(threads)
+            let up = BilinearUpsample(factor: 2)
+            let y = up.forward(x, training: true).array
+            return (y, up.backward(dy).array)
+        }
+        let one = run(1), four = run(4)
+        XCTAssertEqual(one.0, four.0)
+        XCTAssertEqual(one.1, four.1)
+    }
+
     /// Inference pools without recording winners; its maxima (NaN included) are training's, in the
     /// vectorized columns of 3×3/2 (several groups of four at widths 40 and 31) and around them.
     func testMaxPoolInferenceEqualsTraining() {

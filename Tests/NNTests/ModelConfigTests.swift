@@ -1,5 +1,6 @@
 import Foundation
 import NN
+import Primitives
 import XCTest
 
 /// `ModelConfig.validate`: the one check between a configuration (a checkpoint's metadata, a
@@ -58,7 +59,8 @@ final class ModelConfigTests: XCTestCase {
         assertRefused(with { $0.unet!.startKernel = 0 }, "'unet.start_kernel' is 0; it must be between 1 and 1024")
         assertRefused(with { $0.unet!.depth = 70 }, "'unet.depth' is 70; it must be between 1 and 12")
         assertRefused(with { $0.unet!.depth = 0 }, "'unet.depth' is 0; it must be between 1 and 12")
-        assertRefused(with { $0.unet!.upMode = "bilinear" }, "'unet.up_mode' is 'bilinear'; only 'transpose' is supported")
+        assertRefused(with { $0.unet!.upMode = "nearest" }, "'unet.up_mode' is 'nearest'; it must be one of transpose, bilinear")
+        XCTAssertNoThrow(try with { $0.unet!.upMode = "bilinear" }.validate())
         assertRefused(with { $0.chipSize = 4 }, "'chip_size' is 4; it must be between 8 and 4096")
         assertRefused(with { $0.chipSize = 33 }, "'chip_size' is 33; a 'unet' model needs a multiple of 8 (2^unet.depth)")
         assertRefused(with { $0.chipSize = 1 << 40 }, "'chip_size' is 1099511627776; it must be between 8 and 4096")
@@ -90,6 +92,63 @@ final class ModelConfigTests: XCTestCase {
             var c = unet
             c.gsf = bad
             assertRefused(c, "'gsf' is \(bad); it must be between 1e-06 and 1e+06")
+        }
+    }
+}
+
+/// `ortho_standardization` in a checkpoint's metadata: absent is none, and none is written as absent,
+/// so checkpoints without it keep their metadata byte for byte.
+final class OrthoStandardizationConfigTests: XCTestCase {
+    static let base = #""arch": "unet", "bands": ["asp_dsm", "ortho_channel1"], "target": "lidar_data", "chip_size": 64, "gsf": 2, "unet": {"n_input_channels": 2, "depth": 3}"#
+
+    func decode(_ extra: String) throws -> ModelConfig {
+        try JSONDecoder().decode(ModelConfig.self, from: Data("{\(Self.base)\(extra)}".utf8))
+    }
+
+    func testSpellingsAndRoundTrip() throws {
+        XCTAssertEqual(try decode("").orthoStandardization, .none)
+        XCTAssertEqual(try decode(#", "ortho_standardization": "none""#).orthoStandardization, .none)
+        XCTAssertEqual(try decode(#", "ortho_standardization": "tile""#).orthoStandardization, .tile)
+        XCTAssertEqual(try decode(#", "ortho_standardization": {"mean": 71.5, "std": 20.25}"#).orthoStandardization,
+                       .fixed(mean: 71.5, std: 20.25))
+        XCTAssertEqual(try decode(#", "ortho_standardization": {"mean": null, "std": 3}"#).orthoStandardization,
+                       .fixed(mean: nil, std: 3))
+        XCTAssertEqual(try decode(#", "ortho_standardization": {"std": 3}"#).orthoStandardization, .fixed(mean: nil, std: 3))
+        for mode in [OrthoStandardization.none, .tile, .fixed(mean: 71.5, std: 20.25), .fixed(mean: nil, std: 3)] {
+            var config = try decode("")
+            config.orthoStandardization = mode
+            let json = try Checkpoint.configJSON(config)
+            XCTAssertEqual(json.contains("ortho_standardization"), mode != .none, json)
+            XCTAssertEqual(try JSONDecoder().decode(ModelConfig.self, from: Data(json.utf8)), config)
+        }
+        var fixed = try decode("")
+        fixed.orthoStandardization = .fixed(mean: nil, std: 3)
+        XCTAssertTrue(try Checkpoint.configJSON(fixed).contains(#""mean":null"#), "null, as ResDepth's file says None")
+    }
+
+    func testOnlyAModelWithOrthosStandardizesThem() throws {
+        var dsmOnly = ModelConfig(arch: "unet", bands: ["asp_dsm"], chipSize: 64, gsf: 2, unet: UNetConfig(nInputChannels: 1, depth: 3))
+        XCTAssertNoThrow(try dsmOnly.validate())
+        dsmOnly.orthoStandardization = .tile
+        XCTAssertThrowsError(try dsmOnly.validate()) {
+            XCTAssertEqual("\($0)", "'ortho_standardization' is tile, but no band is an ortho_* band")
+        }
+        var withOrthos = try decode("")
+        withOrthos.orthoStandardization = .fixed(mean: nil, std: 2)
+        XCTAssertNoThrow(try withOrthos.validate())
+    }
+
+    func testBadValuesAreRefused() {
+        for (value, problem) in [(#""whiten""#, "is 'whiten'; it must be none, tile or {mean: M, std: S}"),
+                                 (#"{"mean": 1, "std": 0}"#, "has std 0.0; it must be positive and finite"),
+                                 (#"{"mean": 1}"#, "needs 'std' beside 'mean'"),
+                                 (#"{"mean": 1, "std": 2, "scale": 3}"#, "unknown key 'scale' (known: mean, std)"),
+                                 ("7", "must be none, tile or {mean: M, std: S}")] {
+            XCTAssertThrowsError(try decode(#", "ortho_standardization": "# + value), value) {
+                guard case DecodingError.dataCorrupted(let context) = $0 else { return XCTFail("\(value): \($0)") }
+                XCTAssertEqual(context.debugDescription, problem)
+                XCTAssertEqual(context.codingPath.map(\.stringValue), ["ortho_standardization"])
+            }
         }
     }
 }

@@ -82,6 +82,14 @@ final class ModelGradientTests: XCTestCase {
                          shape: [3, 3, 16, 16], tol: 5e-2)
     }
 
+    /// ResDepth's bilinear up-convs, wired through the whole U-Net.
+    func testUNetBilinear() throws {
+        let u = UNetConfig(nInputChannels: 3, depth: 3, startKernel: 4, maxFilterDepth: 8, doBN: false, biasConvLayer: true,
+                           upMode: "bilinear")
+        try checkNetwork(ModelConfig(arch: "unet", bands: ["asp_dsm", "a", "b"], chipSize: 16, gsf: 3.5, unet: u),
+                         shape: [3, 3, 16, 16], tol: 5e-2)
+    }
+
     /// The masked L1 loss and the residual formulation, through a network that is one 1×1
     /// convolution (smooth in its weights): d(Σ mask·|refined − target| / Σ mask)/dW.
     func testResidualLossGradient() {

@@ -87,6 +87,15 @@ check("ConvTranspose2d 64→32 on [3, 64, 16, 16]") {
             ("bias gradient", up.bias!.grad.array)]
 }
 
+check("BilinearUpsample ×2 on [3, 24, 15, 17]") {
+    var rng = SplitMix64(seed: 9)
+    let up = BilinearUpsample(factor: 2)
+    let x = random([3, 24, 15, 17], &rng)
+    let inference = up.forward(x, training: false).array, y = up.forward(x, training: true)
+    let dx = up.backward(random(y.shape, &rng)).array
+    return [("inference output", inference), ("output", y.array), ("input gradient", dx)]
+}
+
 check("BatchNorm2d 32 on [3, 32, 40, 40]") {
     var rng = SplitMix64(seed: 5)
     let bn = BatchNorm2d(32)

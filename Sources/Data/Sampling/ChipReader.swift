@@ -1,18 +1,23 @@
+import Primitives
+
 /// Fills caller-provided buffers with one training or validation chip: inputs [C×H×W] in the run's
 /// band order, target [H×W] and mask [H×W] (1 where the pixel is usable, see `WindowPlanes`),
 /// flips, rotation and ortho swap applied to every band, target and mask alike. Nodata never reaches the buffers: `asp_dsm` holes hold the chip's
-/// mean valid height, other inputs and the target hold 0. One reader per thread.
+/// mean valid height, other inputs and the target hold 0; the ortho bands are standardized as
+/// `orthoStandardization` says (`NodataFill`). One reader per thread.
 public final class ChipReader {
     public let scenes: [Scene]
     public let chipSize: Int
     private let planes: [WindowPlanes]
+    private let fill: NodataFill
 
-    public init(scenes: [Scene], chipSize: Int) {
+    public init(scenes: [Scene], chipSize: Int, orthoStandardization: OrthoStandardization = .none) {
         precondition(!scenes.isEmpty && chipSize > 0, "a reader needs scenes and a chip size")
         precondition(Set(scenes.map { $0.bands }).count == 1, "every scene must have the run's bands")
         self.scenes = scenes
         self.chipSize = chipSize
         planes = scenes.map { WindowPlanes(scene: $0) }
+        fill = NodataFill(bands: scenes[0].bands, orthos: orthoStandardization)
     }
 
     public var channels: Int { scenes[0].bands.count }
@@ -24,7 +29,7 @@ public final class ChipReader {
         let window = planes[chip.scene]
         let size = chipSize
         try window.load(x: chip.x, y: chip.y, width: size, height: size, withTarget: target != nil)
-        window.fillInvalid()
+        window.fillInvalid(fill)
         var order = Array(0..<channels)
         if chip.swapOrthos, let (a, b) = scenes[chip.scene].orthoChannels { order.swapAt(a, b) }
         let plane = size &* size

@@ -71,13 +71,11 @@ final class WindowPlanes {
         }
     }
 
-    /// Replaces the window's nodata by `NodataFill`'s rule.
-    func fillInvalid() {
+    /// Replaces the window's nodata by `fill`'s rule.
+    func fillInvalid(_ fill: NodataFill) {
         let n = count
-        for c in 0..<inputs.count {
-            inputs[c].withUnsafeMutableBufferPointer {
-                NodataFill.input(UnsafeMutableBufferPointer(rebasing: $0[..<n]), channel: c)
-            }
+        fill.inputs { c, body in
+            inputs[c].withUnsafeMutableBufferPointer { body(UnsafeMutableBufferPointer(rebasing: $0[..<n])) }
         }
         if !target.isEmpty {
             target.withUnsafeMutableBufferPointer {

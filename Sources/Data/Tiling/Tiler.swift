@@ -1,4 +1,5 @@
 import Foundation
+import Primitives
 
 /// Tiled inference over a whole scene with memory bounded by one strip of tiles: overlapping tiles
 /// (stride ≤ chip size, the last row and column aligned to the scene's edge so every pixel is
@@ -18,6 +19,8 @@ public struct Tiler {
     public var threads = 1
     /// Metadata items of the output besides `Provenance.process` (what made the heights).
     public var metadata: [String: String] = [:]
+    /// The model's standardization of the ortho bands, applied to each tile as to training chips.
+    public var orthoStandardization = OrthoStandardization.none
 
     public init(chipSize: Int, stride: Int? = nil, batchSize: Int = 8, format: RasterWriter.Format = .geoTIFF, overwrite: Bool = false) {
         self.chipSize = chipSize
@@ -169,6 +172,7 @@ public struct Tiler {
         // at the tile row's top. The next strip is read while this one's tiles are predicted; GDAL
         // is touched by one thread at a time (the read ends before the next flush).
         let strips = [WindowPlanes(scene: scene), WindowPlanes(scene: scene)]
+        let fill = NodataFill(bands: scene.bands, orthos: orthoStandardization)
         try strips[0].load(x: 0, y: rows[0], width: width, height: chip, withTarget: false)
         for (r, top) in rows.enumerated() {
             try flush(rows: top - finishedRows)
@@ -182,7 +186,7 @@ public struct Tiler {
                     let p = Unchecked((buffer.baseAddress!, strip, pending))
                     DispatchQueue.concurrentPerform(iterations: pending.count) { i in
                         let (inputs, strip, tiles) = p.value
-                        Tiler.extract(strip, x0: tiles[i], chip: chip, into: inputs + i * channels * plane)
+                        Tiler.extract(strip, x0: tiles[i], chip: chip, fill: fill, into: inputs + i * channels * plane)
                     }
                 }
                 try predictPending()
@@ -201,9 +205,9 @@ public struct Tiler {
         }
     }
 
-    /// Copies one tile out of the strip, its nodata filled per tile by `NodataFill` as training
-    /// chips are.
-    private static func extract(_ strip: WindowPlanes, x0: Int, chip: Int, into destination: UnsafeMutablePointer<Float>) {
+    /// Copies one tile out of the strip, its nodata filled (and orthos standardized) per tile by
+    /// `fill` as training chips are.
+    private static func extract(_ strip: WindowPlanes, x0: Int, chip: Int, fill: NodataFill, into destination: UnsafeMutablePointer<Float>) {
         let width = strip.width
         let plane = chip &* chip
         for c in 0..<strip.inputs.count {
@@ -214,8 +218,8 @@ public struct Tiler {
                     (to + y &* chip).update(from: from, count: chip)
                 }
             }
-            NodataFill.input(UnsafeMutableBufferPointer(start: to, count: plane), channel: c)
         }
+        fill.inputs { c, body in body(UnsafeMutableBufferPointer(start: destination + c &* plane, count: plane)) }
     }
 }
 

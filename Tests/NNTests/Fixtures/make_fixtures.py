@@ -70,6 +70,10 @@ CONFIGS = {
                                                       do_BN=True, bias_conv_layer=False, outer_skip=True,
                                                       outer_skip_BN=True, up_mode="transpose")),
                    channels=5, chip=8, batch=3, gsf=2.0, seed=12),
+    "unet_c": dict(config=dict(arch="unet", unet=dict(n_input_channels=3, depth=3, start_kernel=4, max_filter_depth=8,
+                                                      do_BN=False, bias_conv_layer=True, outer_skip=False,
+                                                      outer_skip_BN=False, up_mode="bilinear")),
+                   channels=3, chip=16, batch=2, gsf=3.0, seed=15),
     "resnet18": dict(config=dict(arch="resnet18-unet", encoder=dict(name="resnet18", in_channels=4)),
                      channels=4, chip=64, batch=2, gsf=4.0, seed=13),
     # Chip 64, not 32: at 32 the last encoder stage is 1x1 and with batch 1 PyTorch's training-mode
