@@ -62,7 +62,7 @@ endif
 
 # Communicator checks; N ranks ≡ 1 rank, resume, stop signals, a killed rank, a failing rank,
 # divergence, the wrong launcher; a Slurm job requeued and resumed.
-RANK_TESTS := CommunicatorTests|HeldOutTests/(testHeldOutSites|testStripesWithAFold)|TrainingTests/(testRanksTrainAsOne|testResumeEqualsUninterrupted|testSignal|testKilledRank|testBadConfigurations|testFullDisk|testDivergence|testWrongLauncher)|SlurmTests/(testMPICH|testScancel)
+RANK_TESTS := CommunicatorTests|RefineRanksTests|HeldOutTests/(testHeldOutSites|testStripesWithAFold)|TrainingTests/(testRanksTrainAsOne|testResumeEqualsUninterrupted|testSignal|testKilledRank|testBadConfigurations|testFullDisk|testDivergence|testWrongLauncher)|SlurmTests/(testMPICH|testScancel)
 
 test-ranks: test-deps
 	$(SWIFT) test -c release --scratch-path $(BUILD_DIR) $(SWIFT_FLAGS) --filter '$(RANK_TESTS)'

@@ -22,6 +22,10 @@ public protocol Communicator: AnyObject, Sendable {
     func broadcast(_ buffer: UnsafeMutableBufferPointer<Double>, root: Int) throws
     func broadcast(_ bytes: UnsafeMutableRawBufferPointer, root: Int) throws
 
+    /// Point to point, blocking: `receive` on rank `to` takes what `send` sent, in order.
+    func send(_ buffer: UnsafeBufferPointer<Float>, to rank: Int) throws
+    func receive(_ buffer: UnsafeMutableBufferPointer<Float>, from rank: Int) throws
+
     func barrier() throws
     /// Ends every rank of the job with `code`. The way out of an error on one rank: a rank that
     /// merely exits could leave the others blocked in a collective.
@@ -133,6 +137,9 @@ public final class SingleProcessCommunicator: Communicator {
     public func broadcast(_ buffer: UnsafeMutableBufferPointer<Float>, root: Int) throws {}
     public func broadcast(_ buffer: UnsafeMutableBufferPointer<Double>, root: Int) throws {}
     public func broadcast(_ bytes: UnsafeMutableRawBufferPointer, root: Int) throws {}
+    /// There is no other rank to talk to.
+    public func send(_ buffer: UnsafeBufferPointer<Float>, to rank: Int) throws { preconditionFailure("send in a single process") }
+    public func receive(_ buffer: UnsafeMutableBufferPointer<Float>, from rank: Int) throws { preconditionFailure("receive in a single process") }
     public func barrier() throws {}
     public func abort(code: Int32) -> Never { exit(code) }
     public func finalize() throws {}

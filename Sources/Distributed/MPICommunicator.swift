@@ -108,6 +108,19 @@ public final class MPICommunicator: Communicator, @unchecked Sendable {
         }
     }
 
+    public func send(_ buffer: UnsafeBufferPointer<Float>, to rank: Int) throws {
+        try inChunks(buffer.count) { start, n in
+            try mpiCheck("MPI_Send", MPI_Send(buffer.baseAddress! + start, n, deepdem_mpi_float(), Int32(rank), 0, deepdem_mpi_comm_world()))
+        }
+    }
+
+    public func receive(_ buffer: UnsafeMutableBufferPointer<Float>, from rank: Int) throws {
+        try inChunks(buffer.count) { start, n in
+            try mpiCheck("MPI_Recv", MPI_Recv(buffer.baseAddress! + start, n, deepdem_mpi_float(), Int32(rank), 0,
+                                              deepdem_mpi_comm_world(), deepdem_mpi_status_ignore()))
+        }
+    }
+
     public func barrier() throws {
         try mpiCheck("MPI_Barrier", MPI_Barrier(deepdem_mpi_comm_world()))
     }

@@ -40,9 +40,11 @@ public struct Refinement {
     /// Refines all of `scene` into the GeoTIFF `output`, tiled as `tiler` says; `progress` gets
     /// the finished fraction. With `tta`, every tile's prediction is the mean over `augmentations`,
     /// each mapped back, and `uncertainty` (when given) receives their standard deviation, blended
-    /// across tiles as the heights are.
+    /// across tiles as the heights are. With a communicator of several ranks, the ranks share
+    /// the rows of tiles and rank 0 writes the outputs (`Tiler.Ranks`), byte for byte those of one
+    /// process; every rank calls this with the same arguments.
     public func refine(_ scene: Scene, tiler: Tiler, output: String, tta: Bool = false, uncertainty: String? = nil,
-                       progress: ((Double) -> Void)? = nil) throws {
+                       communicator: Communicator? = nil, progress: ((Double) -> Void)? = nil) throws {
         precondition(tta || uncertainty == nil, "an uncertainty map needs test-time augmentation")
         let c = config.bands.count, s = config.chipSize, plane = s * s
         let views = tta ? augmentations : [(symmetry: SquareSymmetry.all[0], swapOrthos: false)]
@@ -52,6 +54,11 @@ public struct Refinement {
         // The tiles' orthos are standardized as the checkpoint's model was trained.
         var tiler = tiler
         tiler.orthoStandardization = config.orthoStandardization
+        if let comm = communicator, comm.size > 1 {
+            tiler.ranks = Tiler.Ranks(rank: comm.rank, size: comm.size) { row, owner in
+                if comm.rank == 0 { try comm.receive(row, from: owner) } else { try comm.send(UnsafeBufferPointer(row), to: 0) }
+            }
+        }
         tiler.metadata.merge(provenance, uniquingKeysWith: { $1 })
         if tta { tiler.metadata[Provenance.prefix + "TTA"] = "\(views.count) predictions per tile (symmetries of the square"
                  + (views.count > 8 ? " × both ortho orders)" : ")") }

@@ -57,7 +57,22 @@ struct Refine: ParsableCommand {
     var overwrite = false
 
     func run() {
-        guarded {
+        let comm = RefineRanks.communicator()
+        var refining = false
+        do {
+            try refine(comm, refining: &refining)
+            try comm.finalize()
+        } catch {
+            // Before the tiles, every rank meets the same error and rank 0 says it; while refining,
+            // the rank that failed does (its exit ends the job under mpirun and srun).
+            if comm.rank == 0 { fail(error) }
+            if refining { fail("rank \(comm.rank): \(error)") }
+            Foundation.exit(1)
+        }
+    }
+
+    func refine(_ comm: Communicator, refining: inout Bool) throws {
+        do {
             if let threads, threads < 1 { throw CLIError("--threads \(threads): needs at least 1 thread") }
             if uncertainty != nil && !tta { throw CLIError("--uncertainty is the spread of --tta's predictions: give --tta too") }
             if let uncertainty, URL(fileURLWithPath: uncertainty).standardized == URL(fileURLWithPath: out).standardized {
@@ -69,10 +84,11 @@ struct Refine: ParsableCommand {
             guard (1...1024).contains(batchSize) else { throw CLIError("--batch-size \(batchSize): must be between 1 and 1024") }
             if let hillshade { try RasterWriter.checkDestination(hillshade, overwrite: overwrite) }
             if let threads { ComputeThreads.set(threads) }
-            if let notice = try ConvChoice.apply() { FileHandle.standardError.write(Data("\(notice)\n".utf8)) }
+            let speaks = comm.rank == 0
+            if let notice = try ConvChoice.apply(), speaks { FileHandle.standardError.write(Data("\(notice)\n".utf8)) }
             let (running, note) = precision.onThisCPU
             Precision.forNewLayers = running
-            if let note { FileHandle.standardError.write(Data("\(note)\n".utf8)) }
+            if let note, speaks { FileHandle.standardError.write(Data("\(note)\n".utf8)) }
             // An option's range is checked before the weights are read, against the settings alone.
             let config = try Checkpoint.readConfig(checkpoint)
             if let stride, !(1...config.chipSize).contains(stride) {
@@ -83,16 +99,28 @@ struct Refine: ParsableCommand {
             var tiler = Tiler(chipSize: config.chipSize, stride: stride, batchSize: batchSize,
                               format: cog ? .cog : .geoTIFF, overwrite: overwrite)
             tiler.threads = ComputeThreads.count
-            let t0 = Date()
-            try ProgressLine("refine").run { progress in
-                try refinement.refine(scene, tiler: tiler, output: out, tta: tta, uncertainty: uncertainty, progress: progress)
+            let tileRows = Tiler.origins(length: scene.grid.height, chip: tiler.chipSize, stride: tiler.stride).count
+            if comm.size > tileRows {
+                throw CLIError("\(comm.size) ranks for \(tileRows) rows of tiles of \(data): every rank needs a row; run at most \(tileRows)")
             }
+            let t0 = Date()
+            refining = true
+            if speaks {
+                try ProgressLine("refine").run { progress in
+                    try refinement.refine(scene, tiler: tiler, output: out, tta: tta, uncertainty: uncertainty, communicator: comm,
+                                          progress: progress)
+                }
+            } else {
+                try refinement.refine(scene, tiler: tiler, output: out, tta: tta, uncertainty: uncertainty, communicator: comm)
+                return
+            }
+            refining = false
             let seconds = Date().timeIntervalSince(t0)
             let mpix = Double(scene.grid.width * scene.grid.height) / 1e6
             if !json {
-                Console.line(String(format: "refined %@ (%d×%d, %.1f Mpx) in %.1f s (%.2f Mpx/s, OpenBLAS %@ × %d) → %@",
+                Console.line(String(format: "refined %@ (%d×%d, %.1f Mpx) in %.1f s (%.2f Mpx/s, OpenBLAS %@ × %d%@) → %@",
                                     data, scene.grid.width, scene.grid.height, mpix, seconds, mpix / seconds,
-                                    BLAS.coreName, ComputeThreads.count, out))
+                                    BLAS.coreName, ComputeThreads.count, comm.size > 1 ? " × \(comm.size) ranks" : "", out))
             }
             if let uncertainty, !json {
                 Console.line("uncertainty: standard deviation of \(refinement.augmentations.count) predictions per pixel → \(uncertainty)")
@@ -102,7 +130,7 @@ struct Refine: ParsableCommand {
             if json {
                 var report: [String: Any] = ["width": scene.grid.width, "height": scene.grid.height, "seconds": seconds,
                                              "mpx_per_s": mpix / seconds, "kernel": BLAS.coreName, "threads": ComputeThreads.count,
-                                             "precision": running.rawValue,
+                                             "precision": running.rawValue, "ranks": comm.size,
                                              "output": out]
                 if let hillshade { report["hillshade"] = hillshade }
                 if tta { report["tta"] = refinement.augmentations.count }

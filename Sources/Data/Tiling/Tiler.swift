@@ -19,6 +19,22 @@ public struct Tiler {
     public var threads = 1
     /// Metadata items of the output besides `Provenance.process` (what made the heights).
     public var metadata: [String: String] = [:]
+    /// Several processes refining one scene; nil for one.
+    public var ranks: Ranks?
+
+    /// Tile row r is predicted by rank r mod `size`; `gather(row, owner)` moves a row's predictions
+    /// from its owner to rank 0 (it sends on the owner, receives on rank 0), which alone blends
+    /// them, in order, and writes the output: the same bytes as one process.
+    public struct Ranks {
+        public let rank: Int, size: Int
+        public let gather: (UnsafeMutableBufferPointer<Float>, _ owner: Int) throws -> Void
+
+        public init(rank: Int, size: Int, gather: @escaping (UnsafeMutableBufferPointer<Float>, _ owner: Int) throws -> Void) {
+            self.rank = rank
+            self.size = size
+            self.gather = gather
+        }
+    }
     /// The model's standardization of the ortho bands, applied to each tile as to training chips.
     public var orthoStandardization = OrthoStandardization.none
 
@@ -68,7 +84,13 @@ public struct Tiler {
             throw DataError(scene.aspDSM.path, "has no valid pixel (all nodata): nothing to refine")
         }
         let nodata = scene.aspDSM.nodata ?? -Double(Float.greatestFiniteMagnitude)
-        let writers = try paths.map {
+        let rank = ranks?.rank ?? 0, size = ranks?.size ?? 1
+        let rows = Tiler.origins(length: height, chip: chip, stride: stride)
+        guard rows.count >= size else {
+            throw DataError(path, "\(size) ranks for \(rows.count) rows of tiles: every rank needs a row; run at most \(rows.count)")
+        }
+        // Only rank 0 writes.
+        let writers = rank != 0 ? [] : try paths.map {
             try RasterWriter(path: $0, grid: scene.grid, nodata: nodata, format: format, overwrite: overwrite,
                              threads: threads, metadata: metadata)
         }
@@ -83,7 +105,6 @@ public struct Tiler {
             let needed = read + layers * (chip / 256 + 2) * 256 * width * 4 + (16 << 20)
             if needed < previousBudget { GDAL.setCacheBudget(bytes: needed) }
         }
-        let rows = Tiler.origins(length: height, chip: chip, stride: stride)
         let columns = Tiler.origins(length: width, chip: chip, stride: stride)
         let channels = scene.bands.count
         let plane = chip * chip
@@ -92,8 +113,6 @@ public struct Tiler {
         var sum = [Double](repeating: 0, count: layers * chip * width)
         var weight = [Double](repeating: 0, count: chip * width)
         var batchInputs = [Float](repeating: 0, count: batchSize * channels * plane)
-        var batchOutputs = [Float](repeating: 0, count: layers * batchSize * plane)
-        var pending: [Int] = []
         var finishedRows = 0
         var aspRows = [Float](repeating: 0, count: stride * width)
         var outputRows = [Float](repeating: 0, count: chip * width)
@@ -129,22 +148,19 @@ public struct Tiler {
             finishedRows += count
         }
 
-        func predictPending() throws {
-            let count = pending.count
-            guard count > 0 else { return }
-            try batchInputs.withUnsafeBufferPointer { input in
-                try batchOutputs.withUnsafeMutableBufferPointer { output in
-                    try predict(input.baseAddress!, count, output.baseAddress!)
-                }
-            }
-            // Split by tile row: the accumulators' rows are disjoint, and each element still takes
-            // the tiles in order.
-            let parts = min(chip, max(1, threads)), tiles = pending
+        // A row's predictions, batch after batch, each batch [layers×count×H×W] as `predict` wrote it.
+        var rowOutputs = [Float](repeating: 0, count: layers * columns.count * plane)
+        let batches = Swift.stride(from: 0, to: columns.count, by: batchSize).map { $0..<min($0 + batchSize, columns.count) }
+
+        /// Adds a batch's tiles into the accumulators. Split by tile row: the accumulators' rows
+        /// are disjoint, and each element still takes the tiles in order.
+        func blend(_ batch: Range<Int>) {
+            let parts = min(chip, max(1, threads)), tiles = Array(columns[batch]), count = batch.count
             sum.withUnsafeMutableBufferPointer { s in
                 weight.withUnsafeMutableBufferPointer { wsum in
-                    batchOutputs.withUnsafeBufferPointer { o in
+                    rowOutputs.withUnsafeBufferPointer { o in
                         window.withUnsafeBufferPointer { wnd in
-                            let p = Unchecked((s.baseAddress!, wsum.baseAddress!, o.baseAddress!, wnd.baseAddress!))
+                            let p = Unchecked((s.baseAddress!, wsum.baseAddress!, o.baseAddress! + batch.lowerBound * layers * plane, wnd.baseAddress!))
                             DispatchQueue.concurrentPerform(iterations: parts) { part in
                                 let (sum, weight, outputs, window) = p.value
                                 for y in (chip * part / parts)..<(chip * (part + 1) / parts) {
@@ -165,35 +181,50 @@ public struct Tiler {
                     }
                 }
             }
-            pending.removeAll(keepingCapacity: true)
         }
 
-        // Rows above a tile row are flushed before its tiles are blended, so the accumulators start
-        // at the tile row's top. The next strip is read while this one's tiles are predicted; GDAL
-        // is touched by one thread at a time (the read ends before the next flush).
+        // Tile row r is rank (r mod size)'s; rank 0 blends every row, in order, and writes. Rows
+        // above a tile row are flushed before its tiles are blended, so the accumulators start at
+        // the tile row's top. The rank's next strip is read while this one's tiles are predicted;
+        // GDAL is touched by one thread at a time (the read ends before the next flush).
+        let mine = rows.indices.filter { $0 % size == rank }
         let strips = [WindowPlanes(scene: scene), WindowPlanes(scene: scene)]
         let fill = NodataFill(bands: scene.bands, orthos: orthoStandardization)
-        try strips[0].load(x: 0, y: rows[0], width: width, height: chip, withTarget: false)
+        if let first = mine.first { try strips[0].load(x: 0, y: rows[first], width: width, height: chip, withTarget: false) }
+        var k = 0
         for (r, top) in rows.enumerated() {
-            try flush(rows: top - finishedRows)
-            let strip = strips[r % 2]
-            let next = r + 1 < rows.count ? StripRead(strips[(r + 1) % 2], y: rows[r + 1], width: width, height: chip) : nil
-            defer { next?.join() }
-            // The row's tiles in batches, each batch's tiles copied out of the strip concurrently.
-            for first in Swift.stride(from: 0, to: columns.count, by: batchSize) {
-                pending = Array(columns[first..<min(first + batchSize, columns.count)])
-                batchInputs.withUnsafeMutableBufferPointer { buffer in
-                    let p = Unchecked((buffer.baseAddress!, strip, pending))
-                    DispatchQueue.concurrentPerform(iterations: pending.count) { i in
-                        let (inputs, strip, tiles) = p.value
-                        Tiler.extract(strip, x0: tiles[i], chip: chip, fill: fill, into: inputs + i * channels * plane)
+            let owner = r % size
+            if owner == rank {
+                let strip = strips[k % 2]
+                let next = k + 1 < mine.count ? StripRead(strips[(k + 1) % 2], y: rows[mine[k + 1]], width: width, height: chip) : nil
+                defer { next?.join() }
+                for batch in batches {
+                    // Each batch's tiles copied out of the strip concurrently.
+                    batchInputs.withUnsafeMutableBufferPointer { buffer in
+                        let p = Unchecked((buffer.baseAddress!, strip, Array(columns[batch])))
+                        DispatchQueue.concurrentPerform(iterations: batch.count) { i in
+                            let (inputs, strip, tiles) = p.value
+                            Tiler.extract(strip, x0: tiles[i], chip: chip, fill: fill, into: inputs + i * channels * plane)
+                        }
+                    }
+                    try batchInputs.withUnsafeBufferPointer { input in
+                        try rowOutputs.withUnsafeMutableBufferPointer { output in
+                            try predict(input.baseAddress!, batch.count, output.baseAddress! + batch.lowerBound * layers * plane)
+                        }
                     }
                 }
-                try predictPending()
+                try next?.wait()
+                k += 1
             }
-            try next?.wait()
+            if let ranks, owner != 0, rank == 0 || rank == owner {
+                try rowOutputs.withUnsafeMutableBufferPointer { try ranks.gather($0, owner) }
+            }
+            guard rank == 0 else { continue }
+            try flush(rows: top - finishedRows)
+            for batch in batches { blend(batch) }
             progress?(Double(r + 1) / Double(rows.count))
         }
+        guard rank == 0 else { return }
         try flush(rows: height - finishedRows)
         for writer in writers { try writer.commit() }
     }
