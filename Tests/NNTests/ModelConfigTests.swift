@@ -65,7 +65,7 @@ final class ModelConfigTests: XCTestCase {
         assertRefused(with { $0.unet!.nInputChannels = 5 }, "'unet.n_input_channels' is 5, but 'bands' lists 3")
         assertRefused(with { $0.bands = []; $0.unet!.nInputChannels = 0 }, "'bands' lists 0 bands; it must list between 1 and 64")
         assertRefused(with { $0.unet = nil }, "'unet' is missing; a 'unet' model needs it")
-        assertRefused(with { $0.arch = "vit" }, "'arch' is 'vit'; it must be one of unet, resnet18-unet, resnet34-unet")
+        assertRefused(with { $0.arch = "vit" }, "'arch' is 'vit'; it must be one of unet, resnet18-unet, resnet34-unet, resnet50-unet")
         assertRefused(with { $0.chipSize = 4096; $0.unet!.maxFilterDepth = 1024 },
                       "'chip_size' is 4096; with layers 1024 channels wide a chip would need more than 2147483648 values per layer")
     }
