@@ -60,7 +60,8 @@ public final class ResNetUNet: Network {
 
     /// As smp builds the model without pretrained weights: torchvision's kaiming_normal(fan_out)
     /// for encoder convs (the first conv is re-created for in_channels ≠ 3 and gets nn.Conv2d's
-    /// default), smp's kaiming_uniform(fan_in) for decoder convs, xavier_uniform for the head, BN 1/0.
+    /// default), smp's kaiming_uniform(fan_in) for decoder convs, xavier_uniform for the head, BN 1/0
+    /// (torchvision's zero_init_residual is off by default: a block's last BN starts at 1 too).
     private func initialize(seed: UInt64) {
         var rng = SplitMix64(seed: seed)
         let firstIsDefault = config.encoder!.inChannels != 3
