@@ -20,6 +20,9 @@ CONFIGS = {
     "resnet18-unet": (dict(arch="resnet18-unet", bands=RESNET_BANDS, target="lidar_data", chip_size=256, gsf=35.0,
                            encoder=dict(name="resnet18", in_channels=6)),
                       32.7),
+    "resnet50-unet": (dict(arch="resnet50-unet", bands=RESNET_BANDS, target="lidar_data", chip_size=256, gsf=35.0,
+                           encoder=dict(name="resnet50", in_channels=6)),
+                      64.1),
 }
 
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # This project against PyTorch on the same work, side by side (performance issue 6):
-# training tiles/s of unet (chip 128) and resnet18-unet (chip 256), batch 4; refinement of a
+# training tiles/s of unet (chip 128), resnet18-unet and resnet50-unet (chip 256), batch 4; refinement of a
 # synthetic scene in Mpx/s with each model; peak RSS of each; the gradient all-reduce of 2 ranks.
 # PyTorch runs in fp32 as shipped and as a user who knows this CPU would run it: bf16 autocast,
 # channels_last, and both (issue 20: compare best with best). The two sides run alternately,
@@ -55,7 +55,7 @@ fi
 
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 swift_env=(env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE)
-archs=(unet resnet18-unet)
+archs=(unet resnet18-unet resnet50-unet)
 scene=$data/scene$size
 
 for n in "$size" 1024; do   # the profile refines a 1024² scene

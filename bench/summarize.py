@@ -12,7 +12,7 @@ import statistics
 
 import numpy as np
 
-ARCHS = ["unet", "resnet18-unet"]
+ARCHS = ["unet", "resnet18-unet", "resnet50-unet"]
 TARGETS = {"train": 1.5, "refine": 2.0, "memory": 0.7}
 # job: (its name in the summary, the speed's unit, its key in the JSON lines, digits shown)
 SPEEDS = {"train": ("training", "tiles/s", "tiles_per_s", 2), "refine": ("refinement", "Mpx/s", "mpx_per_s", 3)}
@@ -191,7 +191,7 @@ def main():
     emit("")
     emit("## Notes")
     emit("")
-    emit("- GFLOPS count the direct convolutions' work (14.9 GFLOP per unet tile, 32.7 per resnet18-unet tile, "
+    emit("- GFLOPS count the direct convolutions' work (14.9 GFLOP per unet tile, 32.7 per resnet18-unet tile, 64.1 per resnet50-unet tile, "
          "forward and backward), so they measure throughput, not arithmetic: this project's 3×3 convolutions "
          "run by Winograd's algorithm (F(2×2, 3×3) and F(4×4, 3×3); bench/README.md says which where), which needs "
          "fewer multiplications, and can exceed the sgemm peak.")

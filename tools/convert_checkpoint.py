@@ -56,9 +56,9 @@ from collections import OrderedDict
 from pathlib import Path
 
 TARGETS = ("lidar_data", "lidar_dtm_data")
-ARCHITECTURES = ("unet", "resnet18-unet", "resnet34-unet")
-# Basic blocks per ResNet stage, which tell the two encoders apart.
-RESNET_BLOCKS = {(2, 2, 2, 2): "resnet18", (3, 4, 6, 3): "resnet34"}
+ARCHITECTURES = ("unet", "resnet18-unet", "resnet34-unet", "resnet50-unet")
+# Blocks per ResNet stage and whether they are bottlenecks (a conv3), which tell the encoders apart.
+RESNET_BLOCKS = {((2, 2, 2, 2), False): "resnet18", ((3, 4, 6, 3), False): "resnet34", ((3, 4, 6, 3), True): "resnet50"}
 # DeepDEM's DeepDEMRegressionTask.GSF_DICT (lib/task_module.py, since 2024-12-12).
 DEEPDEM_GSF = {64: 9.86, 128: 18.59, 256: 34.90, 512: 63.51, 1024: 112.11}
 DEEPDEM_GSF_BEFORE_2024_12 = {64: 9.88, 128: 18.71, 256: 35.16, 512: 64.32, 1024: 111.88}
@@ -215,10 +215,12 @@ def infer_architecture(weights, path, resdepth):
             while f"encoder.layer{stage}.{n}.conv1.weight" in weights:
                 n += 1
             blocks.append(n)
-        if "encoder.layer1.0.conv3.weight" in weights or tuple(blocks) not in RESNET_BLOCKS:
-            raise Refusal(f"{path}: a U-Net whose encoder is not ResNet-18 or ResNet-34 "
-                          f"(blocks per stage {blocks}); supported: {', '.join(ARCHITECTURES)}")
-        name = RESNET_BLOCKS[tuple(blocks)]
+        kind = (tuple(blocks), "encoder.layer1.0.conv3.weight" in weights)
+        if kind not in RESNET_BLOCKS:
+            raise Refusal(f"{path}: a U-Net whose encoder is not ResNet-18, -34 or -50 "
+                          f"({'bottleneck' if kind[1] else 'basic'} blocks per stage {blocks}); "
+                          f"supported: {', '.join(ARCHITECTURES)}")
+        name = RESNET_BLOCKS[kind]
         decoder = []
         while f"decoder.blocks.{len(decoder)}.conv1.0.weight" in weights:
             decoder.append(shape(f"decoder.blocks.{len(decoder)}.conv1.0.weight")[0])

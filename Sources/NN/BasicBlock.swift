@@ -1,6 +1,6 @@
 /// torchvision's ResNet BasicBlock: relu(bn2(conv2(relu(bn1(conv1(x))))) + shortcut(x)), where the
 /// shortcut is `downsample` (conv1×1/stride + BN) when the shape changes, else the identity.
-final class BasicBlock: StateModule {
+final class BasicBlock: ResNetBlock {
     let conv1: Conv2d, bn1: BatchNorm2d, relu1 = ReLU()
     let conv2: Conv2d, bn2: BatchNorm2d
     let downsample: (conv: Conv2d, bn: BatchNorm2d)?
@@ -17,6 +17,7 @@ final class BasicBlock: StateModule {
     }
 
     var convs: [Conv2d] { [conv1, conv2] + (downsample.map { [$0.conv] } ?? []) }
+    var batchNorms: [BatchNorm2d] { [bn1, bn2] + (downsample.map { [$0.bn] } ?? []) }
 
     func collectState(prefix: String, into state: inout [(String, StateEntry)]) {
         conv1.collectState(prefix: join(prefix, "conv1"), into: &state)

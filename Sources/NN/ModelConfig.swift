@@ -58,7 +58,7 @@ public struct ModelConfig: Codable, Equatable, Sendable {
         if orthoStandardization != .none { try c.encode(orthoStandardization, forKey: .orthoStandardization) }
     }
 
-    public static let architectures = ["unet", "resnet18-unet", "resnet34-unet"]
+    public static let architectures = ["unet", "resnet18-unet", "resnet34-unet", "resnet50-unet"]
 }
 
 /// ResDepth's `UNet` constructor arguments.
@@ -252,7 +252,8 @@ extension ModelConfig {
             }
             for (i, d) in e.decoderChannels.enumerated() { try width("encoder.decoder_channels.\(i)", d) }
             multiple = 32   // the encoder halves the chip five times
-            widest = max(e.inChannels, 512, e.decoderChannels.max()!)   // 512: the encoder's last stage
+            // Every architecture but unet names an encoder of the table.
+            widest = max(e.inChannels, ResNetEncoder.named[name]!.featureChannels.last!, e.decoderChannels.max()!)
         }
         guard Limits.chipSize.contains(chipSize) else { throw ModelConfigError("chip_size", chipSize, within: Limits.chipSize) }
         guard chipSize % multiple == 0 else {

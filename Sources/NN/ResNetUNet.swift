@@ -1,9 +1,9 @@
 import Foundation
 import Primitives
 
-/// segmentation_models_pytorch `Unet` with a ResNet-18/34 encoder (depth 5), its `state_dict()`
-/// names included: `encoder.conv1/bn1/layerK.B.*`, `decoder.blocks.i.conv{1,2}.{0,1}`,
-/// `segmentation_head.0`.
+/// segmentation_models_pytorch `Unet` with a ResNet-18/34/50 encoder (depth 5, `ResNetEncoder`),
+/// its `state_dict()` names included: `encoder.conv1/bn1/layerK.B.*`,
+/// `decoder.blocks.i.conv{1,2}.{0,1}`, `segmentation_head.0`.
 ///
 /// Encoder features: f1 = relu(bn1(conv1 7×7/2)) at H/2, then maxpool 3×3/2 and layer1…4 give
 /// f2…f5 at H/4…H/32. Decoder block i: nearest ×2 upsample, concat the skip (f4, f3, f2, f1, none),
@@ -12,7 +12,7 @@ public final class ResNetUNet: Network {
     public let config: ModelConfig
     let conv1: Conv2d, bn1: BatchNorm2d, relu1 = ReLU()
     let pool = MaxPool2d(kernel: 3, stride: 2, padding: 1)
-    let stages: [[BasicBlock]]
+    let stages: [[any ResNetBlock]]
     let ups: [Upsample]
     let blocks: [(conv1: ConvBlock, conv2: ConvBlock)]
     let head: Conv2d
@@ -24,26 +24,24 @@ public final class ResNetUNet: Network {
     private var ups2: [Slot], skips2: [Slot]
     private var skipGrads: [Tensor?] = []
 
-    static let blockCounts = ["resnet18": [2, 2, 2, 2], "resnet34": [3, 4, 6, 3]]
-
     /// `config` has passed `validate()` (see `makeNetwork`).
     init(validated config: ModelConfig, seed: UInt64?) {
-        let e = config.encoder!, counts = Self.blockCounts[e.name]!
+        let e = config.encoder!, encoder = ResNetEncoder.named[e.name]!
         self.config = config
         let ws = Workspace()
-        conv1 = Conv2d(e.inChannels, 64, kernel: 7, stride: 2, padding: 3, bias: false, workspace: ws)
+        let f = encoder.featureChannels
+        conv1 = Conv2d(e.inChannels, f[0], kernel: 7, stride: 2, padding: 3, bias: false, workspace: ws)
         conv1.computesInputGradient = false
-        bn1 = BatchNorm2d(64)
-        let widths = [64, 128, 256, 512]
-        var cin = 64
-        stages = zip(widths, counts).enumerated().map { s, wc in
-            (0..<wc.1).map { b in
-                defer { cin = wc.0 }
-                return BasicBlock(cin, wc.0, stride: s > 0 && b == 0 ? 2 : 1, workspace: ws)
+        bn1 = BatchNorm2d(f[0])
+        var cin = f[0]
+        stages = (0..<4).map { s in
+            (0..<encoder.blockCounts[s]).map { b in
+                defer { cin = f[s + 1] }
+                return encoder.block(cin, width: ResNetEncoder.stageWidths[s], stride: s > 0 && b == 0 ? 2 : 1, workspace: ws)
             }
         }
-        let skipChannels = [256, 128, 64, 64, 0]
-        var inC = 512
+        let skipChannels = [f[3], f[2], f[1], f[0], 0]
+        var inC = f[4]
         var decoder: [(ConvBlock, ConvBlock)] = []
         for (i, out) in e.decoderChannels.enumerated() {
             decoder.append((ConvBlock(inC + skipChannels[i], out, batchNorm: true, bias: false, workspace: ws),
@@ -62,7 +60,8 @@ public final class ResNetUNet: Network {
 
     /// As smp builds the model without pretrained weights: torchvision's kaiming_normal(fan_out)
     /// for encoder convs (the first conv is re-created for in_channels ≠ 3 and gets nn.Conv2d's
-    /// default), smp's kaiming_uniform(fan_in) for decoder convs, xavier_uniform for the head, BN 1/0.
+    /// default), smp's kaiming_uniform(fan_in) for decoder convs, xavier_uniform for the head, BN 1/0
+    /// (torchvision's zero_init_residual is off by default: a block's last BN starts at 1 too).
     private func initialize(seed: UInt64) {
         var rng = SplitMix64(seed: seed)
         let firstIsDefault = config.encoder!.inChannels != 3
@@ -83,7 +82,7 @@ public final class ResNetUNet: Network {
 
     public var batchNorms: [BatchNorm2d] {
         var all = [bn1]
-        for block in stages.joined() { all += [block.bn1, block.bn2] + (block.downsample.map { [$0.bn] } ?? []) }
+        for block in stages.joined() { all += block.batchNorms }
         for (a, b) in blocks { all += [a.bn!, b.bn!] }
         return all
     }

@@ -321,6 +321,40 @@ final class ConvertCheckpointTests: XCTestCase {
         XCTAssertEqual(try Checkpoint.readConfig(path("again.safetensors")), config)
     }
 
+    /// A bare state_dict of smp's Unet("resnet50"), as DeepDEM's scripts save one: the converter
+    /// tells its bottleneck blocks from resnet34's (the same blocks per stage) by their conv3, the
+    /// weights load into this project's resnet50-unet unchanged, and Lightning and back keeps them.
+    func testResNet50StateDictConvertsAndLoads() throws {
+        let made = try python(["-c", """
+            import sys, torch
+            from reference_models import make_module
+            torch.manual_seed(3)
+            model = make_module(dict(arch="resnet50-unet", encoder=dict(name="resnet50", in_channels=6)))
+            torch.save(model.state_dict(), sys.argv[1])
+            """, path("model_weights.pth")])
+        XCTAssertEqual(made.status, 0, made.stderr)
+        let settings = ["--bands"] + Self.bands + ["--chip-size", "64", "--gsf", "9.86"]
+        let converted = try convert(["to-safetensors", path("model_weights.pth"), path("a.safetensors")] + settings)
+        XCTAssertEqual(converted.status, 0, converted.stderr)
+        let config = try Checkpoint.readConfig(path("a.safetensors"))
+        XCTAssertEqual(config.arch, "resnet50-unet")
+        XCTAssertEqual(config.encoder, EncoderConfig(name: "resnet50", inChannels: 6))
+        let net = try makeNetwork(config, seed: nil)
+        try Checkpoint.load(path("a.safetensors"), into: net)
+        XCTAssertEqual(net.parameters.count, 32_530_513)   // smp.Unet("resnet50", in_channels=6, classes=1)
+
+        let lightning = try convert(["to-lightning", path("a.safetensors"), path("a.ckpt")])
+        XCTAssertEqual(lightning.status, 0, lightning.stderr)
+        let back = try convert(["to-safetensors", path("a.ckpt"), path("b.safetensors")])
+        XCTAssertEqual(back.status, 0, back.stderr)
+        XCTAssertEqual(try Checkpoint.readConfig(path("b.safetensors")), config)
+        let a = try SafeTensors(contentsOf: path("a.safetensors")), b = try SafeTensors(contentsOf: path("b.safetensors"))
+        XCTAssertEqual(a.tensors.map(\.name), b.tensors.map(\.name))
+        for name in ["encoder.layer1.0.conv3.weight", "encoder.layer4.2.bn3.running_var", "decoder.blocks.0.conv1.0.weight"] {
+            XCTAssertEqual(try a.tensor(name).array, try b.tensor(name).array, name)
+        }
+    }
+
     private func write(_ values: [Float], to path: String) throws {
         try values.withUnsafeBufferPointer { Data(buffer: $0) }.write(to: URL(fileURLWithPath: path))
     }

@@ -149,7 +149,7 @@ final class CheckpointTests: XCTestCase {
         assertLoadFails(none, into: net, "\(none): no 'deepdem' metadata: not a DeepDEM checkpoint (see README, Checkpoints)")
 
         let unknown = try write("unknown.safetensors", config: #"{"arch": "vit", "bands": ["asp_dsm"], "target": "lidar_data", "chip_size": 16, "gsf": 1}"#, tensors)
-        let message = "\(unknown): 'deepdem' metadata: 'arch' is 'vit'; it must be one of unet, resnet18-unet, resnet34-unet"
+        let message = "\(unknown): 'deepdem' metadata: 'arch' is 'vit'; it must be one of unet, resnet18-unet, resnet34-unet, resnet50-unet"
         assertLoadFails(unknown, into: net, message)
         XCTAssertThrowsError(try Checkpoint.readConfig(unknown)) { XCTAssertEqual("\($0)", message) }
 

@@ -19,6 +19,7 @@ final class GoldenTests: XCTestCase {
     func testUNetWithBilinearUpsampling() throws { try check("unet_c") }
     func testResNet18UNet() throws { try check("resnet18") }
     func testResNet34UNet() throws { try check("resnet34", writeForPyTorch: false) }
+    func testResNet50UNet() throws { try check("resnet50") }
 
     /// The reference convolutions (the definition, no kernel and no BLAS) match PyTorch too, so a
     /// user who forces them while debugging gets the same model.

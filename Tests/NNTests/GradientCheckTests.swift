@@ -111,6 +111,70 @@ final class GradientCheckTests: XCTestCase {
         XCTAssertGreaterThan(calls, 0)
     }
 
+    /// ResNet-50's block: the downsampling shortcut at stride 2 (the first block of stages 2–4), at
+    /// stride 1 (layer1.0, 64 → 256 channels), and the identity shortcut.
+    func testBottleneckDownsampleStride2() { checkBottleneck(8, width: 4, stride: 2, input: [2, 8, 7, 6]) }
+    func testBottleneckDownsampleStride1() { checkBottleneck(4, width: 4, stride: 1, input: [2, 4, 5, 6]) }
+    func testBottleneckIdentityShortcut() { checkBottleneck(16, width: 4, stride: 1, input: [2, 16, 5, 4]) }
+
+    /// As `check`, except that with three ReLUs behind BatchNorms some value always lies within h of
+    /// a kink: a sample whose one-sided differences disagree straddles one and is skipped (as in
+    /// ModelGradientTests), but more than half must count.
+    func checkBottleneck(_ cin: Int, width: Int, stride: Int, input shape: [Int], h: Float = 1e-3, tol: Double = 2e-3,
+                         file: StaticString = #filePath, line: UInt = #line) {
+        let block = BlockLayer(Bottleneck(cin, width: width, stride: stride, workspace: Workspace()))
+        XCTAssertEqual(block.parameterList.count, cin == 4 * width && stride == 1 ? 9 : 12, file: file, line: line)
+        for p in block.parameterList {
+            let fanIn = p.shape.dropFirst().reduce(1, *)
+            for i in 0..<p.count {
+                p.value[i] = p.shape.count == 4 ? rng.normal() / Float(fanIn).squareRoot() : 1 + 0.3 * rng.normal()
+            }
+        }
+        let x = random(shape), probe = Tensor(shape)
+        func forward() -> Tensor {
+            probe.copy(from: x)
+            return block.forward(probe, training: true)
+        }
+        let r = random(forward().shape)
+        func loss() -> Double {
+            let y = forward()
+            var s = 0.0
+            for i in 0..<y.count { s += Double(r[i]) * Double(y[i]) }
+            return s
+        }
+        for p in block.parameterList { p.grad.zero() }
+        _ = forward()
+        let dy = Tensor(r.shape)
+        dy.copy(from: r)
+        let dx = block.backward(dy).array
+        var used = 0, tried = 0
+        func compare(_ name: String, _ values: Tensor, _ analytic: [Float]) {
+            let scale = max(analytic.map { abs(Double($0)) }.max() ?? 0, 1e-3)
+            var worst = 0.0
+            for i in Swift.stride(from: 0, to: values.count, by: max(1, values.count / 48)) {
+                let v = values[i]
+                let l0 = loss()
+                values[i] = v + h
+                let lp = loss()
+                values[i] = v - h
+                let lm = loss()
+                values[i] = v
+                tried += 1
+                if abs((lp - l0) - (l0 - lm)) / Double(h) > 0.5 * tol * scale { continue }
+                used += 1
+                worst = max(worst, abs((lp - lm) / Double(2 * h) - Double(analytic[i])) / scale)
+            }
+            XCTAssertLessThan(worst, tol, "Bottleneck \(name): relative error \(worst)", file: file, line: line)
+        }
+        for (k, p) in block.parameterList.enumerated() { compare("parameter \(k) \(p.shape)", p.value, p.grad.array) }
+        compare("input \(shape)", x, dx)
+        XCTAssertGreaterThan(used, tried / 2, "too many samples straddle kinks", file: file, line: line)
+        // Backward reported each layer with parameters once: as many convolutions (one weight) as
+        // BatchNorms (weight and bias).
+        XCTAssertEqual(block.done.count, block.parameterList.count * 2 / 3, file: file, line: line)
+        XCTAssertEqual(Set(block.done).count, block.done.count, file: file, line: line)
+    }
+
     func testMaxPool2x2OddSize() {
         // Distinct values: finite differences must not cross a tie.
         let x = Tensor([3, 2, 7, 6])
@@ -192,5 +256,23 @@ final class GradientCheckTests: XCTestCase {
         let x = Tensor([1, 1, 3, 3], [1, 5, 2, 4, 3, 9, 0, 7, 8])
         let y = MaxPool2d(kernel: 3, stride: 2, padding: 1).forward(x, training: true)
         XCTAssertEqual(y.array, [5, 9, 7, 9])
+    }
+}
+
+/// A residual block as a `Layer`, recording the layers its backward reports done.
+final class BlockLayer: Layer {
+    let block: Bottleneck
+    private(set) var done: [ObjectIdentifier] = []
+
+    init(_ block: Bottleneck) { self.block = block }
+
+    var parameterList: [Parameter] {
+        block.state().compactMap { _, entry in if case .parameter(let p) = entry { return p } else { return nil } }
+    }
+    func collectState(prefix: String, into state: inout [(String, StateEntry)]) { block.collectState(prefix: prefix, into: &state) }
+    func forward(_ x: Tensor, training: Bool) -> Tensor { block.forward(x, training: training) }
+    func backward(_ dy: Tensor) -> Tensor {
+        done.removeAll()
+        return block.backward(dy) { [self] in done.append(ObjectIdentifier($0)) }
     }
 }

@@ -67,7 +67,7 @@ final class ModelConfigTests: XCTestCase {
         assertRefused(with { $0.unet!.nInputChannels = 5 }, "'unet.n_input_channels' is 5, but 'bands' lists 3")
         assertRefused(with { $0.bands = []; $0.unet!.nInputChannels = 0 }, "'bands' lists 0 bands; it must list between 1 and 64")
         assertRefused(with { $0.unet = nil }, "'unet' is missing; a 'unet' model needs it")
-        assertRefused(with { $0.arch = "vit" }, "'arch' is 'vit'; it must be one of unet, resnet18-unet, resnet34-unet")
+        assertRefused(with { $0.arch = "vit" }, "'arch' is 'vit'; it must be one of unet, resnet18-unet, resnet34-unet, resnet50-unet")
         assertRefused(with { $0.chipSize = 4096; $0.unet!.maxFilterDepth = 1024 },
                       "'chip_size' is 4096; with layers 1024 channels wide a chip would need more than 2147483648 values per layer")
     }
@@ -85,6 +85,14 @@ final class ModelConfigTests: XCTestCase {
         assertRefused(with { $0.encoder!.name = "resnet34" }, "'encoder.name' is 'resnet34'; a 'resnet18-unet' model needs 'resnet18'")
         assertRefused(with { $0.encoder = nil }, "'encoder' is missing; a 'resnet18-unet' model needs it")
         assertRefused(with { $0.chipSize = 48 }, "'chip_size' is 48; a 'resnet18-unet' model needs a multiple of 32")
+        // The widest layer is the encoder's last stage: 512 channels for resnet18, 2048 for resnet50,
+        // so the chip that fills the activation limit is 2048 for the one and 1024 for the other.
+        XCTAssertNoThrow(try with { $0.chipSize = 2048 }.validate())
+        let resnet50 = with { $0.arch = "resnet50-unet"; $0.encoder!.name = "resnet50" }
+        XCTAssertNoThrow(try resnet50.validate())
+        XCTAssertNoThrow(try with { $0.arch = "resnet50-unet"; $0.encoder!.name = "resnet50"; $0.chipSize = 1024 }.validate())
+        assertRefused(with { $0.arch = "resnet50-unet"; $0.encoder!.name = "resnet50"; $0.chipSize = 1056 },
+                      "'chip_size' is 1056; with layers 2048 channels wide a chip would need more than 2147483648 values per layer")
     }
 
     func testGSFMustBeAUsableFloat() {

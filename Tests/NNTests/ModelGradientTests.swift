@@ -134,6 +134,12 @@ final class ModelGradientTests: XCTestCase {
         XCTAssertTrue(rn.contains("decoder.blocks.4.conv2.1.bias"))
         XCTAssertEqual(rn.last, "segmentation_head.0.bias")
         XCTAssertEqual(net.parameters.count, 24_445_777)   // smp.Unet("resnet34", in_channels=6, classes=1)
+        let bottleneck = try makeNetwork(ModelConfig(arch: "resnet50-unet", bands: net.config.bands, chipSize: 64,
+                                                     gsf: 1, encoder: EncoderConfig(name: "resnet50", inChannels: 6)))
+        let bn = bottleneck.state().map(\.0)
+        XCTAssertTrue(bn.contains("encoder.layer1.0.conv3.weight") && bn.contains("encoder.layer1.0.downsample.0.weight"))
+        XCTAssertTrue(bn.contains("encoder.layer4.2.bn3.running_var") && !bn.contains("encoder.layer4.2.downsample.0.weight"))
+        XCTAssertEqual(bottleneck.parameters.count, 32_530_513)   // smp.Unet("resnet50", in_channels=6, classes=1)
     }
 }
 

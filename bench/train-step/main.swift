@@ -1,4 +1,4 @@
-// Training-step throughput (forward, masked-L1 backward, Adam) of both architectures at the
+// Training-step throughput (forward, masked-L1 backward, Adam) of the architectures at the
 // performance issue's sizes, with the achieved GFLOPS against the sgemm peak of the same cores.
 //
 //   train-bench [--arch unet,resnet18-unet] [--threads 1,2] [--steps N] [--warmup N] [--batch 4] [--accumulate K]
@@ -33,6 +33,10 @@ let cases = [
                                                             "triangulation_error"],
                              chipSize: 256, gsf: 35, encoder: EncoderConfig(name: "resnet18", inChannels: 6)),
          chip: 256, gflopPerTile: 32.7),
+    Case(config: ModelConfig(arch: "resnet50-unet", bands: ["asp_dsm", "ortho_channel1", "ortho_channel2", "ndvi", "nodata_mask",
+                                                            "triangulation_error"],
+                             chipSize: 256, gsf: 35, encoder: EncoderConfig(name: "resnet50", inChannels: 6)),
+         chip: 256, gflopPerTile: 64.1),
 ]
 
 func fail(_ message: String) -> Never {
