@@ -1,3 +1,4 @@
+import Data
 import Foundation
 import NN
 import XCTest
@@ -77,6 +78,20 @@ final class SlurmTests: XCTestCase {
         XCTAssertEqual(refineJob["JobState"], "COMPLETED", (try? text("\(work)/refine.out")) ?? "")
         let errors = try evaluate("\(work)/refined.tif")
         XCTAssertLessThan(errors.refined, errors.initial, "refinement made the DSM worse (mean absolute error, m)")
+
+        // The same scene over both nodes, one rank each: the pixels of the one-node job, bit for bit.
+        let wide = try submit(["--nodes=2", "--output=\(work)/refine2.out", "\(Self.repo)/slurm/refine.sbatch",
+                               "\(work)/requeued/best.safetensors", "\(work)/scene", "\(work)/refined2.tif"])
+        let wideJob = try waitForEnd(wide, output: "\(work)/refine2.out")
+        let wideOutput = (try? text("\(work)/refine2.out")) ?? ""
+        XCTAssertEqual(wideJob["JobState"], "COMPLETED", wideOutput)
+        XCTAssertTrue(wideOutput.contains("× 2 ranks"), wideOutput)
+        for node in ["node1", "node2"] {
+            XCTAssertTrue(try text("\(cluster)/log/slurmd-\(node).log").contains("launch task StepId=\(wide).0 "),
+                          "no rank of refinement job \(wide) ran on \(node)")
+        }
+        XCTAssertEqual(try Raster(path: "\(work)/refined2.tif").readAll().map(\.bitPattern),
+                       try Raster(path: "\(work)/refined.tif").readAll().map(\.bitPattern), "two nodes refined differently from one")
 
         // The array: the same scene under two names, two tasks.
         try FileManager.default.createSymbolicLink(atPath: "\(work)/scene_b", withDestinationPath: "\(work)/scene")
