@@ -33,6 +33,11 @@ let cases = [
                                                             "triangulation_error"],
                              chipSize: 256, gsf: 35, encoder: EncoderConfig(name: "resnet18", inChannels: 6)),
          chip: 256, gflopPerTile: 32.7),
+    // 47.2 GFLOP: torch.utils.flop_counter on smp's Unet, forward and backward (as for the others).
+    Case(config: ModelConfig(arch: "resnet34-unet", bands: ["asp_dsm", "ortho_channel1", "ortho_channel2", "ndvi", "nodata_mask",
+                                                            "triangulation_error"],
+                             chipSize: 256, gsf: 35, encoder: EncoderConfig(name: "resnet34", inChannels: 6)),
+         chip: 256, gflopPerTile: 47.2),
     Case(config: ModelConfig(arch: "resnet50-unet", bands: ["asp_dsm", "ortho_channel1", "ortho_channel2", "ndvi", "nodata_mask",
                                                             "triangulation_error"],
                              chipSize: 256, gsf: 35, encoder: EncoderConfig(name: "resnet50", inChannels: 6)),
