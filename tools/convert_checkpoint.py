@@ -7,6 +7,7 @@
                                          [--trust-pickle]
     convert_checkpoint.py to-lightning   IN.safetensors OUT.ckpt
     convert_checkpoint.py to-resdepth    IN.safetensors OUT.pth
+    convert_checkpoint.py from-torchvision resnet18-f37072fd.pth OUT.safetensors [--trust-pickle]
     (each also takes --overwrite to replace an existing output)
 
 Needs torch and safetensors (segmentation_models_pytorch for the ResNet U-Nets). Every output is
@@ -42,6 +43,11 @@ uses this gsf; encoder_weights None, since the weights come from the checkpoint)
 project's configuration under `deepdem`, so converting back is exact. DeepDEM itself can rebuild
 only its own U-Net (start_kernel 64, max_filter_depth 512, depth log2(chip_size), no outer skip)
 and decoder_channels; for other models a note says so, and the file still loads with torch.load.
+from-torchvision turns the ImageNet weights of a torchvision ResNet-18/34/50 (the state_dict file
+torchvision downloads, e.g. resnet18-f37072fd.pth) into the `encoder.*` tensors of smp's Unet, for
+`deepdem train`'s init_encoder; `fc.*` is dropped. The depth is read from the blocks per stage and
+from conv3 (Bottleneck blocks), names and shapes are checked against torchvision's own module
+(built offline, without weights), and metadata `encoder` records {"name", "in_channels": 3, "source"}.
 to-resdepth writes {model_state_dict, model_settings (ResDepth's UNet(**model_settings)),
 dsm_std (= gsf), deepdem}; only "unet" models without the outer skip have a ResDepth equivalent.
 """
@@ -57,7 +63,8 @@ from pathlib import Path
 
 TARGETS = ("lidar_data", "lidar_dtm_data")
 ARCHITECTURES = ("unet", "resnet18-unet", "resnet34-unet", "resnet50-unet")
-# Blocks per ResNet stage and whether they are bottlenecks (a conv3), which tell the encoders apart.
+# Blocks per ResNet stage and whether they are bottlenecks (a conv3), which tell the encoders apart
+# (torchvision's ResNets and smp's encoders alike).
 RESNET_BLOCKS = {((2, 2, 2, 2), False): "resnet18", ((3, 4, 6, 3), False): "resnet34", ((3, 4, 6, 3), True): "resnet50"}
 # DeepDEM's DeepDEMRegressionTask.GSF_DICT (lib/task_module.py, since 2024-12-12).
 DEEPDEM_GSF = {64: 9.86, 128: 18.59, 256: 34.90, 512: 63.51, 1024: 112.11}
@@ -622,6 +629,59 @@ def to_resdepth(args):
              f"Image_normalization_parameters.p of {{'mean': {ortho.get('mean')}, 'std': {ortho['std']}}}")
 
 
+def from_torchvision(args):
+    import torch
+    import torchvision
+    from safetensors.torch import save_file
+    obj = load_pickle(args.input, args.trust_pickle)
+    if not (isinstance(obj, dict) and obj and all(isinstance(v, torch.Tensor) for v in obj.values())):
+        raise Refusal(f"{args.input}: not a torchvision state_dict (a dictionary of tensors)")
+    if "conv1.weight" not in obj or "layer1.0.conv1.weight" not in obj:
+        raise Refusal(f"{args.input}: no 'conv1.weight' and 'layer1.0.conv1.weight': not a torchvision ResNet state_dict")
+    blocks = []
+    for stage in range(1, 5):
+        n = 0
+        while f"layer{stage}.{n}.conv1.weight" in obj:
+            n += 1
+        blocks.append(n)
+    key = (tuple(blocks), "layer1.0.conv3.weight" in obj)
+    if key not in RESNET_BLOCKS:
+        raise Refusal(f"{args.input}: a ResNet with {blocks} {'Bottleneck' if key[1] else 'basic'} blocks per stage; "
+                      f"supported: {', '.join(RESNET_BLOCKS.values())}")
+    name = RESNET_BLOCKS[key]
+    expected = {k: v for k, v in getattr(torchvision.models, name)(weights=None).state_dict().items()
+                if not k.startswith("fc.")}
+    weights = {k: v for k, v in obj.items() if not k.startswith("fc.")}
+    counter = lambda k: k.endswith("num_batches_tracked")
+    missing = [k for k in expected if k not in weights and not counter(k)]
+    if missing:
+        raise Refusal(f"{args.input}: missing tensor{'s' if len(missing) > 1 else ''} {names(missing)} of torchvision's {name}")
+    extra = [k for k in weights if k not in expected]
+    if extra:
+        raise Refusal(f"{args.input}: unexpected tensor{'s' if len(extra) > 1 else ''} {names(extra)} for torchvision's {name}")
+    state = OrderedDict()
+    for k, reference in expected.items():
+        t = weights.get(k)
+        if t is None:   # files saved before BatchNorm counted its batches
+            continue
+        if counter(k):
+            state[f"encoder.{k}"] = t.detach().to(torch.int64).reshape(()).clone()
+            continue
+        if t.shape != reference.shape:
+            raise Refusal(f"{args.input}: tensor '{k}' has shape {list(t.shape)}, torchvision's {name} has {list(reference.shape)}")
+        if t.is_complex() or not t.is_floating_point():
+            raise Refusal(f"{args.input}: tensor '{k}' is not a real floating-point tensor")
+        t = t.detach().to(torch.float32).contiguous().clone()
+        if not torch.isfinite(t).all():
+            raise Refusal(f"{args.input}: tensor '{k}' holds NaN or infinite values")
+        state[f"encoder.{k}"] = t
+    metadata = {"encoder": json.dumps(dict(name=name, in_channels=3, source=Path(args.input).name), sort_keys=True)}
+    check_output(args)
+    write_atomically(args.output, lambda tmp: save_file(state, tmp, metadata=metadata))
+    print(f"{args.output}: {name} encoder from {Path(args.input).name}, {len(state)} tensors, "
+          f"{parameter_count(state):,} parameters")
+
+
 def parse_arguments(argv):
     parser = argparse.ArgumentParser(prog="convert_checkpoint.py", description=__doc__.split("\n")[0],
                                      epilog="See the module docstring (or README.md, From PyTorch to here).")
@@ -647,6 +707,10 @@ def parse_arguments(argv):
         q = commands.add_parser(name, help=help_text)
         q.add_argument("input", metavar="IN.safetensors")
         q.add_argument("output", metavar="OUT.ckpt" if name == "to-lightning" else "OUT.pth")
+    q = commands.add_parser("from-torchvision", help="a torchvision ResNet state_dict to encoder tensors for init_encoder")
+    q.add_argument("input", metavar="IN.pth")
+    q.add_argument("output", metavar="OUT.safetensors")
+    q.add_argument("--trust-pickle", action="store_true", help="load pickled Python objects (only for files you trust)")
     for q in commands.choices.values():
         q.add_argument("--overwrite", action="store_true", help="replace an existing output")
     return parser.parse_args(argv)
@@ -662,7 +726,8 @@ def main(argv=None):
         print(f"{PROG}: error: needs torch and safetensors ({e}); e.g. pip install torch safetensors "
               "segmentation-models-pytorch", file=sys.stderr)
         return 1
-    command = {"to-safetensors": to_safetensors, "to-lightning": to_lightning, "to-resdepth": to_resdepth}
+    command = {"to-safetensors": to_safetensors, "to-lightning": to_lightning, "to-resdepth": to_resdepth,
+               "from-torchvision": from_torchvision}
     try:
         command[args.command](args)
     except Refusal as e:

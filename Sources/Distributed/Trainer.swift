@@ -84,7 +84,10 @@ public final class Trainer {
 
         let scenes = try agreeing(communicator) {
             try Trainer.checkRequest(config, ranks: communicator.size, resume: resume, overwrite: overwrite, folder: folder,
-                                     inputs: [configFile, initCheckpoint].compactMap { $0 })
+                                     inputs: [configFile, initCheckpoint, config.initEncoder].compactMap { $0 })
+            if initCheckpoint != nil, config.initEncoder != nil {
+                throw TrainingError("--init loads a whole model and init_encoder its encoder: give one of them")
+            }
             if let note = Trainer.setResourceLimits(config) { emit(.note(note)) }
             return try config.data.opened.map { try Scene(folder: $0, bands: config.bands, target: config.target) }
         }
@@ -111,11 +114,16 @@ public final class Trainer {
         if resume && resumption == nil { self.events(.note("no saved state in \(config.out); starting fresh")) }
 
         let gsf = try Trainer.agreeOnGSF(config, resumption: resumption, folder: folder, scenes: scenes, regions: regions, communicator)
-        let (network, optimizer, state) = try agreeing(communicator) {
-            let (network, optimizer, state) = try Trainer.makeModel(config, gsf: gsf, resumption: resumption, folder: folder,
-                                                                    initCheckpoint: rank0 ? initCheckpoint : nil)
+        let (network, optimizer, state, encoder) = try agreeing(communicator) {
+            let (network, optimizer, state, encoder) = try Trainer.makeModel(config, gsf: gsf, resumption: resumption, folder: folder,
+                                                                             initCheckpoint: rank0 ? initCheckpoint : nil, rank0: rank0)
             if rank0 { try Trainer.prepare(folder, config, resumedAt: resumption.map { _ in state.step }) }
-            return (network, optimizer, state)
+            return (network, optimizer, state, encoder)
+        }
+        if let encoder, let path = config.initEncoder {
+            let adapted = encoder.adapted.map { ", \($0.name) adapted from \($0.from) to \($0.to) input channels" } ?? ""
+            emit(.note("init_encoder \(path) (sha256 \(encoder.sha256)): \(encoder.tensors) tensors of the \(encoder.name ?? "pretrained") "
+                       + "encoder\(adapted); decoder and head from the seed"))
         }
         self.network = network
         self.optimizer = optimizer
@@ -240,15 +248,19 @@ public final class Trainer {
         return g[0]
     }
 
-    /// The network, its optimizer and the trainer state: fresh (from `initCheckpoint`'s weights
-    /// when given), or the saved run's, with what --resume-anyway changed applied.
+    /// The network, its optimizer and the trainer state: fresh (from `initCheckpoint`'s weights,
+    /// or with `init_encoder`'s encoder, when given), or the saved run's, with what --resume-anyway
+    /// changed applied. A resumed run never reloads `init_encoder`: its state already holds what
+    /// step 0 began with, and more.
     private static func makeModel(_ config: TrainingConfig, gsf: Double, resumption: Resumption?, folder: RunFolder,
-                                  initCheckpoint: String?) throws -> (any Network, Adam, TrainerState) {
+                                  initCheckpoint: String?, rank0: Bool) throws -> (any Network, Adam, TrainerState, EncoderInit.Loaded?) {
         let network = try makeNetwork(config.modelConfig(gsf: gsf), seed: UInt64(bitPattern: Int64(config.seed)))
         let optimizer = Adam(network.parameters, lr: config.lr, weightDecay: config.weightDecay)
         guard let resumption else {
             if let initCheckpoint { try loadInit(initCheckpoint, into: network, expected: config.modelConfig(gsf: gsf)) }
-            return (network, optimizer, TrainerState(lr: config.lr, gsf: gsf))
+            // Rank 0 alone reads it; the broadcast of its weights and buffers reaches the others.
+            let encoder = try config.initEncoder.flatMap { rank0 ? try EncoderInit.load($0, into: network) : nil }
+            return (network, optimizer, TrainerState(lr: config.lr, gsf: gsf), encoder)
         }
         var state = try folder.loadState(network: network, optimizer: optimizer)
         state.gsf = gsf
@@ -259,7 +271,7 @@ public final class Trainer {
             state.stepLR = state.stepLR.map { stepLR(config, after: $0.lastEpoch) }
         }
         optimizer.lr = state.lr
-        return (network, optimizer, state)
+        return (network, optimizer, state, nil)
     }
 
     /// Rank 0 readies the run folder: a resumed run drops the metrics logged after its state, a

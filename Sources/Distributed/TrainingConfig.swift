@@ -11,6 +11,8 @@ public struct TrainingConfig: Codable, Equatable, Sendable {
     public var bands: [String] = ["asp_dsm", "ortho_channel1", "ortho_channel2", "ndvi", "nodata_mask", "triangulation_error"]
     public var target = "lidar_data"
     public var arch = "unet"
+    /// Pretrained encoder tensors (`EncoderInit`) loaded before step 0 of a fresh run of a ResNet U-Net.
+    public var initEncoder: String?
     /// `n_input_channels` follows `bands` unless the file gives it (and then must agree).
     public var unet = UNetConfig.training
     public var decoderChannels = EncoderConfig.smpDecoderChannels
@@ -66,6 +68,7 @@ public struct TrainingConfig: Codable, Equatable, Sendable {
         case lrScheduler = "lr_scheduler", earlyStopping = "early_stopping", checkpointEvery = "checkpoint_every"
         case keepLast = "keep_last", logEvery = "log_every", bucketMB = "bucket_mb", cacheMB = "cache_mb"
         case orthoStandardization = "ortho_standardization"
+        case initEncoder = "init_encoder"
     }
 
     /// Every top-level key, as the config file spells it.
@@ -79,6 +82,7 @@ public struct TrainingConfig: Codable, Equatable, Sendable {
             if let v = try c.decodeIfPresent(T.self, forKey: key) { value = v }
         }
         try take(.bands, &s.bands); try take(.target, &s.target); try take(.arch, &s.arch)
+        s.initEncoder = try c.decodeIfPresent(String.self, forKey: .initEncoder)
         if c.contains(.unet) {
             var defaults = UNetConfig.training
             defaults.nInputChannels = s.bands.count
@@ -210,6 +214,9 @@ public struct TrainingConfig: Codable, Equatable, Sendable {
             // The model's keys as this file spells them: decoder_channels is top-level here.
             let key = e.key.hasPrefix("encoder.") ? String(e.key.dropFirst("encoder.".count)) : e.key
             throw ConfigError("'\(key)' \(e.problem)")
+        }
+        if initEncoder != nil, arch == "unet" {
+            throw ConfigError("'init_encoder' loads a pretrained ResNet encoder; arch 'unet' has none (resnet18-unet and resnet34-unet do)")
         }
         guard batchSize >= ranks else {
             throw ConfigError("'batch_size' \(batchSize) is smaller than the \(ranks) ranks: every rank needs at least one chip")

@@ -39,6 +39,14 @@ final class TrainCommandTests: XCTestCase {
                       "'precision' is 'fp16'; it must be one of fp32, bf16-mixed")
     }
 
+    func testInitEncoderIsPrintedAndNeedsAResNet() throws {
+        let config = try printConfig(["--data", "scenes/a", "--arch", "resnet34-unet", "--init-encoder", "imagenet/r34.safetensors"])
+        XCTAssertEqual(config["init_encoder"] as? String, "imagenet/r34.safetensors")
+        XCTAssertNil(try printConfig(["--data", "scenes/a"])["init_encoder"], "unset unless given")
+        assertRefused(try runDeepDEM(["train", "--print-config", "--data", "scenes/a", "--init-encoder", "r18.safetensors"]),
+                      "'init_encoder' loads a pretrained ResNet encoder; arch 'unet' has none (resnet18-unet and resnet34-unet do)")
+    }
+
     func testInputChannelsThatDisagreeWithTheBands() throws {
         assertRefused(try runDeepDEM(["train", "--print-config", "--data", "scenes/a", "--unet", "{n_input_channels: 5}"]),
                       "'unet.n_input_channels' is 5, but 'bands' lists 6")
