@@ -72,72 +72,70 @@ struct Refine: ParsableCommand {
     }
 
     func refine(_ comm: Communicator, refining: inout Bool) throws {
-        do {
-            if let threads, threads < 1 { throw CLIError("--threads \(threads): needs at least 1 thread") }
-            if uncertainty != nil && !tta { throw CLIError("--uncertainty is the spread of --tta's predictions: give --tta too") }
-            if let uncertainty, URL(fileURLWithPath: uncertainty).standardized == URL(fileURLWithPath: out).standardized {
-                throw CLIError("--uncertainty \(uncertainty): is also --out")
+        if let threads, threads < 1 { throw CLIError("--threads \(threads): needs at least 1 thread") }
+        if uncertainty != nil && !tta { throw CLIError("--uncertainty is the spread of --tta's predictions: give --tta too") }
+        if let uncertainty, URL(fileURLWithPath: uncertainty).standardized == URL(fileURLWithPath: out).standardized {
+            throw CLIError("--uncertainty \(uncertainty): is also --out")
+        }
+        PartialFiles.removeOnSignals()
+        try InputGuard.check(files: [out] + [hillshade, uncertainty].compactMap { $0 }, reading: [checkpoint] + InputGuard.sceneFiles(data))
+        // Beyond this a batch's buffers (chips × bands × chip_size²) no longer fit any memory.
+        guard (1...1024).contains(batchSize) else { throw CLIError("--batch-size \(batchSize): must be between 1 and 1024") }
+        if let hillshade { try RasterWriter.checkDestination(hillshade, overwrite: overwrite) }
+        if let threads { ComputeThreads.set(threads) }
+        let speaks = comm.rank == 0
+        if let notice = try ConvChoice.apply(), speaks { FileHandle.standardError.write(Data("\(notice)\n".utf8)) }
+        let (running, note) = precision.onThisCPU
+        Precision.forNewLayers = running
+        if let note, speaks { FileHandle.standardError.write(Data("\(note)\n".utf8)) }
+        // An option's range is checked before the weights are read, against the settings alone.
+        let config = try Checkpoint.readConfig(checkpoint)
+        if let stride, !(1...config.chipSize).contains(stride) {
+            throw CLIError("--stride \(stride): must be between 1 and the chip size (\(config.chipSize))")
+        }
+        let refinement = try Refinement(checkpoint: checkpoint)
+        let scene = try refinement.scene(data)
+        var tiler = Tiler(chipSize: config.chipSize, stride: stride, batchSize: batchSize,
+                          format: cog ? .cog : .geoTIFF, overwrite: overwrite)
+        tiler.threads = ComputeThreads.count
+        let tileRows = Tiler.origins(length: scene.grid.height, chip: tiler.chipSize, stride: tiler.stride).count
+        if comm.size > tileRows {
+            throw CLIError("\(comm.size) ranks for \(tileRows) rows of tiles of \(data): every rank needs a row; run at most \(tileRows)")
+        }
+        let t0 = Date()
+        refining = true
+        if speaks {
+            try ProgressLine("refine").run { progress in
+                try refinement.refine(scene, tiler: tiler, output: out, tta: tta, uncertainty: uncertainty, communicator: comm,
+                                      progress: progress)
             }
-            PartialFiles.removeOnSignals()
-            try InputGuard.check(files: [out] + [hillshade, uncertainty].compactMap { $0 }, reading: [checkpoint] + InputGuard.sceneFiles(data))
-            // Beyond this a batch's buffers (chips × bands × chip_size²) no longer fit any memory.
-            guard (1...1024).contains(batchSize) else { throw CLIError("--batch-size \(batchSize): must be between 1 and 1024") }
-            if let hillshade { try RasterWriter.checkDestination(hillshade, overwrite: overwrite) }
-            if let threads { ComputeThreads.set(threads) }
-            let speaks = comm.rank == 0
-            if let notice = try ConvChoice.apply(), speaks { FileHandle.standardError.write(Data("\(notice)\n".utf8)) }
-            let (running, note) = precision.onThisCPU
-            Precision.forNewLayers = running
-            if let note, speaks { FileHandle.standardError.write(Data("\(note)\n".utf8)) }
-            // An option's range is checked before the weights are read, against the settings alone.
-            let config = try Checkpoint.readConfig(checkpoint)
-            if let stride, !(1...config.chipSize).contains(stride) {
-                throw CLIError("--stride \(stride): must be between 1 and the chip size (\(config.chipSize))")
-            }
-            let refinement = try Refinement(checkpoint: checkpoint)
-            let scene = try refinement.scene(data)
-            var tiler = Tiler(chipSize: config.chipSize, stride: stride, batchSize: batchSize,
-                              format: cog ? .cog : .geoTIFF, overwrite: overwrite)
-            tiler.threads = ComputeThreads.count
-            let tileRows = Tiler.origins(length: scene.grid.height, chip: tiler.chipSize, stride: tiler.stride).count
-            if comm.size > tileRows {
-                throw CLIError("\(comm.size) ranks for \(tileRows) rows of tiles of \(data): every rank needs a row; run at most \(tileRows)")
-            }
-            let t0 = Date()
-            refining = true
-            if speaks {
-                try ProgressLine("refine").run { progress in
-                    try refinement.refine(scene, tiler: tiler, output: out, tta: tta, uncertainty: uncertainty, communicator: comm,
-                                          progress: progress)
-                }
-            } else {
-                try refinement.refine(scene, tiler: tiler, output: out, tta: tta, uncertainty: uncertainty, communicator: comm)
-                return
-            }
-            refining = false
-            let seconds = Date().timeIntervalSince(t0)
-            let mpix = Double(scene.grid.width * scene.grid.height) / 1e6
-            if !json {
-                Console.line(String(format: "refined %@ (%d×%d, %.1f Mpx) in %.1f s (%.2f Mpx/s, OpenBLAS %@ × %d%@) → %@",
-                                    data, scene.grid.width, scene.grid.height, mpix, seconds, mpix / seconds,
-                                    BLAS.coreName, ComputeThreads.count, comm.size > 1 ? " × \(comm.size) ranks" : "", out))
-            }
-            if let uncertainty, !json {
-                Console.line("uncertainty: standard deviation of \(refinement.augmentations.count) predictions per pixel → \(uncertainty)")
-            }
-            let shade = try hillshade.map { try Hillshade.write(dem: out, png: $0, overwrite: overwrite) }
-            if let hillshade, let shade, !json { Console.line("hillshade (\(shade.width)×\(shade.height)) → \(hillshade)") }
-            if json {
-                var report: [String: Any] = ["width": scene.grid.width, "height": scene.grid.height, "seconds": seconds,
-                                             "mpx_per_s": mpix / seconds, "kernel": BLAS.coreName, "threads": ComputeThreads.count,
-                                             "precision": running.rawValue, "ranks": comm.size,
-                                             "output": out]
-                if let hillshade { report["hillshade"] = hillshade }
-                if tta { report["tta"] = refinement.augmentations.count }
-                if let uncertainty { report["uncertainty"] = uncertainty }
-                let line = try JSONSerialization.data(withJSONObject: report, options: [.sortedKeys, .withoutEscapingSlashes])
-                Console.line(String(decoding: line, as: UTF8.self))
-            }
+        } else {
+            try refinement.refine(scene, tiler: tiler, output: out, tta: tta, uncertainty: uncertainty, communicator: comm)
+            return
+        }
+        refining = false
+        let seconds = Date().timeIntervalSince(t0)
+        let mpix = Double(scene.grid.width * scene.grid.height) / 1e6
+        if !json {
+            Console.line(String(format: "refined %@ (%d×%d, %.1f Mpx) in %.1f s (%.2f Mpx/s, OpenBLAS %@ × %d%@) → %@",
+                                data, scene.grid.width, scene.grid.height, mpix, seconds, mpix / seconds,
+                                BLAS.coreName, ComputeThreads.count, comm.size > 1 ? " × \(comm.size) ranks" : "", out))
+        }
+        if let uncertainty, !json {
+            Console.line("uncertainty: standard deviation of \(refinement.augmentations.count) predictions per pixel → \(uncertainty)")
+        }
+        let shade = try hillshade.map { try Hillshade.write(dem: out, png: $0, overwrite: overwrite) }
+        if let hillshade, let shade, !json { Console.line("hillshade (\(shade.width)×\(shade.height)) → \(hillshade)") }
+        if json {
+            var report: [String: Any] = ["width": scene.grid.width, "height": scene.grid.height, "seconds": seconds,
+                                         "mpx_per_s": mpix / seconds, "kernel": BLAS.coreName, "threads": ComputeThreads.count,
+                                         "precision": running.rawValue, "ranks": comm.size,
+                                         "output": out]
+            if let hillshade { report["hillshade"] = hillshade }
+            if tta { report["tta"] = refinement.augmentations.count }
+            if let uncertainty { report["uncertainty"] = uncertainty }
+            let line = try JSONSerialization.data(withJSONObject: report, options: [.sortedKeys, .withoutEscapingSlashes])
+            Console.line(String(decoding: line, as: UTF8.self))
         }
     }
 }
