@@ -194,6 +194,18 @@ def read_source(path, trust):
 
 # ---------------------------------------------------------------- configuration
 
+def resnet_kind(weights, prefix):
+    """(blocks per stage, bottleneck blocks?) of the ResNet whose tensors are named `prefix`layerK.B.…:
+    a key of RESNET_BLOCKS when it is one of the supported encoders."""
+    blocks = []
+    for stage in range(1, 5):
+        n = 0
+        while f"{prefix}layer{stage}.{n}.conv1.weight" in weights:
+            n += 1
+        blocks.append(n)
+    return tuple(blocks), f"{prefix}layer1.0.conv3.weight" in weights
+
+
 def infer_architecture(weights, path, resdepth):
     """arch with its `unet` or `encoder` settings, read from the tensors' names and shapes."""
     shape = lambda name: tuple(weights[name].shape)
@@ -216,13 +228,8 @@ def infer_architecture(weights, path, resdepth):
                     outer_skip=outer_skip_bn, outer_skip_BN=outer_skip_bn, up_mode=up_mode)
         return dict(arch="unet", unet=unet)
     if "encoder.conv1.weight" in weights:
-        blocks = []
-        for stage in range(1, 5):
-            n = 0
-            while f"encoder.layer{stage}.{n}.conv1.weight" in weights:
-                n += 1
-            blocks.append(n)
-        kind = (tuple(blocks), "encoder.layer1.0.conv3.weight" in weights)
+        kind = resnet_kind(weights, "encoder.")
+        blocks = list(kind[0])
         if kind not in RESNET_BLOCKS:
             raise Refusal(f"{path}: a U-Net whose encoder is not ResNet-18, -34 or -50 "
                           f"({'bottleneck' if kind[1] else 'basic'} blocks per stage {blocks}); "
@@ -638,13 +645,8 @@ def from_torchvision(args):
         raise Refusal(f"{args.input}: not a torchvision state_dict (a dictionary of tensors)")
     if "conv1.weight" not in obj or "layer1.0.conv1.weight" not in obj:
         raise Refusal(f"{args.input}: no 'conv1.weight' and 'layer1.0.conv1.weight': not a torchvision ResNet state_dict")
-    blocks = []
-    for stage in range(1, 5):
-        n = 0
-        while f"layer{stage}.{n}.conv1.weight" in obj:
-            n += 1
-        blocks.append(n)
-    key = (tuple(blocks), "layer1.0.conv3.weight" in obj)
+    key = resnet_kind(obj, "")
+    blocks = list(key[0])
     if key not in RESNET_BLOCKS:
         raise Refusal(f"{args.input}: a ResNet with {blocks} {'Bottleneck' if key[1] else 'basic'} blocks per stage; "
                       f"supported: {', '.join(RESNET_BLOCKS.values())}")

@@ -8,39 +8,8 @@ import XCTest
 /// a safetensors file that `deepdem info` reads and `deepdem refine` runs with the same results as
 /// PyTorch, and goes back to Lightning and ResDepth checkpoints unchanged. Needs a Python with
 /// torch, which CI does not have; there the tests are skipped.
-final class ConvertCheckpointTests: XCTestCase {
-    static let repository = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
-        .deletingLastPathComponent().deletingLastPathComponent()
-    static let converter = repository.appendingPathComponent("tools/convert_checkpoint.py").path
+final class ConvertCheckpointTests: TorchTestCase {
     static let bands = ["asp_dsm", "ortho_channel1", "ortho_channel2", "ndvi", "nodata_mask", "triangulation_error"]
-
-    /// The first of /work/venv/bin/python and python3 that imports what the converter needs.
-    static let python: Result<String, Error> = {
-        let required = "import torch, segmentation_models_pytorch, safetensors"
-        for candidate in ["/work/venv/bin/python", "python3"] {
-            if let run = try? runProcess(candidate, ["-c", required]), run.status == 0 { return .success(candidate) }
-        }
-        return .failure(XCTSkip("needs a Python with torch, segmentation_models_pytorch and safetensors "
-                                + "(tried /work/venv/bin/python and python3; CI installs no torch)"))
-    }()
-
-    var folder: URL!
-
-    override func setUpWithError() throws {
-        _ = try Self.python.get()
-        folder = try makeCommandFolder()
-    }
-
-    override func tearDownWithError() throws { if let folder { try? FileManager.default.removeItem(at: folder) } }
-
-    func path(_ name: String) -> String { folder.appendingPathComponent(name).path }
-
-    func python(_ arguments: [String]) throws -> DeepDEMOutput {
-        try runProcess(try Self.python.get(), arguments,
-                       environment: ["PYTHONPATH": Self.repository.appendingPathComponent("tools").path])
-    }
-
-    func convert(_ arguments: [String]) throws -> DeepDEMOutput { try python([Self.converter] + arguments) }
 
     func testDeepDEMLightningCheckpointRefinesAsInPyTorchAndConvertsBackExactly() throws {
         // DeepDEM's own settings for a 16-pixel chip: its U-Net has depth log2(16) = 4, start_kernel 64,

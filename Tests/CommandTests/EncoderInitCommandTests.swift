@@ -8,24 +8,7 @@ import XCTest
 /// run; its checkpoint refines as smp's Unet does when smp itself loads the same torchvision
 /// weights (`set_in_channels` on the pretrained encoder) and takes that run's seeded decoder.
 /// Needs a Python with torch (skipped in CI, as ConvertCheckpointTests).
-final class EncoderInitCommandTests: XCTestCase {
-    var folder: URL!
-
-    override func setUpWithError() throws {
-        _ = try ConvertCheckpointTests.python.get()
-        folder = try makeCommandFolder()
-    }
-
-    override func tearDownWithError() throws { if let folder { try? FileManager.default.removeItem(at: folder) } }
-
-    func path(_ name: String) -> String { folder.appendingPathComponent(name).path }
-
-    func python(_ arguments: [String]) throws -> DeepDEMOutput {
-        try runProcess(try ConvertCheckpointTests.python.get(), arguments,
-                       environment: ["PYTHONPATH": ConvertCheckpointTests.repository.appendingPathComponent("tools").path])
-    }
-
-    func convert(_ arguments: [String]) throws -> DeepDEMOutput { try python([ConvertCheckpointTests.converter] + arguments) }
+final class EncoderInitCommandTests: TorchTestCase {
 
     /// A torchvision `name` with random weights and BatchNorm statistics, saved as torchvision saves its downloads.
     func torchvisionFile(_ name: String) throws -> String {
