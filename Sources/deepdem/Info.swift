@@ -68,8 +68,10 @@ struct Info: ParsableCommand {
     /// TIFF's and BigTIFF's first four bytes, in either byte order; a safetensors file starts with
     /// its header's length instead.
     func isTIFF(_ path: String) -> Bool {
-        // A file that cannot be read is left to the checkpoint reader, whose errors name the problem.
-        guard let file = FileHandle(forReadingAtPath: path) else { return false }
+        // Anything but a readable regular file (a FIFO would block the open) is left to the
+        // checkpoint reader, whose errors name the problem.
+        let type = (try? FileManager.default.attributesOfItem(atPath: path))?[.type] as? FileAttributeType
+        guard type == .typeRegular, let file = FileHandle(forReadingAtPath: path) else { return false }
         defer { try? file.close() }
         let magic = [UInt8]((try? file.read(upToCount: 4)) ?? nil ?? Data())
         return [[0x49, 0x49, 0x2A, 0x00], [0x4D, 0x4D, 0x00, 0x2A], [0x49, 0x49, 0x2B, 0x00], [0x4D, 0x4D, 0x00, 0x2B]]
