@@ -67,6 +67,9 @@ struct Refine: ParsableCommand {
             // the rank that failed does (its exit ends the job under mpirun and srun).
             if comm.rank == 0 { fail(error) }
             if refining { fail("rank \(comm.rank): \(error)") }
+            // Rank 0 says it; the first rank to exit makes the launcher (Hydra, srun) end the others,
+            // so this one gives it time to.
+            Thread.sleep(forTimeInterval: 2)
             Foundation.exit(1)
         }
     }
