@@ -98,6 +98,17 @@ def names(items, shown=3):
 
 # ---------------------------------------------------------------- reading PyTorch pickles
 
+# Why an input cannot be opened, by the error opening it raises.
+UNREADABLE_PROBLEMS = {FileNotFoundError: "no such file", IsADirectoryError: "is a directory",
+                       PermissionError: "cannot read: permission denied"}
+UNREADABLE = tuple(UNREADABLE_PROBLEMS)
+
+
+def unreadable(path, error):
+    """The one line for an input that cannot be opened."""
+    return Refusal(f"{path}: {UNREADABLE_PROBLEMS[type(error)]}")
+
+
 def load_pickle(path, trust):
     import torch
     try:
@@ -111,12 +122,8 @@ def load_pickle(path, trust):
                       f"if you trust the file, add --trust-pickle (runs its pickled code)") from None
     except (AttributeError, ImportError) as e:
         raise Refusal(f"{path}: cannot unpickle without the code that wrote it ({first_line(e)})") from None
-    except FileNotFoundError:
-        raise Refusal(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise Refusal(f"{path}: is a directory") from None
-    except PermissionError:
-        raise Refusal(f"{path}: cannot read: permission denied") from None
+    except UNREADABLE as e:
+        raise unreadable(path, e) from None
     except Exception as e:
         raise Refusal(f"{path}: not a PyTorch checkpoint ({first_line(e)})") from None
 
@@ -134,12 +141,8 @@ def read_normalization(path):
     try:
         with open(path, "rb") as f:
             params = _PlainUnpickler(f).load()
-    except FileNotFoundError:
-        raise Refusal(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise Refusal(f"{path}: is a directory") from None
-    except PermissionError:
-        raise Refusal(f"{path}: cannot read: permission denied") from None
+    except UNREADABLE as e:
+        raise unreadable(path, e) from None
     except Exception as e:
         raise Refusal(f"{path}: not a ResDepth normalization file ({first_line(e)})") from None
     plain = lambda v: v is None or (isinstance(v, (int, float)) and not isinstance(v, bool))
